@@ -1,0 +1,39 @@
+# The README's two commands are `make demo` and `make test`.
+# CKAN_VERSION selects the CKAN release (default 2.12.0), e.g.
+#   make test CKAN_VERSION=2.11.6
+CKAN_VERSION ?= 2.12.0
+export CKAN_VERSION
+VENV := .devstack/venv-$(CKAN_VERSION)
+TEST_INI := .devstack/ckan-$(CKAN_VERSION)/test.ini
+PYTEST_ARGS ?=
+
+.PHONY: setup start stop demo test test-slow lint bench clean
+
+setup:  ## install Debian packages, a venv with CKAN and this plugin
+	bash stack/install.sh
+
+start: setup  ## start the whole stack (CKAN on http://127.0.0.1:5000)
+	bash stack/start.sh all
+
+stop:  ## stop everything the stack runs
+	bash stack/stop.sh
+
+demo: start  ## the plugin at work: upload, jobs, object store, visibility
+	$(VENV)/bin/python stack/demo.py
+
+test: setup  ## the whole test suite against the real stack
+	bash stack/start.sh test
+	$(VENV)/bin/python -m pytest --ckan-ini=$(TEST_INI) -m "not slow" $(PYTEST_ARGS)
+
+test-slow: setup  ## long scenarios (multi-GB files, killed workers)
+	bash stack/start.sh test
+	$(VENV)/bin/python -m pytest --ckan-ini=$(TEST_INI) -m slow $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check ckanext tests benchmarks stack
+
+bench: start  ## benchmarks against the running stack
+	$(VENV)/bin/python benchmarks/run.py
+
+clean: stop  ## remove the stack and all its data
+	rm -rf .devstack

@@ -1,0 +1,1 @@
+"""ckanext-dcor_depot: where DCOR research data live."""

@@ -1,0 +1,248 @@
+"""The S3-compatible object store: client, buckets, access tags, URLs.
+
+Buckets hold one organization's objects each. Their policy lets anyone read
+objects tagged ``public=true`` and nothing else, so public/private is
+enforced by the store itself; this module only sets and removes the tag.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import threading
+from typing import Any
+
+import boto3
+import botocore.config
+import botocore.exceptions
+
+from . import config
+
+PUBLIC_TAG = "public"
+
+# Part of the S3 error vocabulary that means "no such thing".
+_NOT_FOUND_CODES = {"404", "NoSuchKey", "NoSuchBucket", "NotFound",
+                    "NoSuchTagSet"}
+
+_known_buckets: set[str] = set()
+_bucket_lock = threading.Lock()
+
+
+class ObjectStoreError(Exception):
+    """The object store failed or refused a request; the message says how."""
+
+
+class ObjectStoreNotConfigured(ObjectStoreError):
+    """S3 credentials are not set in the CKAN config."""
+
+
+def bucket_policy(bucket: str) -> dict[str, Any]:
+    """Anonymous read of exactly the objects tagged public=true."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "AnonymousReadOfPublicTaggedObjects",
+            "Effect": "Allow",
+            "Principal": {"AWS": ["*"]},
+            "Action": ["s3:GetObject"],
+            "Resource": [f"arn:aws:s3:::{bucket}/*"],
+            "Condition": {
+                "StringEquals": {f"s3:ExistingObjectTag/{PUBLIC_TAG}": "true"}
+            },
+        }],
+    }
+
+
+@functools.lru_cache(maxsize=4)
+def _client_for(settings: config.S3Settings, max_pool: int):
+    client_config = botocore.config.Config(
+        s3={"addressing_style": "path"},
+        signature_version="s3v4",
+        # RGW, older MinIO and Swift reject aws-chunked bodies with trailing
+        # checksums; verification is done by this plugin instead.
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+        retries={"max_attempts": 4, "mode": "standard"},
+        connect_timeout=10,
+        read_timeout=120,
+        max_pool_connections=max_pool,
+    )
+    return boto3.session.Session().client(
+        "s3",
+        endpoint_url=settings.endpoint_url,
+        aws_access_key_id=settings.access_key_id,
+        aws_secret_access_key=settings.secret_access_key,
+        verify=settings.ssl_verify,
+        region_name="us-east-1",
+        config=client_config,
+    )
+
+
+def get_client(max_pool: int = 32):
+    """A (cached, thread-safe) boto3 S3 client built from the CKAN config."""
+    if not config.s3_available():
+        raise ObjectStoreNotConfigured(
+            "S3 is not configured: set dcor_object_store.access_key_id, "
+            "secret_access_key and endpoint_url in the CKAN config")
+    return _client_for(config.s3_settings(), max_pool)
+
+
+def bucket_name(organization_id: str) -> str:
+    return config.s3_settings().bucket_template.format(
+        organization_id=organization_id)
+
+
+def object_url(bucket: str, key: str) -> str:
+    """Path-style URL of an object."""
+    return f"{config.s3_settings().endpoint_url}/{bucket}/{key}"
+
+
+def error_code(exc: BaseException) -> str:
+    if isinstance(exc, botocore.exceptions.ClientError):
+        return str(exc.response.get("Error", {}).get("Code", ""))
+    return ""
+
+
+def is_not_found(exc: BaseException) -> bool:
+    return error_code(exc) in _NOT_FOUND_CODES
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line saying what went wrong with the store."""
+    endpoint = config.s3_settings().endpoint_url
+    if isinstance(exc, botocore.exceptions.EndpointConnectionError):
+        return f"object store at {endpoint} is unreachable"
+    if isinstance(exc, (botocore.exceptions.ConnectTimeoutError,
+                        botocore.exceptions.ReadTimeoutError)):
+        return f"object store at {endpoint} timed out"
+    if isinstance(exc, botocore.exceptions.ClientError):
+        err = exc.response.get("Error", {})
+        code = err.get("Code", "?")
+        if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch"):
+            return (f"object store at {endpoint} rejected the credentials "
+                    f"({code}): check dcor_object_store.access_key_id and "
+                    "secret_access_key")
+        return f"object store refused the request: {code} {err.get('Message', '')}".strip()
+    return f"object store error: {exc}"
+
+
+def translate_errors(func):
+    """Turn boto errors of ``func`` into ObjectStoreError with a clear text."""
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except ObjectStoreError:
+            raise
+        except (botocore.exceptions.BotoCoreError,
+                botocore.exceptions.ClientError) as exc:
+            raise ObjectStoreError(describe_error(exc)) from exc
+    return wrapper
+
+
+@translate_errors
+def ensure_bucket(bucket: str) -> None:
+    """Create ``bucket`` with the public-tag policy unless it exists.
+
+    Idempotent and safe when several processes create the same bucket.
+    """
+    if bucket in _known_buckets:
+        return
+    with _bucket_lock:
+        if bucket in _known_buckets:
+            return
+        s3 = get_client()
+        try:
+            s3.head_bucket(Bucket=bucket)
+            exists = True
+        except botocore.exceptions.ClientError as exc:
+            if not is_not_found(exc):
+                raise
+            exists = False
+        if not exists:
+            try:
+                s3.create_bucket(Bucket=bucket)
+            except botocore.exceptions.ClientError as exc:
+                if error_code(exc) not in ("BucketAlreadyOwnedByYou",
+                                           "BucketAlreadyExists"):
+                    raise
+        # (Re)applying the policy is cheap and repairs a bucket created
+        # by hand without it.
+        s3.put_bucket_policy(Bucket=bucket,
+                             Policy=json.dumps(bucket_policy(bucket)))
+        _known_buckets.add(bucket)
+
+
+@translate_errors
+def head_object(bucket: str, key: str) -> dict[str, Any] | None:
+    """The object's metadata, or None if there is no such object."""
+    try:
+        return get_client().head_object(Bucket=bucket, Key=key)
+    except botocore.exceptions.ClientError as exc:
+        if is_not_found(exc):
+            return None
+        raise
+
+
+def object_exists(bucket: str, key: str) -> bool:
+    return head_object(bucket, key) is not None
+
+
+@translate_errors
+def get_tags(bucket: str, key: str) -> dict[str, str] | None:
+    """The object's tags, or None if there is no such object."""
+    try:
+        resp = get_client().get_object_tagging(Bucket=bucket, Key=key)
+    except botocore.exceptions.ClientError as exc:
+        if is_not_found(exc):
+            return None
+        raise
+    return {t["Key"]: t["Value"] for t in resp.get("TagSet", [])}
+
+
+def is_public(bucket: str, key: str) -> bool:
+    return (get_tags(bucket, key) or {}).get(PUBLIC_TAG) == "true"
+
+
+@translate_errors
+def set_public(bucket: str, key: str, public: bool) -> bool:
+    """Add or remove the ``public=true`` tag, keeping other tags.
+
+    Returns False when the object does not exist (nothing to tag).
+    """
+    tags = get_tags(bucket, key)
+    if tags is None:
+        return False
+    if public:
+        if tags.get(PUBLIC_TAG) == "true":
+            return True
+        tags[PUBLIC_TAG] = "true"
+    else:
+        if PUBLIC_TAG not in tags:
+            return True
+        tags.pop(PUBLIC_TAG)
+    s3 = get_client()
+    try:
+        if tags:
+            s3.put_object_tagging(Bucket=bucket, Key=key, Tagging={
+                "TagSet": [{"Key": k, "Value": v} for k, v in tags.items()]})
+        else:
+            s3.delete_object_tagging(Bucket=bucket, Key=key)
+    except botocore.exceptions.ClientError as exc:
+        if is_not_found(exc):
+            return False
+        raise
+    return True
+
+
+@translate_errors
+def presigned_get_url(bucket: str, key: str, expires_in: int = 3600) -> str:
+    """A URL that reads the object without credentials until it expires."""
+    return get_client().generate_presigned_url(
+        "get_object", Params={"Bucket": bucket, "Key": key},
+        ExpiresIn=expires_in)
+
+
+@translate_errors
+def check_connection() -> None:
+    """Raise ObjectStoreError unless the store answers with our credentials."""
+    get_client().list_buckets()
