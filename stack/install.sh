@@ -20,13 +20,14 @@ install_debian_packages() {
     export DEBIAN_FRONTEND=noninteractive
     # Keep package scripts from starting system services: the stack starts
     # its own instances on its own ports.
-    local policy=/usr/sbin/policy-rc.d created_policy=0
+    local policy=/usr/sbin/policy-rc.d
     if [ ! -e $policy ]; then
-        printf '#!/bin/sh\nexit 101\n' > $policy && chmod +x $policy && created_policy=1
+        printf '#!/bin/sh\nexit 101\n' > $policy && chmod +x $policy
+        trap 'rm -f /usr/sbin/policy-rc.d' EXIT
     fi
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    [ $created_policy -eq 1 ] && rm -f $policy
+    apt-get update -qq || die "apt-get update failed: check the network and /etc/apt/sources.list"
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >"$DEVSTACK/apt.log" 2>&1 \
+        || die "installing Debian packages failed, see $DEVSTACK/apt.log"
     return 0
 }
 
@@ -38,10 +39,13 @@ install_venv() {
         return 0
     fi
     log "creating venv $VENV (CKAN $CKAN_VERSION)"
+    local pip_log=$DEVSTACK/pip-$CKAN_VERSION.log
     [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-    "$VENV/bin/pip" install -q --upgrade pip setuptools wheel
-    "$VENV/bin/pip" install -q "ckan[requirements]==$CKAN_VERSION"
-    "$VENV/bin/pip" install -q -e "$ROOT_DIR" -r "$STACK_DIR/requirements-dev.txt"
+    {
+        "$VENV/bin/pip" install --upgrade pip setuptools wheel &&
+        "$VENV/bin/pip" install "ckan[requirements]==$CKAN_VERSION" &&
+        "$VENV/bin/pip" install -e "$ROOT_DIR" -r "$STACK_DIR/requirements-dev.txt"
+    } >"$pip_log" 2>&1 || die "pip install failed, see $pip_log"
     echo "$want" > "$stamp"
 }
 

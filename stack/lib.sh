@@ -7,7 +7,7 @@ STACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT_DIR=$(cd "$STACK_DIR/.." && pwd)
 DEVSTACK=${DEVSTACK:-$ROOT_DIR/.devstack}
 CKAN_VERSION=${CKAN_VERSION:-2.12.0}
-VENV=${CKAN_VENV:-$DEVSTACK/venv-$CKAN_VERSION}
+VENV=$DEVSTACK/venv-$CKAN_VERSION
 CKAN_DIR=$DEVSTACK/ckan-$CKAN_VERSION
 
 # Loopback ports; override with environment variables if they clash.

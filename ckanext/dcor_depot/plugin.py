@@ -6,13 +6,18 @@ from typing import Any
 import ckan.plugins as plugins
 import ckan.plugins.toolkit as tk
 
-from . import config, validators
+from . import actions, cli, config, jobs, uploader, validators, visibility
 
 
 @tk.blanket.config_declarations
 class DCORDepotPlugin(plugins.SingletonPlugin):
     plugins.implements(plugins.IConfigurable, inherit=True)
     plugins.implements(plugins.IValidators)
+    plugins.implements(plugins.IActions)
+    plugins.implements(plugins.IClick)
+    plugins.implements(plugins.IResourceController, inherit=True)
+    plugins.implements(plugins.IPackageController, inherit=True)
+    plugins.implements(plugins.IUploader, inherit=True)
 
     # IConfigurable
     def configure(self, ckan_config: Any) -> None:
@@ -22,3 +27,32 @@ class DCORDepotPlugin(plugins.SingletonPlugin):
     def get_validators(self) -> dict[str, Any]:
         return {name: getattr(validators, name)
                 for name in validators.__all__}
+
+    # IActions
+    def get_actions(self) -> dict[str, Any]:
+        return actions.get_actions()
+
+    # IClick
+    def get_commands(self) -> list[Any]:
+        return cli.get_commands()
+
+    # IUploader
+    def get_uploader(self, upload_to: str, old_filename: Any = None) -> None:
+        return None  # CKAN's own uploader for everything but resources
+
+    def get_resource_uploader(self, data_dict: dict[str, Any]) -> Any:
+        return uploader.get_resource_uploader(data_dict)
+
+    # IResourceController
+    def after_resource_create(self, context: Any,
+                              resource: dict[str, Any]) -> None:
+        jobs.enqueue_resource_jobs(resource)
+
+    # IPackageController
+    def after_dataset_update(self, context: Any,
+                             pkg_dict: dict[str, Any]) -> None:
+        visibility.after_dataset_update(context, pkg_dict)
+
+    def after_dataset_delete(self, context: Any,
+                             pkg_dict: dict[str, Any]) -> None:
+        visibility.sync_datasets([pkg_dict["id"]])
