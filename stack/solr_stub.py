@@ -12,7 +12,9 @@ import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlparse
 
-SCHEMA_XML = b'<?xml version="1.0"?>\n<schema name="ckan-2.10" version="1.6"/>\n'
+# CKAN 2.9-2.12 accept this schema name; 2.11 rejects "ckan-2.12".
+SCHEMA_XML = (b'<?xml version="1.0"?>\n'
+              b'<schema name="ckan-2.10" version="1.6"/>\n')
 
 
 class SolrStubHandler(BaseHTTPRequestHandler):

@@ -121,7 +121,8 @@ def describe_error(exc: BaseException) -> str:
             return (f"object store at {endpoint} rejected the credentials "
                     f"({code}): check dcor_object_store.access_key_id and "
                     "secret_access_key")
-        return f"object store refused the request: {code} {err.get('Message', '')}".strip()
+        message = err.get("Message", "")
+        return f"object store refused the request: {code} {message}".strip()
     return f"object store error: {exc}"
 
 
