@@ -51,12 +51,3 @@ def make_rtdc_file_of_size(path: Path | str, size_bytes: int,
     return make_rtdc_file(path, events=frames, seed=seed,
                           image_frames=frames)
 
-
-def is_rtdc(path: Path | str) -> bool:
-    """Whether dclab opens ``path`` as an RT-DC measurement."""
-    import dclab
-    try:
-        with dclab.new_dataset(Path(path)) as ds:
-            return len(ds) >= 0
-    except Exception:
-        return False
