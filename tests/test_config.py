@@ -26,6 +26,32 @@ OPTIONS = [
 ]
 
 
+# CKAN 2.11 reads the logging setup from the file given with -c itself.
+LOGGING = """
+[loggers]
+keys = root
+
+[handlers]
+keys = console
+
+[formatters]
+keys = generic
+
+[logger_root]
+level = WARNING
+handlers = console
+
+[handler_console]
+class = StreamHandler
+args = (sys.stderr,)
+level = NOTSET
+formatter = generic
+
+[formatter_generic]
+format = %(levelname)s [%(name)s] %(message)s
+"""
+
+
 @pytest.fixture
 def write_ini(request, tmp_path):
     base = request.config.getoption("--ckan-ini")
@@ -34,7 +60,7 @@ def write_ini(request, tmp_path):
         lines = ["[app:main]", f"use = config:{Path(base).resolve()}"]
         lines += [f"{key} = {value}" for key, value in settings.items()]
         path = tmp_path / "ckan.ini"
-        path.write_text("\n".join(lines) + "\n")
+        path.write_text("\n".join(lines) + "\n" + LOGGING)
         return path
     return write
 
