@@ -18,6 +18,8 @@ RGW_PORT=${RGW_PORT:-7480}
 MON_PORT_V1=${MON_PORT_V1:-6789}
 MON_PORT_V2=${MON_PORT_V2:-3300}
 CKAN_PORT=${CKAN_PORT:-5000}
+# Address the CKAN web server binds to; only a VM (Vagrantfile) widens it.
+CKAN_HOST=${CKAN_HOST:-127.0.0.1}
 
 # Fixed development credentials: the stack listens on 127.0.0.1 only.
 S3_ACCESS_KEY_ID=${S3_ACCESS_KEY_ID:-DCORDEVSTACKACCESSKEY}

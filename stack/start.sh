@@ -250,7 +250,7 @@ ensure_admin_and_token() {
 start_web() {
     pid_alive "$WEB_PIDFILE" && return 0
     refuse_taken_port "$CKAN_PORT" "CKAN web server" CKAN_PORT
-    nohup setsid "${CKAN_CMD[@]}" -c "$CKAN_INI" run -H 127.0.0.1 -p "$CKAN_PORT" \
+    nohup setsid "${CKAN_CMD[@]}" -c "$CKAN_INI" run -H "$CKAN_HOST" -p "$CKAN_PORT" \
         --disable-reloader --threaded > "$CKAN_DIR/web.log" 2>&1 &
     echo $! > "$WEB_PIDFILE"
     STARTED+=(web)
