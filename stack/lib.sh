@@ -7,7 +7,9 @@ STACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT_DIR=$(cd "$STACK_DIR/.." && pwd)
 DEVSTACK=${DEVSTACK:-$ROOT_DIR/.devstack}
 CKAN_VERSION=${CKAN_VERSION:-2.12.0}
-VENV=$DEVSTACK/venv-$CKAN_VERSION
+# The venv stays in the checkout's .devstack even when DEVSTACK points
+# elsewhere (the stack tests start services in a scratch folder).
+VENV=$ROOT_DIR/.devstack/venv-$CKAN_VERSION
 CKAN_DIR=$DEVSTACK/ckan-$CKAN_VERSION
 
 # Loopback ports; override with environment variables if they clash.

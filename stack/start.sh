@@ -285,7 +285,7 @@ export S3_SECRET_ACCESS_KEY='$S3_SECRET_ACCESS_KEY'
 ENV
 }
 
-[ -x "$VENV/bin/ckan" ] || die "CKAN $CKAN_VERSION is not installed in $VENV: run 'make setup'"
+[ -x "$VENV/bin/python" ] || die "CKAN $CKAN_VERSION is not installed in $VENV: run 'make setup'"
 mkdir -p "$CKAN_DIR"
 
 start_postgres

@@ -82,3 +82,132 @@ def upload(owner, create_with_upload):
 def rtdc_bytes(tmp_path):
     from ckanext.dcor_depot.sample_data import make_rtdc_file
     return make_rtdc_file(tmp_path / "sample.rtdc").read_bytes()
+
+
+# ------------------------------------------------- concurrency, mounts, workers
+def prime_site_user() -> None:
+    """Create CKAN's site user now, as `ckan db init` does on a real site.
+
+    After clean_db it is missing, and two threads creating it at once
+    would collide in the database (a test artefact, not a plugin issue).
+    """
+    import ckan.plugins.toolkit as tk
+    tk.get_action("get_site_user")({"ignore_auth": True}, {})
+
+
+@pytest.fixture
+def run_concurrently(with_request_context):
+    """Run callables at the same moment, each in its own thread.
+
+    Every thread gets a request context of the CKAN app and its own
+    database session (closed afterwards, so that no idle transaction
+    blocks the next test's clean_db). Returns ``(results, errors)``.
+    """
+    import threading
+
+    import flask
+    from ckan import model
+
+    flask_app = flask.current_app._get_current_object()
+
+    def run(*funcs):
+        prime_site_user()
+        model.Session.commit()
+        start = threading.Barrier(len(funcs))
+        results, errors = [], []
+
+        def target(func):
+            with flask_app.test_request_context():
+                try:
+                    start.wait()
+                    results.append(func())
+                except Exception as exc:  # reported to the test
+                    errors.append(exc)
+                finally:
+                    model.Session.remove()
+
+        threads = [threading.Thread(target=target, args=(f,)) for f in funcs]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        return results, errors
+    return run
+
+
+@pytest.fixture
+def tmpfs_dir(tmp_path):
+    """A freshly mounted 64 MiB tmpfs: a filesystem of its own."""
+    import subprocess
+
+    mount_point = tmp_path / "tmpfs"
+    mount_point.mkdir()
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount_point)],
+        capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        if subprocess.run(["umount", str(mount_point)]).returncode != 0:
+            subprocess.run(["umount", "-l", str(mount_point)])
+
+
+def ckan_command() -> str:
+    """The `ckan` command of the Python environment running the tests."""
+    import sys
+    from pathlib import Path
+    return str(Path(sys.executable).with_name("ckan"))
+
+
+@pytest.fixture
+def start_worker(request, tmp_path):
+    """Start real `ckan jobs worker` processes with the tests' CKAN ini.
+
+    The ini comes from the --ckan-ini option (CI runs with another one).
+    Workers run in their own process group, so that the work horses they
+    fork die with them; all are killed in teardown.
+    """
+    import os
+    import signal
+    import subprocess
+
+    ini = request.config.getoption("--ckan-ini")
+    started: list[tuple[subprocess.Popen, object]] = []
+
+    def start(*queues: str) -> subprocess.Popen:
+        log = open(tmp_path / f"worker-{len(started)}.log", "wb")
+        proc = subprocess.Popen(
+            [ckan_command(), "-c", ini, "jobs", "worker", *queues],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        started.append((proc, log))
+        return proc
+
+    yield start
+    for proc, log in started:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+        log.close()
+
+
+def worker_log(tmp_path) -> str:
+    """Everything the workers started by ``start_worker`` printed."""
+    return "\n".join(p.read_text(errors="replace")
+                     for p in sorted(tmp_path.glob("worker-*.log")))
+
+
+def wait_for(predicate, timeout: float = 60, interval: float = 0.2,
+             what: str = "condition"):
+    """Poll ``predicate`` until it returns something truthy, or fail."""
+    import time
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for "
+                                 f"{what}")
+        time.sleep(interval)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import figshare
+
 
 def get_commands() -> list[Any]:
-    return []
+    return [figshare.import_figshare]

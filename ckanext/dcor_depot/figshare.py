@@ -1,0 +1,751 @@
+"""Mirror figshare articles as datasets of the organization figshare-import.
+
+For every DOI ``10.6084/m9.figshare.{id}.v{version}`` of the DOI list the
+article version is read from the figshare API, a draft dataset is created,
+every file that is not link-only is downloaded into the figshare depot
+(verified against figshare's MD5) and added as a resource whose CKAN upload
+path is a symlink to the depot file, the file is copied to S3 when S3 is
+configured, and finally the dataset is made active.
+
+Everything derives from the DOI: the dataset id (uuid5 of DOI and name), the
+resource ids (uuid5 of dataset id and MD5) and the depot paths. A second
+run therefore finds what the first one did, downloads nothing that is
+complete, and continues where an interrupted run stopped.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import logging
+import os
+import re
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ckan.model as model
+import ckan.plugins.toolkit as tk
+import html2text
+import requests
+
+from . import (
+    ckan_data,
+    config,
+    layout,
+    migration,
+    object_store,
+    rtdc,
+    transfer,
+)
+
+log = logging.getLogger(__name__)
+
+ORGANIZATION_NAME = "figshare-import"
+ORGANIZATION_TITLE = "Figshare mirror"
+ORGANIZATION_DESCRIPTION = (
+    "Datasets mirrored from figshare by `ckan import-figshare`. Each "
+    "dataset is one version of a figshare article; its files are kept in "
+    "the figshare depot of this site.")
+
+#: Attempts per HTTP request (the first one plus retries).
+ATTEMPTS = 5
+#: Seconds before the first retry; doubled for each further retry.
+BACKOFF_BASE = 1.0
+#: (connect, read) timeouts in seconds; read is per chunk, not per file.
+TIMEOUT = (10, 60)
+#: Bytes read from a download at a time (bounded memory for huge files).
+CHUNK_SIZE = 1024 * 1024
+#: HTTP status codes that are worth retrying.
+RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+
+_DOI_RE = re.compile(
+    r"^(?:doi:|https?://(?:dx\.)?doi\.org/)?"
+    r"10\.6084/m9\.figshare\.(?P<id>[1-9][0-9]*)\.v(?P<version>[1-9][0-9]*)$",
+    re.IGNORECASE)
+_BARE_DOI_RE = re.compile(r"^10\.\d{4,9}/\S+$")
+_CC_RE = re.compile(
+    r"^CC[\s-]*(?P<kind>0|BY(?:[\s-]+(?:NC|SA|ND))*)"
+    r"(?:[\s-]+(?:\d+(?:\.\d+)*|INTERNATIONAL|UNPORTED))*$")
+
+#: Creative Commons licenses (figshare's names, without version) and the
+#: CKAN license ids they become. CKAN's ``cc-nc`` stands for any
+#: non-commercial CC license; CKAN has no id for CC BY-ND.
+LICENSES = {
+    "0": "CC0-1.0",
+    "BY": "cc-by",
+    "BY-SA": "cc-by-sa",
+    "BY-NC": "cc-nc",
+    "BY-NC-SA": "cc-nc",
+    "BY-NC-ND": "cc-nc",
+}
+
+
+class FigshareError(Exception):
+    """An expected failure; the message is one line for the operator."""
+
+
+class _Transient(Exception):
+    """A failure worth another attempt (5xx, dropped connection)."""
+
+
+# --------------------------------------------------------------- feedback
+class Feedback:
+    """Where the import reports to; the CLI prints, the default logs."""
+
+    def info(self, message: str) -> None:
+        log.info(message)
+
+    def error(self, message: str) -> None:
+        log.error(message)
+
+    @contextlib.contextmanager
+    def progress(self, label: str, total: int
+                 ) -> Iterator[Callable[[int], Any]]:
+        """Context giving a callable that receives byte counts."""
+        yield lambda n: None
+
+
+@dataclass
+class Summary:
+    imported: int = 0
+    skipped: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        return (f"import-figshare: {self.imported} imported, "
+                f"{self.skipped} skipped, {self.failed} failed")
+
+
+# ------------------------------------------------------------- DOI list
+@dataclass(frozen=True)
+class DOIEntry:
+    line_number: int
+    text: str
+    article_id: int | None = None
+    version: int | None = None
+
+    @property
+    def valid(self) -> bool:
+        return self.article_id is not None
+
+    @property
+    def doi(self) -> str:
+        return f"10.6084/m9.figshare.{self.article_id}.v{self.version}"
+
+
+def parse_doi(text: str) -> tuple[int, int] | None:
+    """``(article id, version)`` of a figshare DOI, None if malformed."""
+    match = _DOI_RE.match(text.strip())
+    if not match:
+        return None
+    return int(match["id"]), int(match["version"])
+
+
+def read_doi_list(path: Path) -> list[DOIEntry]:
+    """The entries of a DOI file; blank lines and ``#`` comments skipped."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FigshareError(f"cannot read the DOI list {path}: "
+                            f"{getattr(exc, 'strerror', None) or exc}"
+                            ) from exc
+    entries = []
+    for number, raw in enumerate(lines, 1):
+        text = raw.split("#", 1)[0].strip()
+        if not text:
+            continue
+        parsed = parse_doi(text)
+        if parsed is None:
+            entries.append(DOIEntry(number, text))
+        else:
+            entries.append(DOIEntry(number, text, *parsed))
+    return entries
+
+
+# -------------------------------------------------------------- metadata
+def dataset_name(article_id: int, version: int) -> str:
+    return f"figshare-{article_id}-v{version}"
+
+
+def dataset_id(doi: str, name: str) -> str:
+    """Reproducible dataset id derived from the DOI and the dataset name."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL,
+                          f"https://doi.org/{doi.lower()}#{name}"))
+
+
+def resource_id(dataset_uuid: str, md5: str) -> str:
+    """Reproducible resource id derived from dataset id and file MD5."""
+    return str(uuid.uuid5(uuid.UUID(dataset_uuid), md5.lower()))
+
+
+def license_id(name: str) -> str:
+    """CKAN license id of a figshare license name; FigshareError if none."""
+    normalized = re.sub(r"\s+", " ", (name or "").strip().upper())
+    match = _CC_RE.match(normalized)
+    if match:
+        kind = re.sub(r"[\s-]+", "-", match["kind"])
+        if kind in LICENSES:
+            return LICENSES[kind]
+    raise FigshareError(
+        f"license {name!r} is not supported (supported: CC0 and the "
+        "Creative Commons licenses CC BY, CC BY-SA and CC BY-NC*)")
+
+
+def html_to_markdown(html: str) -> str:
+    converter = html2text.HTML2Text()
+    converter.body_width = 0  # no hard line breaks inside paragraphs
+    return converter.handle(html or "").strip()
+
+
+def format_reference(text: str) -> str:
+    """A reference as stored: bare DOIs get the ``doi:`` prefix."""
+    text = text.strip()
+    return f"doi:{text}" if _BARE_DOI_RE.match(text) else text
+
+
+def dataset_dict(article: dict[str, Any], entry: DOIEntry,
+                 owner_org: str) -> dict[str, Any]:
+    """The package_create data of an article version (draft, public)."""
+    name = dataset_name(entry.article_id, entry.version)
+    authors = [a.get("full_name", "").strip()
+               for a in article.get("authors") or []]
+    references = [format_reference(r) for r in article.get("references") or []
+                  if isinstance(r, str) and r.strip()]
+    extras = [{"key": "doi", "value": entry.doi}]
+    if any(authors):
+        extras.append({"key": "authors",
+                       "value": ", ".join(a for a in authors if a)})
+    if references:
+        extras.append({"key": "references", "value": "\n".join(references)})
+    return {
+        "id": dataset_id(entry.doi, name),
+        "name": name,
+        "title": (article.get("title") or "").strip() or name,
+        "notes": html_to_markdown(article.get("description") or ""),
+        "license_id": license_id((article.get("license") or {}).get("name",
+                                                                    "")),
+        "url": f"https://doi.org/{entry.doi}",
+        "owner_org": owner_org,
+        "private": False,
+        "state": "draft",
+        "extras": extras,
+    }
+
+
+@dataclass(frozen=True)
+class FigshareFile:
+    name: str
+    size: int
+    md5: str
+    download_url: str
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> FigshareFile:
+        name = str(data.get("name") or "")
+        md5 = (data.get("computed_md5") or data.get("supplied_md5")
+               or "").strip().lower()
+        if not re.fullmatch(r"[0-9a-f]{32}", md5):
+            raise FigshareError(f"file {name!r}: figshare gives no valid MD5 "
+                                f"({md5 or 'none'}), so it cannot be "
+                                "verified")
+        if not data.get("download_url"):
+            raise FigshareError(f"file {name!r}: figshare gives no "
+                                "download_url")
+        return cls(name=name, size=int(data.get("size") or 0), md5=md5,
+                   download_url=str(data["download_url"]))
+
+
+# ------------------------------------------------------------------ HTTP
+def _session() -> requests.Session:
+    session = requests.Session()
+    session.headers["User-Agent"] = "ckanext-dcor_depot import-figshare"
+    return session
+
+
+def _with_retries(what: str, attempt: Callable[[], Any]) -> Any:
+    """Run ``attempt`` until it does not raise _Transient (bounded)."""
+    for number in range(1, ATTEMPTS + 1):
+        try:
+            return attempt()
+        except _Transient as exc:
+            if number == ATTEMPTS:
+                raise FigshareError(f"{what} failed {ATTEMPTS} times; last "
+                                    f"error: {exc}") from exc
+            delay = BACKOFF_BASE * 2 ** (number - 1)
+            log.info("%s: %s; retrying in %.1f s", what, exc, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def _check_status(resp: requests.Response, what: str) -> None:
+    if resp.status_code in RETRY_STATUS:
+        raise _Transient(f"HTTP {resp.status_code} from {resp.url}")
+    if resp.status_code == 404:
+        raise FigshareError(f"{what}: not found (HTTP 404 from {resp.url})")
+    if resp.status_code >= 400:
+        raise FigshareError(f"{what}: HTTP {resp.status_code} from "
+                            f"{resp.url}")
+
+
+def fetch_article(session: requests.Session, article_id: int,
+                  version: int) -> dict[str, Any]:
+    """The figshare API record of one article version."""
+    url = f"{config.figshare_api_url()}/articles/{article_id}/versions/" \
+          f"{version}"
+    what = f"article {article_id} version {version}"
+
+    def attempt() -> dict[str, Any]:
+        try:
+            resp = session.get(url, timeout=TIMEOUT)
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise _Transient(f"{type(exc).__name__} for {url}") from exc
+        _check_status(resp, what)
+        try:
+            data = resp.json()
+        except ValueError as exc:
+            raise FigshareError(f"{what}: {url} did not answer with "
+                                "JSON") from exc
+        if not isinstance(data, dict):
+            raise FigshareError(f"{what}: unexpected answer from {url}")
+        return data
+
+    article = _with_retries(f"reading {what}", attempt)
+    if (str(article.get("id")) != str(article_id)
+            or str(article.get("version")) != str(version)):
+        raise FigshareError(
+            f"{what}: the API answered with article {article.get('id')} "
+            f"version {article.get('version')}")
+    return article
+
+
+@dataclass(frozen=True)
+class Checksums:
+    size: int
+    md5: str
+    sha256: str
+
+
+def _download_to(session: requests.Session, fig: FigshareFile, dest: Path,
+                 progress: Callable[[int], Any]) -> Checksums:
+    """Stream one file to ``dest`` (truncated first), hashing as it comes."""
+    def attempt() -> Checksums:
+        md5 = hashlib.md5(usedforsecurity=False)
+        sha = hashlib.sha256()
+        size = 0
+        try:
+            with session.get(fig.download_url, stream=True,
+                             timeout=TIMEOUT) as resp:
+                _check_status(resp, f"file {fig.name!r}")
+                with open(dest, "wb") as fh:
+                    for chunk in resp.iter_content(CHUNK_SIZE):
+                        fh.write(chunk)
+                        md5.update(chunk)
+                        sha.update(chunk)
+                        size += len(chunk)
+                        progress(len(chunk))
+                    fh.flush()
+                    os.fsync(fh.fileno())
+        except (requests.ConnectionError, requests.Timeout,
+                requests.exceptions.ChunkedEncodingError) as exc:
+            raise _Transient(f"{type(exc).__name__} while downloading "
+                             f"{fig.download_url}") from exc
+        return Checksums(size, md5.hexdigest(), sha.hexdigest())
+
+    return _with_retries(f"downloading {fig.name!r}", attempt)
+
+
+# ----------------------------------------------------------------- files
+def file_checksums(path: Path) -> Checksums:
+    md5 = hashlib.md5(usedforsecurity=False)
+    sha = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(8 * CHUNK_SIZE):
+            md5.update(chunk)
+            sha.update(chunk)
+            size += len(chunk)
+    return Checksums(size, md5.hexdigest(), sha.hexdigest())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _place(tmp: Path, target: Path, expected_md5: str) -> None:
+    """Move a verified download into the depot, atomically.
+
+    Across filesystems the file is copied next to the target, flushed and
+    verified before it is renamed into place.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.replace(tmp, target)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        part = target.with_name(f".{target.name[:200]}.{os.getpid()}.part")
+        try:
+            with open(tmp, "rb") as src, open(part, "wb") as dst:
+                shutil.copyfileobj(src, dst, 8 * CHUNK_SIZE)
+                dst.flush()
+                os.fsync(dst.fileno())
+            found = file_checksums(part).md5
+            if found != expected_md5:
+                raise FigshareError(
+                    f"copy of {tmp} at {part} is corrupt: expected MD5 "
+                    f"{expected_md5}, found {found}")
+            os.replace(part, target)
+        finally:
+            part.unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
+    _fsync_dir(target.parent)
+
+
+def _link(upload_path: Path, target: Path) -> None:
+    """Make CKAN's upload path a symlink to the depot file."""
+    if upload_path.is_symlink():
+        if os.readlink(upload_path) == str(target):
+            return
+    elif upload_path.exists():
+        # Never replace data we did not put there.
+        raise FigshareError(f"{upload_path} exists and is not a symlink; "
+                            "not replaced")
+    upload_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp_link = upload_path.with_name(f".{upload_path.name}.{os.getpid()}"
+                                     ".symlink")
+    tmp_link.unlink(missing_ok=True)
+    os.symlink(target, tmp_link)
+    os.replace(tmp_link, upload_path)
+    _fsync_dir(upload_path.parent)
+
+
+@contextlib.contextmanager
+def _import_lock() -> Iterator[None]:
+    """One import at a time per depot (two would race on the same files)."""
+    root = config.figshare_depot_path()
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".import-figshare.lock", "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise FigshareError(
+                f"another import-figshare is running (lock {fh.name})"
+            ) from exc
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+# ------------------------------------------------------------------ CKAN
+def ensure_organization() -> dict[str, Any]:
+    """The organization figshare-import, created if missing."""
+    action = tk.get_action
+    try:
+        return action("organization_show")(
+            ckan_data.site_context(),
+            {"id": ORGANIZATION_NAME, "include_datasets": False})
+    except tk.ObjectNotFound:
+        pass
+    return action("organization_create")(ckan_data.site_context(), {
+        "name": ORGANIZATION_NAME,
+        "title": ORGANIZATION_TITLE,
+        "description": ORGANIZATION_DESCRIPTION,
+    })
+
+
+def _find_dataset(data: dict[str, Any]) -> dict[str, Any] | None:
+    try:
+        dataset = ckan_data.package_show(data["id"])
+    except tk.ObjectNotFound:
+        dataset = None
+    if dataset is None:
+        try:
+            other = ckan_data.package_show(data["name"])
+        except tk.ObjectNotFound:
+            return None
+        raise FigshareError(
+            f"a dataset named {data['name']} exists with id {other['id']}, "
+            f"not the id {data['id']} this import derives from the DOI; "
+            "not touched")
+    if dataset["state"] == "deleted":
+        raise FigshareError(
+            f"dataset {data['name']} was deleted; purge it (ckan dataset "
+            "purge) to import it again")
+    return dataset
+
+
+def _error_text(exc: BaseException) -> str:
+    if isinstance(exc, tk.ValidationError):
+        parts = []
+        for key, value in (exc.error_dict or {}).items():
+            parts.append(f"{key}: {value}")
+        return "invalid data: " + "; ".join(parts)
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f" ({exc.filename})" if exc.filename else ""
+        return f"{exc.strerror}{where}"
+    return str(exc)
+
+
+# ---------------------------------------------------------------- import
+#: Failures reported as one line; anything else is a bug and shows a
+#: traceback.
+_EXPECTED = (FigshareError, object_store.ObjectStoreError, rtdc.RTDCError,
+             tk.ValidationError, tk.ObjectNotFound, requests.RequestException,
+             OSError)
+
+@dataclass
+class _Article:
+    entry: DOIEntry
+    data: dict[str, Any]
+    files: list[FigshareFile]
+
+
+class Importer:
+    """Imports DOI entries one by one; holds the run's shared state."""
+
+    def __init__(self, feedback: Feedback | None = None) -> None:
+        self.feedback = feedback or Feedback()
+        self.session = _session()
+        self.org: dict[str, Any] = {}
+
+    def run(self, limit: int | None = None) -> Summary:
+        path = config.figshare_dois_path()
+        entries = read_doi_list(path)
+        if limit is not None:
+            entries = entries[:limit]
+        summary = Summary()
+        with _import_lock():
+            self.org = ensure_organization()
+            for entry in entries:
+                self._one(entry, path, summary)
+        return summary
+
+    def _one(self, entry: DOIEntry, path: Path, summary: Summary) -> None:
+        if not entry.valid:
+            self._fail(summary, f"{path}:{entry.line_number}: malformed DOI "
+                       f"{entry.text!r} (expected "
+                       "10.6084/m9.figshare.ID.vVERSION)")
+            return
+        try:
+            done = self.import_entry(entry)
+        except _EXPECTED as exc:
+            model.Session.rollback()
+            self._fail(summary, f"{entry.doi}: {_error_text(exc)}")
+            return
+        if done:
+            summary.imported += 1
+        else:
+            summary.skipped += 1
+
+    def _fail(self, summary: Summary, message: str) -> None:
+        summary.failed += 1
+        summary.errors.append(message)
+        self.feedback.error(message)
+
+    def import_entry(self, entry: DOIEntry) -> bool:
+        """Import one article version; False if it was already complete."""
+        raw = fetch_article(self.session, entry.article_id, entry.version)
+        data = dataset_dict(raw, entry, self.org["id"])
+        files: list[FigshareFile] = []
+        notes: list[str] = []
+        by_md5: dict[str, str] = {}
+        for item in raw.get("files") or []:
+            if item.get("is_link_only"):
+                name = item.get("name") or item.get("download_url")
+                notes.append(f"  {name}: link-only, skipped")
+                continue
+            fig = FigshareFile.from_api(item)
+            if fig.md5 in by_md5:
+                # Resource ids derive from the MD5: the same bytes are
+                # one resource.
+                notes.append(f"  {fig.name}: same bytes as "
+                             f"{by_md5[fig.md5]}, skipped")
+                continue
+            by_md5[fig.md5] = fig.name
+            files.append(fig)
+        article = _Article(entry, data, files)
+
+        dataset = _find_dataset(data)
+        if dataset is not None and self._complete(dataset, article):
+            self.feedback.info(f"{entry.doi}: complete, skipped")
+            return False
+        if dataset is None:
+            dataset = tk.get_action("package_create")(
+                ckan_data.site_context(), dict(data))
+            self.feedback.info(f"{entry.doi}: created draft dataset "
+                               f"{dataset['name']}")
+        else:
+            self.feedback.info(f"{entry.doi}: continuing dataset "
+                               f"{dataset['name']} ({dataset['state']})")
+        for note in notes:
+            self.feedback.info(note)
+        existing = {r["id"]: r for r in dataset.get("resources", [])}
+        failures = []
+        for fig in files:
+            try:
+                self._import_file(dataset, entry, fig, existing)
+            except _EXPECTED as exc:
+                # The other files are still worth fetching; the dataset
+                # stays a draft until all are in.
+                model.Session.rollback()
+                failures.append(f"{fig.name}: {_error_text(exc)}")
+        if failures:
+            raise FigshareError("; ".join(failures)
+                                + " (dataset left as draft)")
+        if dataset["state"] != "active":
+            # The public tags are set by the dataset-update hook now that
+            # the dataset is active and public.
+            tk.get_action("package_revise")(ckan_data.site_context(), {
+                "match": {"id": dataset["id"]},
+                "update": {"state": "active"},
+            })
+            self.feedback.info(f"{entry.doi}: dataset {dataset['name']} "
+                               "is active")
+        return True
+
+    def _complete(self, dataset: dict[str, Any], article: _Article) -> bool:
+        """Active with every resource, file and S3 copy in place (no I/O
+        beyond ``stat``)."""
+        if dataset["state"] != "active":
+            return False
+        resources = {r["id"]: r for r in dataset.get("resources", [])}
+        for fig in article.files:
+            rid = resource_id(dataset["id"], fig.md5)
+            res = resources.get(rid)
+            if res is None:
+                return False
+            target = layout.figshare_depot_path(
+                article.entry.article_id, article.entry.version, fig.name)
+            upload = layout.ckan_upload_path(rid)
+            try:
+                if target.stat().st_size != fig.size:
+                    return False
+            except OSError:
+                return False
+            if not upload.is_symlink() or os.readlink(upload) != str(target):
+                return False
+            if config.s3_available() and not tk.asbool(
+                    res.get("s3_available")):
+                return False
+        return True
+
+    def _import_file(self, dataset: dict[str, Any], entry: DOIEntry,
+                     fig: FigshareFile,
+                     existing: dict[str, dict[str, Any]]) -> None:
+        target = layout.figshare_depot_path(entry.article_id, entry.version,
+                                            fig.name)
+        rid = resource_id(dataset["id"], fig.md5)
+        resource = existing.get(rid)
+        if resource is None and model.Resource.get(rid) is not None:
+            raise FigshareError(
+                f"resource {rid} exists but is not an active resource of "
+                f"{dataset['name']} (deleted?); not re-created")
+
+        checksums = self._ensure_depot_file(fig, target,
+                                            trust_size=resource is not None)
+        _link(layout.ckan_upload_path(rid), target)
+
+        if resource is not None:
+            if config.s3_available() and not tk.asbool(
+                    resource.get("s3_available")):
+                s3 = self._upload_s3(dataset, rid, target, fig,
+                                     resource.get("sha256") or None)
+                ckan_data.revise_resource(dataset["id"], rid, s3)
+                self.feedback.info(f"  {fig.name}: copied to S3")
+            return
+
+        assert checksums is not None
+        data: dict[str, Any] = {
+            "id": rid,
+            "package_id": dataset["id"],
+            "name": fig.name,
+            "url": fig.name,
+            "url_type": "upload",
+            "size": fig.size,
+            "sha256": checksums.sha256,
+        }
+        if rtdc.claims_rtdc(fig.name):
+            # Also covers a file that was in the depot before this run.
+            rtdc.check_rtdc(target)
+            data.update(mimetype=rtdc.RTDC_MIMETYPE,
+                        format=rtdc.RTDC_FORMAT)
+        if config.s3_available():
+            data.update(self._upload_s3(dataset, rid, target, fig,
+                                        checksums.sha256))
+        tk.get_action("resource_create")(ckan_data.site_context(), data)
+        existing[rid] = data
+        self.feedback.info(f"  {fig.name}: resource {rid} created")
+
+    def _ensure_depot_file(self, fig: FigshareFile, target: Path,
+                           trust_size: bool) -> Checksums | None:
+        """Make sure the depot holds the verified file; download if not.
+
+        Returns the checksums, or None when ``trust_size`` let a file of
+        the right size pass without reading it (its resource exists, so it
+        was verified when it was placed).
+        """
+        if target.is_file() and target.stat().st_size == fig.size:
+            if trust_size:
+                return None
+            found = file_checksums(target)
+            if found.md5 == fig.md5:
+                self.feedback.info(f"  {fig.name}: already in the depot "
+                                   "(MD5 verified)")
+                return found
+        tmp_root = config.tmp_dir()
+        tmp_root.mkdir(parents=True, exist_ok=True)
+        # The suffix keeps the extension: dclab recognises files by it.
+        fd, tmp_name = tempfile.mkstemp(
+            dir=tmp_root, prefix=".figshare-",
+            suffix="-" + layout.safe_component(fig.name, 100))
+        os.close(fd)
+        tmp = Path(tmp_name)
+        try:
+            with self.feedback.progress(f"  {fig.name}", fig.size) as step:
+                found = _download_to(self.session, fig, tmp, step)
+            if found.md5 != fig.md5 or found.size != fig.size:
+                raise FigshareError(
+                    f"MD5 mismatch for {fig.name!r}: figshare says "
+                    f"{fig.md5} ({fig.size} bytes), downloaded {found.md5} "
+                    f"({found.size} bytes); not added")
+            if rtdc.claims_rtdc(fig.name):
+                rtdc.check_rtdc(tmp)  # refuse before it enters the depot
+            _place(tmp, target, fig.md5)
+        finally:
+            tmp.unlink(missing_ok=True)
+        self.feedback.info(f"  {fig.name}: downloaded {found.size} bytes, "
+                           "MD5 verified")
+        return found
+
+    def _upload_s3(self, dataset: dict[str, Any], rid: str, path: Path,
+                   fig: FigshareFile, sha256: str | None) -> dict[str, Any]:
+        bucket = object_store.bucket_name(dataset["owner_org"])
+        key = layout.object_key(rid)
+        with self.feedback.progress(f"  {fig.name} -> S3", fig.size) as step:
+            result = transfer.upload_verified(
+                path, bucket, key, expected_sha256=sha256,
+                label=f"{dataset['name']} file {fig.name!r}", progress=step)
+        # Right for drafts (untagged) and for already active datasets.
+        migration.apply_visibility(dataset["id"], bucket, key)
+        return {"s3_available": True,
+                "s3_url": object_store.object_url(bucket, key),
+                "sha256": result.sha256}
+
+
+def import_figshare(limit: int | None = None,
+                    feedback: Feedback | None = None) -> Summary:
+    """Import the DOIs of the configured list (the first ``limit``)."""
+    return Importer(feedback).run(limit)
