@@ -1,0 +1,276 @@
+"""Benchmarks of verified transfers against the devstack's Ceph gateway.
+
+Run with `make bench` (starts the stack) or, with the stack running,
+`.devstack/venv-2.12.0/bin/python benchmarks/run.py [--only NAMES]`.
+Every figure is a ratio of two timings measured alternately in one run,
+so machine noise hits both sides; each prints min and median over the
+rounds, and the target from the performance issue.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = ROOT / ".devstack" / "bench"
+MiB = 2**20
+GiB = 2**30
+
+
+# ------------------------------------------------------------ environment
+def load_env() -> dict[str, str]:
+    env_file = ROOT / ".devstack" / "env"
+    if not env_file.exists():
+        sys.exit("bench: .devstack/env is missing: run 'make start' first")
+    env = {}
+    for line in env_file.read_text().splitlines():
+        if line.startswith("export "):
+            key, _, value = line[len("export "):].partition("=")
+            env[key] = value.strip("'")
+    return env
+
+
+def ckan_app(ini: str):
+    """CKAN's app (config and plugins loaded) for the plugin's modules."""
+    from ckan.cli import load_config
+    from ckan.config.middleware import make_app
+    return make_app(load_config(ini))
+
+
+def plain_client():
+    """A boto3 client as a user would make one: defaults, path style."""
+    import boto3
+    import botocore.config
+    env = load_env()
+    return boto3.client(
+        "s3", endpoint_url=env["S3_ENDPOINT"], region_name="us-east-1",
+        aws_access_key_id=env["S3_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["S3_SECRET_ACCESS_KEY"],
+        config=botocore.config.Config(
+            s3={"addressing_style": "path"},
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required"))
+
+
+def random_file(path: Path, size: int) -> Path:
+    if path.exists() and path.stat().st_size == size:
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    block = 16 * MiB
+    with open(path, "wb") as fd:
+        left = size
+        while left:
+            n = min(block, left)
+            fd.write(os.urandom(n))
+            left -= n
+    return path
+
+
+def timed(func, *args, **kwargs) -> float:
+    start = time.perf_counter()
+    func(*args, **kwargs)
+    return time.perf_counter() - start
+
+
+def report(name: str, ratios: list[float], target: str,
+           detail: str = "") -> None:
+    print(f"{name}: ratio min {min(ratios):.2f} median "
+          f"{statistics.median(ratios):.2f} over {len(ratios)} rounds "
+          f"(target {target}){' ' + detail if detail else ''}", flush=True)
+
+
+# ------------------------------------------------------------- algorithms
+def plain_upload(s3, files: list[Path], bucket: str) -> None:
+    for path in files:
+        s3.upload_file(str(path), bucket, f"plain/{uuid.uuid4()}")
+
+
+def verified_upload(files: list[Path], bucket: str) -> None:
+    from ckanext.dcor_depot import transfer
+    for path in files:
+        transfer.upload_verified(path, bucket, f"verified/{uuid.uuid4()}")
+
+
+def reference_upload(s3, files: list[Path], bucket: str) -> None:
+    """The reference algorithm: hash, upload, download in 1 MiB ranges."""
+    for path in files:
+        sha = hashlib.sha256()
+        with open(path, "rb") as fd:
+            while chunk := fd.read(MiB):
+                sha.update(chunk)
+        key = f"reference/{uuid.uuid4()}"
+        s3.upload_file(str(path), bucket, key)
+        size = path.stat().st_size
+        remote = hashlib.sha256()
+        for start in range(0, size, MiB):
+            end = min(start + MiB, size) - 1
+            body = s3.get_object(Bucket=bucket, Key=key,
+                                 Range=f"bytes={start}-{end}")["Body"]
+            remote.update(body.read())
+        assert remote.hexdigest() == sha.hexdigest()
+
+
+# ---------------------------------------------------------------- figures
+def bench_large(args, s3, bucket: str) -> None:
+    files = [random_file(WORK / f"large-{i}.bin", args.large_size)
+             for i in range(2)]
+    verified_vs_plain, reference_vs_verified = [], []
+    for _ in range(args.rounds):
+        t_plain = timed(plain_upload, s3, files, bucket)
+        t_verified = timed(verified_upload, files, bucket)
+        t_reference = timed(reference_upload, s3, files, bucket)
+        verified_vs_plain.append(t_verified / t_plain)
+        reference_vs_verified.append(t_reference / t_verified)
+        print(f"  round: plain {t_plain:.1f} s, verified {t_verified:.1f} s,"
+              f" reference {t_reference:.1f} s", flush=True)
+    size = f"2 x {args.large_size / GiB:.2f} GiB"
+    report(f"large files ({size}) verified / plain upload_file",
+           verified_vs_plain, "<= 1.10")
+    report(f"large files ({size}) reference / verified",
+           reference_vs_verified, ">= 2.5")
+
+
+def bench_deep(args, s3, bucket: str) -> None:
+    from ckanext.dcor_depot import transfer
+    files = [random_file(WORK / f"large-{i}.bin", args.large_size)
+             for i in range(2)]
+    keys = [f"deep/{i}" for i in range(2)]
+    for path, key in zip(files, keys, strict=True):
+        s3.upload_file(str(path), bucket, key)
+    ratios = []
+    for _ in range(args.rounds):
+        with tempfile.TemporaryDirectory(dir=WORK) as tmp:
+            t_plain = timed(lambda: [s3.download_file(
+                bucket, key, os.path.join(tmp, key.replace("/", "_")))
+                for key in keys])
+        t_deep = timed(lambda: [transfer.object_sha256(bucket, key)
+                                for key in keys])
+        ratios.append(t_deep / t_plain)
+        print(f"  round: download_file {t_plain:.1f} s, deep check "
+              f"{t_deep:.1f} s", flush=True)
+    report(f"deep check ({2 * args.large_size / GiB:.2f} GiB) / plain "
+           "download_file", ratios, "<= 1.25")
+
+
+def bench_small(args, s3, bucket: str) -> None:
+    from ckanext.dcor_depot import transfer
+    files = [random_file(WORK / "small" / f"{i:03d}.bin", 256 * 1024)
+             for i in range(args.small_count)]
+    ratios = []
+    for _ in range(args.rounds):
+        t_plain = timed(plain_upload, s3, files, bucket)
+
+        def parallel():
+            with ThreadPoolExecutor(args.jobs) as pool:
+                list(pool.map(lambda p: transfer.upload_verified(
+                    p, bucket, f"small/{uuid.uuid4()}"), files))
+        t_jobs = timed(parallel)
+        ratios.append(t_jobs / t_plain)
+        print(f"  round: sequential upload_file {t_plain:.1f} s, verified "
+              f"with {args.jobs} jobs {t_jobs:.1f} s", flush=True)
+    report(f"{args.small_count} small files (256 KiB) verified --jobs "
+           f"{args.jobs} / sequential plain", ratios, "<= 0.5")
+
+
+def bench_rss(args, s3, bucket: str) -> None:
+    path = random_file(WORK / "rss.bin", args.rss_size)
+    subprocess.run([sys.executable, __file__, "--rss-child", str(path),
+                    "--bucket", bucket], check=True)
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(f"peak RSS of a verified upload of {args.rss_size / GiB:.1f} GiB: "
+          f"{peak:.0f} MiB (target < 300 MiB, includes CKAN itself)",
+          flush=True)
+
+
+def rss_child(path: str, bucket: str) -> None:
+    from ckanext.dcor_depot import transfer
+    with ckan_app(load_env()["CKAN_INI"])._wsgi_app.test_request_context():
+        transfer.upload_verified(Path(path), bucket, f"rss/{uuid.uuid4()}")
+
+
+def bench_e2e(args, s3, bucket: str) -> None:
+    import requests
+    env = load_env()
+    session = requests.Session()
+    session.headers["Authorization"] = env["CKAN_API_TOKEN"]
+    api = f"{env['CKAN_URL']}/api/3/action"
+
+    def action(name, **data):
+        body = session.post(f"{api}/{name}", json=data, timeout=60).json()
+        assert body["success"], body
+        return body["result"]
+    suffix = uuid.uuid4().hex[:8]
+    org = action("organization_create", name=f"bench-{suffix}")
+    path = random_file(WORK / "e2e.bin", args.e2e_size)
+    ratios = []
+    for i in range(args.rounds):
+        ds = action("package_create", name=f"bench-{suffix}-{i}",
+                    owner_org=org["id"], private=True)
+        start = time.perf_counter()
+        with open(path, "rb") as fd:
+            resp = session.post(f"{api}/resource_create",
+                                data={"package_id": ds["id"],
+                                      "name": "e2e.bin"},
+                                files={"upload": ("e2e.bin", fd)},
+                                timeout=600).json()
+        t_post = time.perf_counter() - start
+        rid = resp["result"]["id"]
+        while not action("resource_show", id=rid).get("s3_available"):
+            if time.perf_counter() - start > 600:
+                sys.exit("bench: the resource never became s3_available")
+            time.sleep(0.05)
+        t_total = time.perf_counter() - start
+        t_plain = timed(s3.upload_file, str(path), bucket,
+                        f"e2e/{uuid.uuid4()}")
+        ratios.append(t_total / (1.5 * t_post + 2))
+        print(f"  round: POST {t_post:.1f} s, until s3_available "
+              f"{t_total:.1f} s, plain upload_file {t_plain:.1f} s",
+              flush=True)
+    report(f"end-to-end {args.e2e_size / MiB:.0f} MiB upload until "
+           "s3_available / (1.5 x upload POST + 2 s)", ratios, "<= 1.0")
+
+
+FIGURES = {"large": bench_large, "deep": bench_deep, "small": bench_small,
+           "rss": bench_rss, "e2e": bench_e2e}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--only", default=",".join(FIGURES),
+                        help="comma-separated figures: " + ", ".join(FIGURES))
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--large-size", type=int, default=GiB)
+    parser.add_argument("--small-count", type=int, default=300)
+    parser.add_argument("--jobs", type=int, default=8)
+    parser.add_argument("--rss-size", type=int, default=4 * GiB)
+    parser.add_argument("--e2e-size", type=int, default=256 * MiB)
+    parser.add_argument("--rss-child", help=argparse.SUPPRESS)
+    parser.add_argument("--bucket", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.rss_child:
+        rss_child(args.rss_child, args.bucket)
+        return
+    env = load_env()
+    WORK.mkdir(parents=True, exist_ok=True)
+    app = ckan_app(env["CKAN_INI"])
+    s3 = plain_client()
+    bucket = f"bench-{uuid.uuid4().hex[:12]}"
+    with app._wsgi_app.test_request_context():
+        from ckanext.dcor_depot import object_store
+        object_store.ensure_bucket(bucket)
+        for name in args.only.split(","):
+            FIGURES[name.strip()](args, s3, bucket)
+
+
+if __name__ == "__main__":
+    main()
