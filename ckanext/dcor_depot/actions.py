@@ -17,6 +17,16 @@ def package_update(original: Any, context: dict[str, Any],
 
 
 @tk.chained_action
+def package_delete(original: Any, context: dict[str, Any],
+                   data_dict: dict[str, Any]) -> Any:
+    # CKAN calls after_dataset_delete before it marks the dataset deleted,
+    # so the tags can only follow the dataset's new state from here.
+    result = original(context, data_dict)
+    visibility.sync_datasets([data_dict["id"]])
+    return result
+
+
+@tk.chained_action
 def bulk_update_private(original: Any, context: dict[str, Any],
                         data_dict: dict[str, Any]) -> Any:
     # Close the objects first: no moment in which private data are open.
@@ -42,6 +52,7 @@ def bulk_update_delete(original: Any, context: dict[str, Any],
 def get_actions() -> dict[str, Any]:
     return {
         "package_update": package_update,
+        "package_delete": package_delete,
         "bulk_update_private": bulk_update_private,
         "bulk_update_public": bulk_update_public,
         "bulk_update_delete": bulk_update_delete,

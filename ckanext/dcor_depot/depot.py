@@ -77,6 +77,10 @@ def move_and_link(source: Path, target: Path) -> bool:
     with locked_dir(source.parent):
         if source.is_symlink() or not source.is_file():
             return False  # another worker was faster
+        # Whoever else works on this resource waits for the lock, so
+        # temporary files found now are left by runs that died.
+        _remove_stale_temps(target, "part")
+        _remove_stale_temps(source, "symlink")
         if not _holds_same_bytes(source, target):
             _place_copy(source, target)
         _replace_with_symlink(source, target)
@@ -95,8 +99,34 @@ def _holds_same_bytes(source: Path, target: Path) -> bool:
     return file_sha256(source) == file_sha256(target)
 
 
+def _temp_path(path: Path, kind: str) -> Path:
+    """Hidden temporary name next to ``path`` for this process."""
+    return path.with_name(f"{_temp_prefix(path)}{os.getpid()}.{kind}")
+
+
+def _temp_prefix(path: Path) -> str:
+    # Cut in bytes, not characters: with multi-byte names the temporary
+    # name must still fit the 255-byte limit of file names.
+    stem = path.name.encode()[:200].decode(errors="ignore")
+    return f".{stem}."
+
+
+def _remove_stale_temps(path: Path, kind: str) -> None:
+    """Delete temporary files of ``path`` that dead runs left behind."""
+    prefix, suffix = _temp_prefix(path), f".{kind}"
+    try:
+        entries = list(os.scandir(path.parent))
+    except FileNotFoundError:
+        return
+    for entry in entries:
+        name = entry.name
+        if (name.startswith(prefix) and name.endswith(suffix)
+                and name[len(prefix):-len(suffix)].isdigit()):
+            Path(entry.path).unlink(missing_ok=True)
+
+
 def _place_copy(source: Path, target: Path) -> None:
-    temp = target.with_name(f".{target.name[:200]}.{os.getpid()}.part")
+    temp = _temp_path(target, "part")
     try:
         try:
             os.link(source, temp)
@@ -127,7 +157,7 @@ def _copy_verified(source: Path, temp: Path) -> None:
 
 
 def _replace_with_symlink(source: Path, target: Path) -> None:
-    link = source.with_name(f".{source.name}.{os.getpid()}.symlink")
+    link = _temp_path(source, "symlink")
     link.unlink(missing_ok=True)
     os.symlink(target, link)
     # rename() swaps the regular file for the symlink atomically.

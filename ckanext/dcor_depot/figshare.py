@@ -500,11 +500,12 @@ def _error_text(exc: BaseException) -> str:
 
 
 # ---------------------------------------------------------------- import
-#: Failures reported as one line; anything else is a bug and shows a
-#: traceback.
+#: Failures of one DOI (or file) that are reported as one line; anything
+#: else is a bug, reported as one line too but logged with its traceback.
 _EXPECTED = (FigshareError, object_store.ObjectStoreError, rtdc.RTDCError,
              tk.ValidationError, tk.ObjectNotFound, requests.RequestException,
              OSError)
+
 
 @dataclass
 class _Article:
@@ -544,6 +545,13 @@ class Importer:
         except _EXPECTED as exc:
             model.Session.rollback()
             self._fail(summary, f"{entry.doi}: {_error_text(exc)}")
+            return
+        except Exception as exc:
+            # A bug must not stop the other DOIs; the log has the traceback.
+            model.Session.rollback()
+            log.exception("import of %s failed", entry.doi)
+            self._fail(summary, f"{entry.doi}: unexpected error "
+                       f"{type(exc).__name__}: {exc}")
             return
         if done:
             summary.imported += 1
@@ -718,9 +726,9 @@ class Importer:
                 found = _download_to(self.session, fig, tmp, step)
             if found.md5 != fig.md5 or found.size != fig.size:
                 raise FigshareError(
-                    f"MD5 mismatch for {fig.name!r}: figshare says "
-                    f"{fig.md5} ({fig.size} bytes), downloaded {found.md5} "
-                    f"({found.size} bytes); not added")
+                    f"MD5 mismatch: figshare says {fig.md5} ({fig.size} "
+                    f"bytes), downloaded {found.md5} ({found.size} bytes); "
+                    "not added")
             if rtdc.claims_rtdc(fig.name):
                 rtdc.check_rtdc(tmp)  # refuse before it enters the depot
             _place(tmp, target, fig.md5)

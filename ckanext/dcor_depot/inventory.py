@@ -24,6 +24,8 @@ class ResourceRecord:
     dataset_id: str
     dataset_name: str
     owner_org: str | None
+    #: "upload" for files stored by CKAN; empty for links
+    url_type: str
     #: The dataset is public and active: its objects may be public.
     dataset_public: bool
     s3_available: bool
@@ -88,6 +90,7 @@ def _record(res: model.Resource, pkg: model.Package) -> ResourceRecord:
         dataset_id=pkg.id,
         dataset_name=pkg.name,
         owner_org=pkg.owner_org,
+        url_type=res.url_type or "",
         dataset_public=bool(not pkg.private and pkg.state == "active"),
         s3_available=tk.asbool(extras.get("s3_available", False)),
         s3_url=extras.get("s3_url") or None,

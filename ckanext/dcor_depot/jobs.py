@@ -59,12 +59,15 @@ def planned_kinds(resource: dict[str, Any]) -> list[JobKind]:
         return []
     rid = resource["id"]
     has_file = os.path.exists(layout.ckan_upload_path(rid))
+    already_in_s3 = tk.asbool(resource.get("s3_available"))
     if has_file:
         kinds = [SYMLINK]
-        if config.s3_available():
+        # A resource created with its object already verified in the store
+        # (figshare import, append-resource) needs no second upload.
+        if config.s3_available() and not already_in_s3:
             kinds += [UPLOAD_S3, BACKUP_S3]
         return kinds
-    if config.s3_available() and tk.asbool(resource.get("s3_available")):
+    if config.s3_available() and already_in_s3:
         return [BACKUP_S3]  # the S3 route: the file is already in the store
     return []
 

@@ -2,8 +2,18 @@
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
-from . import ckan_data, layout, object_store, transfer
+import ckan.plugins.toolkit as tk
+
+from . import ckan_data, inventory, layout, object_store, transfer, uploader
+from .checksums import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +57,357 @@ def apply_visibility(dataset_id: str, bucket: str, key: str) -> None:
     The second look closes the window in which the dataset was made
     private while the object was being uploaded.
     """
-    if ckan_data.is_public(ckan_data.package_show(dataset_id)):
-        object_store.set_public(bucket, key, True)
-        if not ckan_data.is_public(ckan_data.package_show(dataset_id)):
+    apply_visibility_many(dataset_id, bucket, [key])
+
+
+def apply_visibility_many(dataset_id: str, bucket: str,
+                          keys: list[str]) -> None:
+    """:func:`apply_visibility` for several objects of one dataset."""
+    if not keys:
+        return
+    public = ckan_data.is_public(ckan_data.package_show(dataset_id))
+    for key in keys:
+        object_store.set_public(bucket, key, public)
+    if public and not ckan_data.is_public(
+            ckan_data.package_show(dataset_id)):
+        for key in keys:
             object_store.set_public(bucket, key, False)
-    else:
-        object_store.set_public(bucket, key, False)
+
+
+# --- artifact-level migration (dcor-migrate-resources-to-object-store) ------
+
+class MigrationError(object_store.ObjectStoreError):
+    """An artifact could not be migrated; the message names it."""
+
+
+@dataclass(frozen=True)
+class MigrationOptions:
+    #: head_object every artifact, even of resources marked s3_available
+    verify_existence: bool = False
+    #: read every stored byte and compare with the SHA256 (implies the above)
+    verify_checksum: bool = False
+    #: delete local files once their objects are verified byte by byte
+    delete_local: bool = False
+    #: report only, change nothing
+    dry_run: bool = False
+
+    @property
+    def verify(self) -> bool:
+        return self.verify_existence or self.verify_checksum
+
+
+@dataclass(frozen=True)
+class ResourcePlan:
+    """Everything a transfer thread needs: no CKAN calls in threads."""
+    record: inventory.ResourceRecord
+    bucket: str
+    paths: dict[str, Path]
+    keys: dict[str, str]
+
+
+@dataclass
+class ArtifactOutcome:
+    artifact: str
+    key: str
+    #: what happened, for the report ("uploaded", "already in store", ...)
+    action: str = ""
+    #: bytes were sent to the store
+    uploaded: bool = False
+    #: an object identical to the local file (or verified) is in the store
+    in_store: bool = False
+    #: SHA256 of the local file, when it was read
+    sha256: str | None = None
+    #: the local file (and a symlink to it) was removed
+    deleted: bool = False
+    #: the resource file is neither on block storage nor needed from it
+    missing: bool = False
+    error: str | None = None
+
+
+@dataclass
+class ResourceOutcome:
+    record: inventory.ResourceRecord
+    artifacts: list[ArtifactOutcome] = field(default_factory=list)
+    #: set when the resource was skipped without looking at its files
+    skipped_reason: str = ""
+    errors: list[str] = field(default_factory=list)
+    #: dry run: what would be done
+    dry_run: bool = False
+
+    @property
+    def status(self) -> str:
+        """One of "failed", "uploaded", "missing", "skipped"."""
+        if self.errors or any(a.error for a in self.artifacts):
+            return "failed"
+        if any(a.uploaded or a.action == "would upload"
+               for a in self.artifacts):
+            return "uploaded"
+        if any(a.missing for a in self.artifacts):
+            return "missing"
+        return "skipped"
+
+    @property
+    def deleted(self) -> int:
+        return sum(a.deleted or a.action == "would delete local file"
+                   for a in self.artifacts)
+
+    def describe(self) -> str:
+        if self.skipped_reason:
+            return self.skipped_reason
+        parts = [f"{a.artifact} {a.action}" for a in self.artifacts
+                 if a.action and not a.error]
+        parts += [a.error for a in self.artifacts if a.error]
+        parts += self.errors
+        return "; ".join(parts) or "nothing to do"
+
+
+def skip_reason(record: inventory.ResourceRecord,
+                options: MigrationOptions) -> str:
+    """Why a resource needs no look at its files ("" if it does).
+
+    Links have no files. A resource marked ``s3_available`` is skipped
+    unless the objects are to be verified or local files deleted.
+    """
+    if record.url_type != "upload":
+        return "not an upload (link to elsewhere)"
+    if record.s3_available and not (options.verify or options.delete_local):
+        return "already in S3 (s3_available)"
+    return ""
+
+
+def plan_resource(record: inventory.ResourceRecord,
+                  options: MigrationOptions) -> ResourcePlan | None:
+    """The plan for one resource, or None when it is to be skipped."""
+    if skip_reason(record, options):
+        return None
+    if not record.owner_org:
+        raise MigrationError(f"resource {record.id}: its dataset "
+                             f"{record.dataset_name} has no organization, "
+                             "so it has no bucket")
+    return ResourcePlan(
+        record=record,
+        bucket=object_store.bucket_name(record.owner_org),
+        paths={a: layout.artifact_local_path(record.id, a)
+               for a in layout.ARTIFACTS},
+        keys={a: layout.object_key(record.id, a) for a in layout.ARTIFACTS},
+    )
+
+
+def transfer_resource(plan: ResourcePlan,
+                      options: MigrationOptions) -> list[ArtifactOutcome]:
+    """Upload/verify/delete every artifact of a resource (thread-safe).
+
+    Touches only files and the store, never CKAN. An error of one
+    artifact is recorded and the others are still handled.
+    """
+    outcomes = []
+    for artifact in layout.ARTIFACTS:
+        outcome = ArtifactOutcome(artifact, plan.keys[artifact])
+        try:
+            _transfer_artifact(plan, artifact, options, outcome)
+        except (object_store.ObjectStoreError, OSError) as exc:
+            outcome.error = f"{artifact}: {exc}"
+        outcomes.append(outcome)
+    return outcomes
+
+
+def _transfer_artifact(plan: ResourcePlan, artifact: str,
+                       options: MigrationOptions,
+                       out: ArtifactOutcome) -> None:
+    rid = plan.record.id
+    path = plan.paths[artifact]
+    bucket, key = plan.bucket, plan.keys[artifact]
+    where = f"s3://{bucket}/{key}"
+    label = f"resource {rid} ({artifact})"
+    # Only the resource itself has a checksum on record.
+    expected = plan.record.sha256 if artifact == "resource" else None
+    local = path.is_file()  # follows symlinks; a dangling one is missing
+    object_sha: str | None = None  # SHA256 of the stored object, if read
+    notes = []
+
+    if options.verify:
+        head = object_store.head_object(bucket, key)
+        if head is None:
+            if not local:
+                if artifact == "resource":
+                    raise MigrationError(
+                        f"{where} does not exist and there is no local "
+                        f"file {path} to upload")
+                return  # no such artifact: fine
+            notes.append("missing in store")
+        elif options.verify_checksum:
+            reference = (expected or (file_sha256(path) if local else None)
+                         or head.get("Metadata", {}).get("sha256"))
+            if reference is None:
+                raise MigrationError(
+                    f"cannot check {where}: no SHA256 on record and no "
+                    "local file")
+            object_sha = transfer.object_sha256(bucket, key)
+            if object_sha == reference:
+                out.in_store = True
+                out.action = "verified"
+            elif not local:
+                raise MigrationError(
+                    f"{where} does not match the recorded checksum: "
+                    f"expected SHA256 {reference}, found {object_sha}; no "
+                    f"local file to repair it from")
+            else:
+                notes.append(f"checksum mismatch (expected {reference}, "
+                             f"found {object_sha})")
+                object_sha = None
+        else:
+            out.in_store = True
+            out.action = "exists"
+        if out.in_store and not (options.delete_local and local):
+            return
+
+    if not local:
+        if options.delete_local and path.is_symlink():
+            _remove_dangling_symlink(path, bucket, key, options, out)
+        elif artifact == "resource" and not plan.record.s3_available:
+            out.missing = True
+            out.action = f"missing: no local file {path}"
+        return
+    if options.dry_run:
+        if not out.in_store:
+            out.action = ", ".join(notes + ["would upload"])
+        elif options.delete_local:
+            out.action = "would delete local file"
+        return
+
+    result = transfer.upload_verified(path, bucket, key,
+                                      expected_sha256=expected, label=label)
+    out.in_store = True
+    out.uploaded = result.uploaded
+    out.sha256 = result.sha256
+    if result.uploaded:
+        out.action = ", ".join(notes + ["uploaded"])
+    elif not out.action:
+        out.action = "already in store"
+    if options.delete_local:
+        if result.uploaded or object_sha is None:
+            # The deep check: every stored byte against the local file.
+            object_sha = transfer.object_sha256(bucket, key)
+        if object_sha != result.sha256:
+            raise MigrationError(
+                f"{where} does not match the local file {path} after "
+                f"upload: expected SHA256 {result.sha256}, found "
+                f"{object_sha}; local file kept")
+        deleted = delete_local_file(path)
+        out.deleted = True
+        out.action += ", local file deleted" + (
+            "" if deleted else " (symlink only: target outside depots)")
+
+
+def _remove_dangling_symlink(path: Path, bucket: str, key: str,
+                             options: MigrationOptions,
+                             out: ArtifactOutcome) -> None:
+    """Finish a deletion that was interrupted between target and symlink."""
+    if not object_store.object_exists(bucket, key):
+        return  # the data are gone everywhere: leave the evidence
+    out.in_store = True
+    if options.dry_run:
+        out.action = "would remove dangling symlink"
+        return
+    path.unlink()
+    out.action = "dangling symlink removed"
+
+
+def delete_local_file(path: Path) -> bool:
+    """Delete an artifact's file: the real file behind a symlink, then it.
+
+    The target goes first: an interruption leaves a dangling symlink
+    (which a rerun reports as missing), never an unreachable orphan in
+    the depot. A target outside the depots and the backup location is not
+    deleted (returns False): the plugin does not own it.
+    """
+    if not path.is_symlink():
+        path.unlink()
+        return True
+    real = Path(os.path.realpath(path))
+    owned = any(str(real).startswith(root.rstrip(os.sep) + os.sep)
+                for root in uploader.allowed_link_roots())
+    if owned:
+        real.unlink(missing_ok=True)
+    path.unlink()
+    return owned
+
+
+def record_resource(plan: ResourcePlan,
+                    outcomes: list[ArtifactOutcome]) -> None:
+    """Tag the objects like their dataset and record the resource's S3 state.
+
+    Runs in the main thread (CKAN actions). Only objects confirmed in the
+    store count; a failed resource artifact is not marked ``s3_available``.
+    """
+    record = plan.record
+    keys = [o.key for o in outcomes if o.in_store]
+    apply_visibility_many(record.dataset_id, plan.bucket, keys)
+    main = next((o for o in outcomes if o.artifact == "resource"), None)
+    if main is None or not main.in_store or main.error:
+        return
+    url = object_store.object_url(plan.bucket, main.key)
+    changes: dict[str, Any] = {}
+    if not record.s3_available or record.s3_url != url:
+        changes.update(s3_available=True, s3_url=url)
+    if not record.sha256 and main.sha256:
+        changes["sha256"] = main.sha256
+    if changes:
+        ckan_data.revise_resource(record.dataset_id, record.id, changes)
+
+
+def migrate_resources(records: Iterable[inventory.ResourceRecord],
+                      options: MigrationOptions,
+                      on_result: Callable[[ResourceOutcome], None],
+                      jobs: int = 4) -> None:
+    """Migrate resources with ``jobs`` transfers at once.
+
+    The transfers run in a thread pool; planning and the CKAN updates
+    happen in the calling thread as results come back, and ``on_result``
+    is called there once per resource. At most ``2 * jobs`` resources are
+    in flight, so huge sites do not fill the memory with futures. An
+    interrupt (KeyboardInterrupt) cancels what has not started.
+    """
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, not {jobs}")
+    records = iter(records)
+    pending: dict[Future, ResourcePlan] = {}
+    pool = ThreadPoolExecutor(jobs, thread_name_prefix="dcor-migrate")
+    try:
+        exhausted = False
+        while True:
+            while not exhausted and len(pending) < 2 * jobs:
+                record = next(records, None)
+                if record is None:
+                    exhausted = True
+                    break
+                outcome = ResourceOutcome(record, dry_run=options.dry_run)
+                try:
+                    plan = plan_resource(record, options)
+                except (MigrationError, ValueError) as exc:
+                    outcome.errors.append(str(exc))
+                    on_result(outcome)
+                    continue
+                if plan is None:
+                    outcome.skipped_reason = skip_reason(record, options)
+                    on_result(outcome)
+                    continue
+                pending[pool.submit(transfer_resource, plan, options)] = plan
+            if not pending:
+                break
+            done, _ = wait_futures(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                plan = pending.pop(future)
+                outcome = ResourceOutcome(plan.record,
+                                          artifacts=future.result(),
+                                          dry_run=options.dry_run)
+                if not options.dry_run:
+                    try:
+                        record_resource(plan, outcome.artifacts)
+                    except (object_store.ObjectStoreError,
+                            tk.ValidationError, tk.ObjectNotFound) as exc:
+                        outcome.errors.append(
+                            f"recording the S3 state failed: {exc}")
+                on_result(outcome)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import functools
 import json
+import random
 import threading
+import time
 from typing import Any
 
 import boto3
@@ -22,6 +24,12 @@ PUBLIC_TAG = "public"
 # Part of the S3 error vocabulary that means "no such thing".
 _NOT_FOUND_CODES = {"404", "NoSuchKey", "NoSuchBucket", "NotFound",
                     "NoSuchTagSet"}
+
+# Answers to a request that lost a race with another request changing the
+# same object (Ceph RGW refuses concurrent tag changes with
+# OperationAborted); the same request succeeds a moment later.
+_CONFLICT_CODES = {"OperationAborted", "ConcurrentModification"}
+_CONFLICT_ATTEMPTS = 6
 
 _known_buckets: set[str] = set()
 _bucket_lock = threading.Lock()
@@ -209,7 +217,24 @@ def set_public(bucket: str, key: str, public: bool) -> bool:
     """Add or remove the ``public=true`` tag, keeping other tags.
 
     Returns False when the object does not exist (nothing to tag).
+    Retried when another worker changes the object's tags at the same time.
     """
+    attempt = 1
+    while True:
+        try:
+            return _set_public_once(bucket, key, public)
+        except (botocore.exceptions.ClientError, ObjectStoreError) as exc:
+            cause = exc.__cause__ if isinstance(exc, ObjectStoreError) \
+                else exc
+            if (error_code(cause) not in _CONFLICT_CODES
+                    or attempt == _CONFLICT_ATTEMPTS):
+                raise
+        # Random back-off, so that the racing requests drift apart.
+        time.sleep(random.uniform(0.05, 0.1) * 2**attempt)
+        attempt += 1
+
+
+def _set_public_once(bucket: str, key: str, public: bool) -> bool:
     tags = get_tags(bucket, key)
     if tags is None:
         return False

@@ -146,6 +146,12 @@ def upload_verified(path: str | os.PathLike[str], bucket: str, key: str, *,
                   progress=progress or _no_progress, threads=threads)
     try:
         object_store.ensure_bucket(bucket)
+    except object_store.ObjectStoreError as exc:
+        # Often the first request of a job: say what was being uploaded.
+        raise type(exc)(
+            f"{_prefix(label)}cannot upload {path} to "
+            f"{_where(bucket, key)}: {exc}") from exc
+    try:
         return job.run(part_size)
     except (botocore.exceptions.BotoCoreError,
             botocore.exceptions.ClientError) as exc:

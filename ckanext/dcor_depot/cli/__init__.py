@@ -7,8 +7,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import figshare
+from . import append, figshare, inspect, jobs, migrate, prune
 
 
 def get_commands() -> list[Any]:
-    return [figshare.import_figshare]
+    return [
+        figshare.import_figshare,
+        jobs.run_jobs_dcor_depot,
+        append.append_resource,
+        migrate.migrate_resources,
+        inspect.list_s3_objects_for_dataset,
+        inspect.list_all_resources,
+        prune.prune_stale_multipart_uploads,
+    ]

@@ -1,0 +1,68 @@
+"""``run-jobs-dcor-depot``: run the resource jobs synchronously."""
+from __future__ import annotations
+
+import ckan.model as model
+import click
+
+from .. import config, inventory, layout
+from .. import jobs as dcor_jobs
+from . import common
+
+COMMAND = "run-jobs-dcor-depot"
+
+
+def _run_jobs(rid: str) -> tuple[list[str], list[str]]:
+    """Run the three jobs for one resource: (what was done, errors)."""
+    done: list[str] = []
+    errors: list[str] = []
+    kinds = [dcor_jobs.SYMLINK]
+    if config.s3_available():
+        kinds.append(dcor_jobs.UPLOAD_S3)
+    kinds.append(dcor_jobs.BACKUP_S3)
+    backup = layout.backup_path(rid)
+    had_backup = backup is not None and backup.is_file()
+    for kind in kinds:
+        try:
+            # One failing job does not stop the next (as in the queue).
+            result = kind.func(rid)
+        except Exception as exc:  # a job may raise anything; report it
+            # A failed action may leave the session unusable.
+            model.Session.rollback()
+            errors.append(f"{kind.name} failed: {exc}")
+            continue
+        if kind is dcor_jobs.SYMLINK and result:
+            done.append("moved to the user depot")
+        elif kind is dcor_jobs.UPLOAD_S3 and result:
+            done.append("uploaded to S3")
+        elif kind is dcor_jobs.BACKUP_S3 and result and not had_backup:
+            done.append(f"backed up to {result}")
+    return done, errors
+
+
+@click.command(COMMAND, short_help="Run the resource jobs synchronously.")
+@common.modified_days_option
+@common.with_app_context
+def run_jobs_dcor_depot(modified_days: int) -> None:
+    """Run the symlink, S3-upload and backup jobs for every resource.
+
+    Drafts and private datasets included; repairs resources whose jobs
+    failed or never ran. The S3 upload runs only when S3 is configured.
+    """
+    common.check_modified_days(COMMAND, modified_days)
+    records = inventory.resource_records(modified_days)
+    tally = common.Tally(COMMAND, "done", "skipped")
+    total = len(records)
+    for index, record in enumerate(records, 1):
+        done, errors = _run_jobs(record.id)
+        prefix = f"[{index}/{total}] {record.id}"
+        if errors:
+            tally.add("failed")
+            what = "; ".join(done + errors)
+            common.report_error(f"{prefix}: {what}")
+        elif done:
+            tally.add("done")
+            click.echo(f"{prefix}: {'; '.join(done)}")
+        else:
+            tally.add("skipped")
+            click.echo(f"{prefix}: nothing to do")
+    tally.finish()

@@ -1,0 +1,83 @@
+"""``dcor-migrate-resources-to-object-store``: block storage to S3."""
+from __future__ import annotations
+
+import click
+
+from .. import inventory, migration
+from . import common
+
+COMMAND = "dcor-migrate-resources-to-object-store"
+
+
+@click.command(COMMAND,
+               short_help="Upload resources from block storage to S3.")
+@common.modified_days_option
+@click.option("--verify-existence", is_flag=True,
+              help="Check that every object exists (also for resources "
+                   "marked s3_available) and upload the missing ones.")
+@click.option("--verify-checksum", is_flag=True,
+              help="Read every stored object and compare its SHA256; "
+                   "re-upload on mismatch (implies --verify-existence).")
+@click.option("--delete-after-migration", is_flag=True,
+              help="Delete local files (and the depot files behind "
+                   "symlinks) once their objects are verified.")
+@click.option("--dry-run", is_flag=True,
+              help="Report what would be done; change nothing.")
+@click.option("--jobs", type=int, default=4, show_default=True,
+              help="Resources transferred at once.")
+@common.with_app_context
+def migrate_resources(modified_days: int, verify_existence: bool,
+                      verify_checksum: bool, delete_after_migration: bool,
+                      dry_run: bool, jobs: int) -> None:
+    """Upload resource, condensed and preview files to the object store.
+
+    Every artifact found on block storage is uploaded (unless an identical
+    object is there), verified, tagged public if its dataset is public and
+    active; the resource is marked s3_available. Drafts included. Resources
+    already marked s3_available are skipped unless a --verify option or
+    --delete-after-migration is given. Safe to interrupt and run again.
+    """
+    common.check_modified_days(COMMAND, modified_days)
+    if jobs < 1:
+        common.fail(f"{COMMAND}: --jobs must be at least 1, not {jobs}",
+                    code=2)
+    common.require_s3(COMMAND)
+    options = migration.MigrationOptions(
+        verify_existence=verify_existence, verify_checksum=verify_checksum,
+        delete_local=delete_after_migration, dry_run=dry_run)
+    records = inventory.resource_records(modified_days)
+    total = len(records)
+    if dry_run:
+        tally = common.Tally(COMMAND, "to upload", "skipped", "missing")
+        status_names = {"uploaded": "to upload"}
+        deleted_name = "local files to delete"
+    else:
+        tally = common.Tally(COMMAND, "uploaded", "skipped", "missing")
+        status_names = {}
+        deleted_name = "local files deleted"
+    finished = 0
+
+    def on_result(outcome: migration.ResourceOutcome) -> None:
+        nonlocal finished
+        finished += 1
+        status = outcome.status
+        tally.add(status_names.get(status, status))
+        if outcome.deleted:
+            tally.add(deleted_name, outcome.deleted)
+        line = f"[{finished}/{total}] {outcome.record.id}: " \
+               f"{outcome.describe()}"
+        if status == "failed":
+            common.report_error(line)
+        else:
+            click.echo(line)
+
+    note = "dry run" if dry_run else ""
+    optional = ("missing", deleted_name)
+    try:
+        migration.migrate_resources(records, options, on_result, jobs=jobs)
+    except KeyboardInterrupt:
+        click.echo(tally.line("interrupted", optional))
+        common.fail(f"{COMMAND}: interrupted after {finished} of {total} "
+                    "resources; run it again to finish the rest",
+                    code=common.EXIT_INTERRUPTED)
+    tally.finish(note, optional)
