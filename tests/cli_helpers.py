@@ -1,16 +1,24 @@
 """Helpers for the command tests: invoke ``ckan COMMAND`` in-process."""
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from ckan.tests import helpers
+from click.testing import CliRunner
 
 from ckanext.dcor_depot import layout, object_store
 
 
 def invoke(cli, *args: Any, **kwargs: Any):
-    """Run ``ckan ARGS...`` through CKAN's click runner."""
+    """Run ``ckan ARGS...`` through CKAN's click runner.
+
+    stdout and stderr are kept apart: click 8.2+ (CKAN 2.12) does that
+    always, click 8.1 (CKAN 2.11) only when asked.
+    """
     from ckan.cli.cli import ckan
+    if "mix_stderr" in inspect.signature(CliRunner.__init__).parameters:
+        cli = type(cli)(env=cli.env, mix_stderr=False)
     return cli.invoke(ckan, [str(a) for a in args], **kwargs)
 
 

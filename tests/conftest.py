@@ -1,7 +1,16 @@
 """Shared fixtures: the real object store of the devstack and helpers."""
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
 import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any
 
 import pytest
 import requests
@@ -84,7 +93,7 @@ def rtdc_bytes(tmp_path):
     return make_rtdc_file(tmp_path / "sample.rtdc").read_bytes()
 
 
-# ------------------------------------------------- concurrency, mounts, workers
+# ----------------------------------------- concurrency, mounts, workers
 def prime_site_user() -> None:
     """Create CKAN's site user now, as `ckan db init` does on a real site.
 
@@ -103,20 +112,20 @@ def run_concurrently(with_request_context):
     database session (closed afterwards, so that no idle transaction
     blocks the next test's clean_db). Returns ``(results, errors)``.
     """
-    import threading
-
     import flask
     from ckan import model
 
     flask_app = flask.current_app._get_current_object()
 
-    def run(*funcs):
+    def run(*funcs: Callable[[], Any]
+            ) -> tuple[list[Any], list[Exception]]:
         prime_site_user()
         model.Session.commit()
         start = threading.Barrier(len(funcs))
-        results, errors = [], []
+        results: list[Any] = []
+        errors: list[Exception] = []
 
-        def target(func):
+        def target(func: Callable[[], Any]) -> None:
             with flask_app.test_request_context():
                 try:
                     start.wait()
@@ -136,10 +145,8 @@ def run_concurrently(with_request_context):
 
 
 @pytest.fixture
-def tmpfs_dir(tmp_path):
+def tmpfs_dir(tmp_path: Path) -> Iterator[Path]:
     """A freshly mounted 64 MiB tmpfs: a filesystem of its own."""
-    import subprocess
-
     mount_point = tmp_path / "tmpfs"
     mount_point.mkdir()
     proc = subprocess.run(
@@ -156,52 +163,85 @@ def tmpfs_dir(tmp_path):
 
 def ckan_command() -> str:
     """The `ckan` command of the Python environment running the tests."""
-    import sys
-    from pathlib import Path
     return str(Path(sys.executable).with_name("ckan"))
 
 
 @pytest.fixture
-def start_worker(request, tmp_path):
+def start_worker(request: pytest.FixtureRequest, tmp_path: Path
+                 ) -> Iterator[Callable[..., subprocess.Popen]]:
     """Start real `ckan jobs worker` processes with the tests' CKAN ini.
 
     The ini comes from the --ckan-ini option (CI runs with another one).
-    Workers run in their own process group, so that the work horses they
-    fork die with them; all are killed in teardown.
+    Each worker and the work horses it forks are killed in teardown.
     """
-    import os
-    import signal
-    import subprocess
-
     ini = request.config.getoption("--ckan-ini")
-    started: list[tuple[subprocess.Popen, object]] = []
+    started: list[tuple[subprocess.Popen, IO[bytes]]] = []
 
     def start(*queues: str) -> subprocess.Popen:
         log = open(tmp_path / f"worker-{len(started)}.log", "wb")
         proc = subprocess.Popen(
             [ckan_command(), "-c", ini, "jobs", "worker", *queues],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            stdout=log, stderr=subprocess.STDOUT)
         started.append((proc, log))
         return proc
 
     yield start
     for proc, log in started:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(30)
+        if proc.poll() is None:  # else the pid may belong to another now
+            proc.terminate()  # an idle worker leaves and deregisters
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                kill_tree(proc.pid)
+                proc.wait(30)
         log.close()
 
 
-def worker_log(tmp_path) -> str:
+def _children() -> dict[int, list[int]]:
+    """Child pids of every process, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                stat = fh.read()
+        except OSError:
+            continue  # gone meanwhile
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    return children
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL a process and all its descendants, as a crash would.
+
+    RQ's work horses call setsid(), so killing the worker's process group
+    would leave a horse running on its own.
+    """
+    children = _children()
+    pids: list[int] = []
+    todo = [pid]
+    while todo:
+        current = todo.pop()
+        pids.append(current)
+        todo += children.get(current, [])
+    for victim in pids:
+        try:
+            os.kill(victim, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def worker_log(tmp_path: Path) -> str:
     """Everything the workers started by ``start_worker`` printed."""
     return "\n".join(p.read_text(errors="replace")
                      for p in sorted(tmp_path.glob("worker-*.log")))
 
 
-def wait_for(predicate, timeout: float = 60, interval: float = 0.2,
-             what: str = "condition"):
+def wait_for(predicate: Callable[[], Any], timeout: float = 60,
+             interval: float = 0.2, what: str = "condition") -> Any:
     """Poll ``predicate`` until it returns something truthy, or fail."""
-    import time
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()

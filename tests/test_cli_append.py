@@ -11,8 +11,15 @@ from ckan.tests import helpers
 from ckanext.dcor_depot import append, jobs, layout, object_store
 from ckanext.dcor_depot.sample_data import make_rtdc_file
 
-from .cli_helpers import (bucket_keys, bucket_of, dataset_resources, invoke,
-                          resource_object, resource_show, summary)
+from .cli_helpers import (
+    bucket_keys,
+    bucket_of,
+    dataset_resources,
+    invoke,
+    resource_object,
+    resource_show,
+    summary,
+)
 from .conftest import anonymous_get, run_jobs
 
 pytestmark = pytest.mark.usefixtures("with_extended_cli")

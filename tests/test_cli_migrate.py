@@ -13,8 +13,14 @@ from ckan.tests import helpers
 
 from ckanext.dcor_depot import depot, layout, migration, transfer
 
-from .cli_helpers import (bucket_keys, bucket_of, invoke, resource_object,
-                          resource_show, summary)
+from .cli_helpers import (
+    bucket_keys,
+    bucket_of,
+    invoke,
+    resource_object,
+    resource_show,
+    summary,
+)
 from .conftest import anonymous_get
 
 pytestmark = pytest.mark.usefixtures("with_extended_cli")
@@ -276,6 +282,30 @@ def test_delete_after_migration_removes_depot_file_and_symlink(
     assert again.exit_code == 0, again.output
     assert summary(again) == f"{COMMAND}: 0 uploaded, 1 skipped, 0 failed"
 
+    # Without local files, the deep check uses the checksums on record
+    # (the resource's sha256, the sha256 stored with each object).
+    check = invoke(cli, COMMAND, "--verify-checksum")
+    assert check.exit_code == 0, check.output
+    assert (f"{item['id']}: resource verified; condensed verified; "
+            "preview verified") in check.stdout
+
+
+def test_verify_checksum_of_objects_without_any_checksum(
+        cli, owner, on_block_storage):
+    item, = on_block_storage(1)
+    assert invoke(cli, COMMAND).exit_code == 0
+    # Another DCOR plugin put a preview into the store, with no checksum
+    # and no local file.
+    from ckanext.dcor_depot import object_store
+    object_store.get_client().put_object(
+        Bucket=bucket_of(owner), Body=b"JPEG",
+        Key=layout.object_key(item["id"], "preview"))
+
+    result = invoke(cli, COMMAND, "--verify-checksum")
+
+    assert result.exit_code == 0, result.output
+    assert "preview exists (no SHA256 to compare with)" in result.stdout
+
 
 def test_delete_after_earlier_migration_deletes_verified_files(
         cli, owner, on_block_storage):
@@ -292,6 +322,27 @@ def test_delete_after_earlier_migration_deletes_verified_files(
     assert "resource uploaded, local file deleted" in result.stdout
     assert resource_object(owner, item["id"]) == item["files"]["resource"]
     assert not os.path.lexists(layout.ckan_upload_path(item["id"]))
+
+
+def test_crash_after_delete_before_record_is_recorded_by_rerun(
+        cli, owner, on_block_storage, monkeypatch):
+    item, = on_block_storage(1)
+
+    def crash(plan, outcomes):
+        raise KeyboardInterrupt  # killed after the local file went
+
+    monkeypatch.setattr(migration, "record_resource", crash)
+    assert invoke(cli, COMMAND, "--delete-after-migration").exit_code == 130
+    monkeypatch.undo()
+    assert not os.path.lexists(layout.ckan_upload_path(item["id"]))
+    assert not resource_show(item["id"]).get("s3_available")
+
+    rerun = invoke(cli, COMMAND)
+
+    assert rerun.exit_code == 0, rerun.output
+    assert f"{item['id']}: resource in store, no local file" in rerun.stdout
+    assert tk.asbool(resource_show(item["id"])["s3_available"])
+    assert resource_object(owner, item["id"]) == item["files"]["resource"]
 
 
 def test_delete_never_when_the_object_differs(cli, owner, on_block_storage,
@@ -415,9 +466,8 @@ def test_bad_options_are_refused(cli, owner, on_block_storage, args,
     item, = on_block_storage(1)
     result = invoke(cli, COMMAND, *args)
     assert result.exit_code == 2
-    assert result.stderr.strip() == f"{COMMAND}: {message}" \
-        + result.stderr.strip().split(message, 1)[1]
-    assert len(result.stderr.strip().splitlines()) == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"{COMMAND}: {message}")
     assert bucket_keys(bucket_of(owner)) == []
 
 

@@ -9,10 +9,12 @@ import os
 import subprocess
 import sys
 import time
+from io import BytesIO
 from pathlib import Path
 
 import pytest
 from ckan.tests import factories, helpers
+from werkzeug.datastructures import FileStorage
 
 from ckanext.dcor_depot import config, depot, layout
 
@@ -25,6 +27,11 @@ def depot_target(owner: dict, dataset: dict, resource: dict) -> Path:
         user_name=owner["user"]["name"], org_name=owner["org"]["name"],
         dataset_id=dataset["id"], dataset_name=dataset["name"],
         resource_id=resource["id"], resource_name=resource["name"])
+
+
+def file_storage(data: bytes, filename: str) -> FileStorage:
+    """An upload as CKAN's resource_create receives it from a form."""
+    return FileStorage(BytesIO(data), filename=filename)
 
 
 def hidden_files(folder: Path) -> list[str]:
@@ -141,7 +148,7 @@ def test_stale_different_depot_file_is_replaced(owner, make_dataset, upload):
 
 
 @pytest.mark.parametrize("org_name", ["figshare-import", "internal-guck"])
-def test_hand_managed_organizations_are_not_moved(pipeline, upload, org_name):
+def test_hand_managed_organizations_are_not_moved(pipeline, org_name):
     user = factories.User()
     org = factories.Organization(
         name=org_name, users=[{"name": user["name"], "capacity": "admin"}])
@@ -150,7 +157,7 @@ def test_hand_managed_organizations_are_not_moved(pipeline, upload, org_name):
     res = helpers.call_action(
         "resource_create", context={"user": user["name"]},
         package_id=dataset["id"], url="upload",
-        upload=_file_storage(data, "hand.rtdc"))
+        upload=file_storage(data, "hand.rtdc"))
     path = layout.ckan_upload_path(res["id"])
 
     assert depot.symlink_user_dataset(res["id"]) is False
@@ -158,14 +165,6 @@ def test_hand_managed_organizations_are_not_moved(pipeline, upload, org_name):
     assert path.read_bytes() == data
     users_depot = config.users_depot_path()
     assert not any(res["id"] in p.name for p in users_depot.rglob("*"))
-
-
-def _file_storage(data: bytes, filename: str):
-    """An upload as CKAN's resource_create receives it from a form."""
-    from io import BytesIO
-
-    from werkzeug.datastructures import FileStorage
-    return FileStorage(BytesIO(data), filename=filename)
 
 
 def test_symlinked_upload_path_is_left_alone(make_dataset, upload, tmp_path):

@@ -14,7 +14,9 @@ import signal
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import botocore.exceptions
 import ckan.plugins.toolkit as tk
@@ -25,10 +27,17 @@ from ckan.tests import helpers
 from rq.job import Job
 from werkzeug.datastructures import FileStorage
 
-from ckanext.dcor_depot import (backup, jobs, layout, migration,
-                                object_store, transfer)
+from ckanext.dcor_depot import (
+    backup,
+    jobs,
+    layout,
+    migration,
+    object_store,
+    transfer,
+)
+from ckanext.dcor_depot.checksums import file_sha256
 
-from .conftest import anonymous_get, run_jobs, wait_for
+from .conftest import anonymous_get, kill_tree, run_jobs, wait_for, worker_log
 
 MiB = 2**20
 DOWN = "http://127.0.0.1:9"  # nothing listens on the discard port
@@ -56,7 +65,7 @@ def stored_bytes(bucket: str, key: str) -> bytes:
 
 
 @contextlib.contextmanager
-def store_unreachable(ckan_config):
+def store_unreachable(ckan_config: Any) -> Iterator[None]:
     """Point the plugin at an endpoint where no store answers."""
     original = ckan_config["dcor_object_store.endpoint_url"]
     ckan_config["dcor_object_store.endpoint_url"] = DOWN
@@ -76,7 +85,7 @@ def failed_job_error(rid: str, kind: jobs.JobKind) -> str:
     return job.exc_info or ""
 
 
-def write_random_file(path: Path, size: int) -> bytes:
+def write_random_file(path: Path, size: int) -> str:
     """Random bytes of ``size`` in a file; returns their SHA256."""
     sha = hashlib.sha256()
     with open(path, "wb") as fh:
@@ -98,7 +107,7 @@ def upload_file(owner: dict, dataset: dict, path: Path) -> dict:
             upload=FileStorage(fh, filename=path.name))
 
 
-# --- the object store is down -------------------------------------------------
+# --- the object store is down ------------------------------------------------
 
 def test_store_down_during_upload_job(owner, make_dataset, upload,
                                       ckan_config):
@@ -135,7 +144,7 @@ def test_store_down_during_upload_job(owner, make_dataset, upload,
     assert anonymous_get(res["s3_url"]).content == data  # public dataset
 
 
-# --- a worker is killed in the middle of an upload ----------------------------
+# --- a worker is killed in the middle of an upload ---------------------------
 
 # Runs the upload job in a process of its own, as a worker's work horse
 # would. Parts after the first stall (a slow network), which gives the
@@ -193,7 +202,7 @@ def check_killed_upload_is_repaired(owner: dict, rid: str, path: Path,
     try:
         assert object_store.head_object(bucket, key) is None
         assert len(incomplete_uploads(bucket, key)) == 1
-        assert transfer_sha(path) == digest  # local data intact
+        assert file_sha256(path) == digest  # local data intact
         assert not s3_available(rid)
 
         assert migration.migrate_resource_to_s3(rid) is True
@@ -209,11 +218,6 @@ def check_killed_upload_is_repaired(owner: dict, rid: str, path: Path,
         abort_incomplete_uploads(bucket, key)
 
 
-def transfer_sha(path: Path) -> str:
-    from ckanext.dcor_depot.checksums import file_sha256
-    return file_sha256(path)
-
-
 def test_worker_killed_during_multipart_upload(owner, make_dataset,
                                                tmp_path, request):
     # Just over one part, so that the job uses a multipart upload.
@@ -225,19 +229,21 @@ def test_worker_killed_during_multipart_upload(owner, make_dataset,
     path = layout.ckan_upload_path(rid)
     bucket, key = bucket_of(owner), layout.object_key(rid)
 
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _STALLING_UPLOAD,
-         request.config.getoption("--ckan-ini"), rid],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        start_new_session=True)
+    log = tmp_path / "job.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _STALLING_UPLOAD,
+             request.config.getoption("--ckan-ini"), rid],
+            stdout=out, stderr=subprocess.STDOUT)
     try:
-        wait_for(lambda: uploaded_parts(bucket, key) or proc.poll(),
+        wait_for(lambda: uploaded_parts(bucket, key)
+                 or proc.poll() is not None,
                  timeout=60, interval=0.05, what="the first part")
-        assert proc.poll() is None, proc.stdout.read().decode()
+        assert proc.poll() is None, log.read_text()
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
+        if proc.poll() is None:
+            kill_tree(proc.pid)
         proc.wait(30)
-        proc.stdout.close()
     assert proc.returncode == -signal.SIGKILL
 
     check_killed_upload_is_repaired(owner, rid, path, digest)
@@ -258,11 +264,13 @@ def test_worker_process_killed_during_large_upload(
 
     worker = start_worker("dcor-short", "dcor-normal")
     try:
-        wait_for(lambda: uploaded_parts(bucket, key) or worker.poll(),
+        wait_for(lambda: uploaded_parts(bucket, key)
+                 or worker.poll() is not None,
                  timeout=120, interval=0.01, what="the first part")
-        assert worker.poll() is None
+        assert worker.poll() is None, worker_log(tmp_path)
     finally:
-        os.killpg(worker.pid, signal.SIGKILL)  # the worker and its horse
+        if worker.poll() is None:
+            kill_tree(worker.pid)  # the worker and its work horse
         worker.wait(30)
 
     assert path.is_symlink()  # the depot job ran before
@@ -294,41 +302,59 @@ def test_changed_object_is_caught_by_rerun(owner, make_dataset, upload,
     assert (resp.status_code, resp.content) == (200, data)
 
 
-def test_corrupted_upload_marks_nothing(owner, make_dataset, upload,
-                                        s3_client, monkeypatch):
-    data = os.urandom(MiB)
-    dataset = make_dataset()
-    res = upload(dataset, data)
-    rid = res["id"]
-    real_put_object = s3_client.put_object
-
-    def corrupting(**kwargs):  # a byte flipped on the way to the store
-        body = bytearray(kwargs["Body"])
-        body[-1] ^= 0xFF
-        kwargs["Body"] = bytes(body)
-        return real_put_object(**kwargs)
-
-    monkeypatch.setattr(s3_client, "put_object", corrupting)
-    with pytest.raises(transfer.VerificationError) as info:
-        migration.migrate_resource_to_s3(rid)
-
-    corrupted = bytearray(data)
+def flip_last_byte(body: bytes) -> bytes:
+    corrupted = bytearray(body)
     corrupted[-1] ^= 0xFF
+    return bytes(corrupted)
+
+
+@pytest.mark.parametrize("multipart", [False, True],
+                         ids=["single-put", "multipart"])
+def test_corrupted_upload_marks_nothing(owner, make_dataset, upload,
+                                        s3_client, monkeypatch, multipart):
+    part = transfer.DEFAULT_PART_SIZE
+    data = os.urandom(part + MiB if multipart else MiB)
+    dataset = make_dataset()
+    rid = upload(dataset, data)["id"]
+    # A byte flipped on the way to the store, in the last part.
+    method = "upload_part" if multipart else "put_object"
+    real_method = getattr(s3_client, method)
+
+    def corrupting(**kwargs):
+        if not multipart or kwargs["PartNumber"] == 2:
+            kwargs["Body"] = flip_last_byte(kwargs["Body"])
+        return real_method(**kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(s3_client, method, corrupting)
+        with pytest.raises(transfer.VerificationError) as info:
+            migration.migrate_resource_to_s3(rid)
+
+    if multipart:
+        def etag(body: bytes) -> str:
+            return transfer.multipart_etag([
+                hashlib.md5(body[:part]).digest(),
+                hashlib.md5(body[part:]).digest()])
+    else:
+        def etag(body: bytes) -> str:
+            return hashlib.md5(body).hexdigest()
     message = str(info.value)
     assert f"resource {rid}" in message
-    assert hashlib.md5(data).hexdigest() in message  # expected ETag
-    assert hashlib.md5(corrupted).hexdigest() in message  # found ETag
+    assert f"expected ETag {etag(data)}" in message
+    assert f"found ETag {etag(flip_last_byte(data))}" in message
     res = resource_show(rid)
     assert not tk.asbool(res.get("s3_available", False))
     assert "s3_url" not in res
     assert not res.get("sha256")
-    assert object_store.head_object(bucket_of(owner), layout.object_key(rid)) \
-        is None
-    assert layout.ckan_upload_path(rid).read_bytes() == data
+    bucket, key = bucket_of(owner), layout.object_key(rid)
+    assert object_store.head_object(bucket, key) is None
+    assert incomplete_uploads(bucket, key) == []
+    assert file_sha256(layout.ckan_upload_path(rid)) == sha256(data)
 
-    monkeypatch.undo()  # the network is healthy again
+    # The network is healthy again: the next run succeeds.
     assert migration.migrate_resource_to_s3(rid) is True
     assert s3_available(rid)
+    assert transfer.object_sha256(bucket, key) == sha256(data)
 
 
 def test_local_file_not_matching_recorded_sha256(owner, make_dataset, upload):
@@ -348,7 +374,7 @@ def test_local_file_not_matching_recorded_sha256(owner, make_dataset, upload):
         bucket_of(owner), layout.object_key(res["id"])) is None
 
 
-# --- two workers run the same job ---------------------------------------------
+# --- two workers run the same job --------------------------------------------
 
 def test_two_workers_upload_the_same_resource(owner, make_dataset, upload,
                                               run_concurrently):
@@ -376,7 +402,7 @@ def test_two_workers_upload_the_same_resource(owner, make_dataset, upload,
     assert incomplete_uploads(bucket, key) == []
 
 
-# --- the backup job of S3-route resources -------------------------------------
+# --- the backup job of S3-route resources ------------------------------------
 
 def s3_route_resource(owner: dict, dataset: dict, data: bytes,
                       recorded_sha256: str) -> dict:
@@ -432,7 +458,7 @@ def test_backup_with_wrong_recorded_sha256(owner, make_dataset):
     assert not dest.parent.exists() or os.listdir(dest.parent) == []
 
 
-# --- visibility ---------------------------------------------------------------
+# --- visibility --------------------------------------------------------------
 
 def test_draft_never_becomes_readable(owner, make_dataset, upload):
     data = os.urandom(1000)

@@ -136,14 +136,14 @@ class ResourceOutcome:
 
     @property
     def status(self) -> str:
-        """One of "failed", "uploaded", "missing", "skipped"."""
+        """One of "failed", "missing", "uploaded", "skipped"."""
         if self.errors or any(a.error for a in self.artifacts):
             return "failed"
-        if any(a.uploaded or a.action == "would upload"
+        if any(a.missing for a in self.artifacts):
+            return "missing"  # the resource file is nowhere: say so
+        if any(a.uploaded or a.action.endswith("would upload")
                for a in self.artifacts):
             return "uploaded"
-        if any(a.missing for a in self.artifacts):
-            return "missing"
         return "skipped"
 
     @property
@@ -222,6 +222,7 @@ def _transfer_artifact(plan: ResourcePlan, artifact: str,
     # Only the resource itself has a checksum on record.
     expected = plan.record.sha256 if artifact == "resource" else None
     local = path.is_file()  # follows symlinks; a dangling one is missing
+    local_sha: str | None = None  # SHA256 of the local file, if read
     object_sha: str | None = None  # SHA256 of the stored object, if read
     notes = []
 
@@ -236,25 +237,12 @@ def _transfer_artifact(plan: ResourcePlan, artifact: str,
                 return  # no such artifact: fine
             notes.append("missing in store")
         elif options.verify_checksum:
-            reference = (expected or (file_sha256(path) if local else None)
+            if local and not expected:
+                local_sha = file_sha256(path)
+            reference = (expected or local_sha
                          or head.get("Metadata", {}).get("sha256"))
-            if reference is None:
-                raise MigrationError(
-                    f"cannot check {where}: no SHA256 on record and no "
-                    "local file")
-            object_sha = transfer.object_sha256(bucket, key)
-            if object_sha == reference:
-                out.in_store = True
-                out.action = "verified"
-            elif not local:
-                raise MigrationError(
-                    f"{where} does not match the recorded checksum: "
-                    f"expected SHA256 {reference}, found {object_sha}; no "
-                    f"local file to repair it from")
-            else:
-                notes.append(f"checksum mismatch (expected {reference}, "
-                             f"found {object_sha})")
-                object_sha = None
+            object_sha = _deep_check(bucket, key, reference, local, out,
+                                     notes)
         else:
             out.in_store = True
             out.action = "exists"
@@ -262,11 +250,20 @@ def _transfer_artifact(plan: ResourcePlan, artifact: str,
             return
 
     if not local:
-        if options.delete_local and path.is_symlink():
-            _remove_dangling_symlink(path, bucket, key, options, out)
-        elif artifact == "resource" and not plan.record.s3_available:
-            out.missing = True
-            out.action = f"missing: no local file {path}"
+        if (options.delete_local and path.is_symlink()
+                and _remove_dangling_symlink(path, bucket, key, options,
+                                             out)):
+            return
+        if artifact == "resource" and not plan.record.s3_available:
+            if not options.verify and object_store.object_exists(bucket,
+                                                                 key):
+                # Verified and deleted by a run that died before it
+                # could record the resource: record it now.
+                out.in_store = True
+                out.action = "in store, no local file"
+            else:
+                out.missing = True
+                out.action = f"missing: no local file {path}"
         return
     if options.dry_run:
         if not out.in_store:
@@ -275,6 +272,10 @@ def _transfer_artifact(plan: ResourcePlan, artifact: str,
             out.action = "would delete local file"
         return
 
+    if not expected:
+        # Known in advance, the checksum is stored with the object, so a
+        # later --verify-checksum can check it without the local file.
+        expected = local_sha or file_sha256(path)
     result = transfer.upload_verified(path, bucket, key,
                                       expected_sha256=expected, label=label)
     out.in_store = True
@@ -299,18 +300,50 @@ def _transfer_artifact(plan: ResourcePlan, artifact: str,
             "" if deleted else " (symlink only: target outside depots)")
 
 
+def _deep_check(bucket: str, key: str, reference: str | None, local: bool,
+                out: ArtifactOutcome, notes: list[str]) -> str | None:
+    """Compare every stored byte with the SHA256 ``reference``.
+
+    Returns the object's SHA256 when it matches. A mismatch is noted
+    (the caller re-uploads the local file) or, without a local file,
+    raised. Without a reference only the existence counts.
+    """
+    if reference is None:
+        # E.g. an object written by other software, its file gone.
+        out.in_store = True
+        out.action = "exists (no SHA256 to compare with)"
+        return None
+    found = transfer.object_sha256(bucket, key)
+    if found == reference:
+        out.in_store = True
+        out.action = "verified"
+        return found
+    if not local:
+        raise MigrationError(
+            f"s3://{bucket}/{key} does not match the recorded checksum: "
+            f"expected SHA256 {reference}, found {found}; no local file to "
+            "repair it from")
+    notes.append(f"checksum mismatch (expected {reference}, found {found})")
+    return None
+
+
 def _remove_dangling_symlink(path: Path, bucket: str, key: str,
                              options: MigrationOptions,
-                             out: ArtifactOutcome) -> None:
-    """Finish a deletion that was interrupted between target and symlink."""
+                             out: ArtifactOutcome) -> bool:
+    """Finish a deletion that was interrupted between target and symlink.
+
+    Returns False (symlink kept) when the object is not in the store
+    either: then the data are lost and the link is evidence.
+    """
     if not object_store.object_exists(bucket, key):
-        return  # the data are gone everywhere: leave the evidence
+        return False
     out.in_store = True
     if options.dry_run:
         out.action = "would remove dangling symlink"
-        return
+        return True
     path.unlink()
     out.action = "dangling symlink removed"
+    return True
 
 
 def delete_local_file(path: Path) -> bool:

@@ -116,8 +116,9 @@ def _prune_one(s3, upload: StaleUpload, cutoff: datetime.datetime,
                                   UploadId=upload.upload_id)
     except (botocore.exceptions.BotoCoreError,
             botocore.exceptions.ClientError) as exc:
-        if object_store.error_code(exc) == "NoSuchUpload":
-            return PruneOutcome(upload, "gone")  # completed or aborted
+        # Completed or aborted meanwhile (Ceph RGW says NoSuchKey).
+        if object_store.error_code(exc) in ("NoSuchUpload", "NoSuchKey"):
+            return PruneOutcome(upload, "gone")
         return PruneOutcome(upload, "failed",
                             object_store.describe_error(exc))
     return PruneOutcome(upload, "aborted")

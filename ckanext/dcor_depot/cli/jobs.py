@@ -52,17 +52,24 @@ def run_jobs_dcor_depot(modified_days: int) -> None:
     records = inventory.resource_records(modified_days)
     tally = common.Tally(COMMAND, "done", "skipped")
     total = len(records)
-    for index, record in enumerate(records, 1):
-        done, errors = _run_jobs(record.id)
-        prefix = f"[{index}/{total}] {record.id}"
-        if errors:
-            tally.add("failed")
-            what = "; ".join(done + errors)
-            common.report_error(f"{prefix}: {what}")
-        elif done:
-            tally.add("done")
-            click.echo(f"{prefix}: {'; '.join(done)}")
-        else:
-            tally.add("skipped")
-            click.echo(f"{prefix}: nothing to do")
+    index = 0
+    try:
+        for index, record in enumerate(records, 1):
+            done, errors = _run_jobs(record.id)
+            prefix = f"[{index}/{total}] {record.id}"
+            if errors:
+                tally.add("failed")
+                common.report_error(f"{prefix}: {'; '.join(done + errors)}")
+            elif done:
+                tally.add("done")
+                click.echo(f"{prefix}: {'; '.join(done)}")
+            else:
+                tally.add("skipped")
+                click.echo(f"{prefix}: nothing to do")
+    except KeyboardInterrupt:
+        # The jobs are safe to interrupt; a rerun completes the work.
+        click.echo(tally.line("interrupted"))
+        common.fail(f"{COMMAND}: interrupted at resource {index} of "
+                    f"{total}; run it again to finish",
+                    code=common.EXIT_INTERRUPTED)
     tally.finish()
