@@ -97,3 +97,18 @@ def test_without_s3_only_symlink(make_dataset, upload, rtdc_bytes):
     run_jobs()
     assert layout.ckan_upload_path(res["id"]).is_symlink()
     assert not resource_show(res["id"]).get("s3_available")
+
+
+def test_deleting_a_resource_closes_its_object(make_dataset, upload,
+                                                rtdc_bytes):
+    dataset = make_dataset(private=False)
+    res = upload(dataset, rtdc_bytes)
+    run_jobs()
+    url = resource_show(res["id"])["s3_url"]
+    assert anonymous_get(url).status_code == 200
+    helpers.call_action("resource_delete", id=res["id"])
+    assert anonymous_get(url).status_code == 403
+    # the data are kept: deleting a resource in CKAN is reversible
+    assert object_store.object_exists(
+        object_store.bucket_name(dataset["owner_org"]),
+        layout.object_key(res["id"]))

@@ -19,11 +19,18 @@ def package_update(original: Any, context: dict[str, Any],
 @tk.chained_action
 def package_delete(original: Any, context: dict[str, Any],
                    data_dict: dict[str, Any]) -> Any:
-    # CKAN calls after_dataset_delete before it marks the dataset deleted,
-    # so the tags can only follow the dataset's new state from here.
-    result = original(context, data_dict)
-    visibility.sync_datasets([data_dict["id"]])
-    return result
+    # Close the objects first: a deleted dataset's data are never open,
+    # not even for a moment (after_dataset_delete runs too early to see
+    # the new state).
+    visibility.make_datasets_private([data_dict["id"]])
+    return original(context, data_dict)
+
+
+@tk.chained_action
+def resource_delete(original: Any, context: dict[str, Any],
+                    data_dict: dict[str, Any]) -> Any:
+    visibility.make_resource_private(data_dict["id"])
+    return original(context, data_dict)
 
 
 @tk.chained_action
@@ -53,6 +60,7 @@ def get_actions() -> dict[str, Any]:
     return {
         "package_update": package_update,
         "package_delete": package_delete,
+        "resource_delete": resource_delete,
         "bulk_update_private": bulk_update_private,
         "bulk_update_public": bulk_update_public,
         "bulk_update_delete": bulk_update_delete,

@@ -52,7 +52,3 @@ class DCORDepotPlugin(plugins.SingletonPlugin):
     def after_dataset_update(self, context: Any,
                              pkg_dict: dict[str, Any]) -> None:
         visibility.after_dataset_update(context, pkg_dict)
-
-    def after_dataset_delete(self, context: Any,
-                             pkg_dict: dict[str, Any]) -> None:
-        visibility.sync_datasets([pkg_dict["id"]])

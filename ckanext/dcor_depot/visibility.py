@@ -102,3 +102,23 @@ def make_datasets_private(dataset_ids: list[str]) -> None:
         pkg = model.Package.get(dataset_id)
         if pkg is not None:
             set_dataset_public(pkg, False)
+
+
+def make_resource_private(resource_id: str) -> None:
+    """Remove the public tags of one resource's objects (before deletion)."""
+    if not config.s3_available():
+        return
+    resource = model.Resource.get(resource_id)
+    pkg = resource.package if resource is not None else None
+    if pkg is None or not pkg.owner_org:
+        return
+    bucket = object_store.bucket_name(pkg.owner_org)
+    try:
+        for artifact in layout.ARTIFACTS:
+            object_store.set_public(
+                bucket, layout.object_key(resource.id, artifact), False)
+    except object_store.ObjectStoreError as exc:
+        raise tk.ValidationError({"id": [
+            f"could not close access to the data of resource {resource.id} "
+            f"in the object store ({exc}); nothing was deleted, try again"]}
+        ) from exc
