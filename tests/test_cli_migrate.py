@@ -138,9 +138,11 @@ def test_interrupted_migration_is_finished_by_a_rerun(
             raise KeyboardInterrupt  # the operator pressed Ctrl-C
         return real_upload(*args, **kwargs)
 
-    monkeypatch.setattr(transfer, "upload_verified", upload_then_interrupt)
-    interrupted = invoke(cli, COMMAND, "--jobs", 1)
-    monkeypatch.undo()
+    # A patch context of its own: undoing the test's monkeypatch would
+    # also undo CKAN's config changes on CKAN 2.11.
+    with monkeypatch.context() as patch:
+        patch.setattr(transfer, "upload_verified", upload_then_interrupt)
+        interrupted = invoke(cli, COMMAND, "--jobs", 1)
 
     assert interrupted.exit_code == 130
     assert "interrupted after 2 of 4 resources" in interrupted.stderr
@@ -174,9 +176,9 @@ def test_crash_between_upload_and_record_does_not_reupload(
             raise KeyboardInterrupt  # killed after the upload
         return real_record(plan, outcomes)
 
-    monkeypatch.setattr(migration, "record_resource", record_then_crash)
-    assert invoke(cli, COMMAND, "--jobs", 1).exit_code == 130
-    monkeypatch.undo()
+    with monkeypatch.context() as patch:
+        patch.setattr(migration, "record_resource", record_then_crash)
+        assert invoke(cli, COMMAND, "--jobs", 1).exit_code == 130
     crashed = calls[1]
     assert not resource_show(crashed).get("s3_available")
     stamp = last_modified(owner, crashed)
@@ -331,9 +333,10 @@ def test_crash_after_delete_before_record_is_recorded_by_rerun(
     def crash(plan, outcomes):
         raise KeyboardInterrupt  # killed after the local file went
 
-    monkeypatch.setattr(migration, "record_resource", crash)
-    assert invoke(cli, COMMAND, "--delete-after-migration").exit_code == 130
-    monkeypatch.undo()
+    with monkeypatch.context() as patch:
+        patch.setattr(migration, "record_resource", crash)
+        assert invoke(cli, COMMAND,
+                      "--delete-after-migration").exit_code == 130
     assert not os.path.lexists(layout.ckan_upload_path(item["id"]))
     assert not resource_show(item["id"]).get("s3_available")
 
@@ -357,10 +360,10 @@ def test_delete_never_when_the_object_differs(cli, owner, on_block_storage,
         replace_object(owner, item["id"], flip_first_byte(data))
         return result
 
-    monkeypatch.setattr(transfer, "upload_verified",
-                        upload_then_object_changes)
-    result = invoke(cli, COMMAND, "--delete-after-migration")
-    monkeypatch.undo()
+    with monkeypatch.context() as patch:
+        patch.setattr(transfer, "upload_verified",
+                      upload_then_object_changes)
+        result = invoke(cli, COMMAND, "--delete-after-migration")
 
     assert result.exit_code == 1
     assert "local file kept" in result.stderr

@@ -20,12 +20,12 @@ from pathlib import Path
 
 import ckan.plugins.toolkit as tk
 import pytest
-from ckan.cli.cli import ckan
 from ckan.tests import helpers
 
 from ckanext.dcor_depot import config, figshare, layout, object_store
 from ckanext.dcor_depot.sample_data import make_rtdc_file
 
+from .cli_helpers import invoke
 from .conftest import anonymous_get, run_jobs
 
 
@@ -164,7 +164,7 @@ def site(fake_figshare, tmp_path, ckan_config, monkeypatch, clean_db,
             dois.write_text("\n".join(lines) + "\n")
 
         def run(self, *args: str):
-            return cli.invoke(ckan, ["import-figshare", *args])
+            return invoke(cli, "import-figshare", *args)
 
     return Site()
 
