@@ -101,18 +101,21 @@ def resources_on_block_storage(files: list[Path],
                                per_dataset: int = 30) -> list[str]:
     """Datasets whose resources' files lie on block storage (hard links of
     ``files``), not yet in the object store. Returns the resource ids."""
-    from ckan.tests import factories
-    from ckan.tests.helpers import call_action
+    import ckan.plugins.toolkit as tk
 
     from ckanext.dcor_depot import layout
-    org = factories.Organization()
+    from ckanext.dcor_depot.ckan_data import site_context
+
+    def action(action_name, **data):
+        return tk.get_action(action_name)(site_context(), data)
+    org = action("organization_create", name=f"bench-{uuid.uuid4().hex}")
     rids = []
     for start in range(0, len(files), per_dataset):
         chunk = files[start:start + per_dataset]
-        ds = call_action("package_create", name=f"bench-{uuid.uuid4().hex}",
-                         owner_org=org["id"], private=True, resources=[
-                             {"name": p.name, "url": p.name,
-                              "url_type": "upload"} for p in chunk])
+        ds = action("package_create", name=f"bench-{uuid.uuid4().hex}",
+                    owner_org=org["id"], private=True, resources=[
+                        {"name": p.name, "url": p.name,
+                         "url_type": "upload"} for p in chunk])
         for res, path in zip(ds["resources"], chunk, strict=True):
             target = layout.ckan_upload_path(res["id"])
             target.parent.mkdir(parents=True, exist_ok=True)

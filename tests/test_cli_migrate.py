@@ -170,11 +170,11 @@ def test_crash_between_upload_and_record_does_not_reupload(
     real_record = migration.record_resource
     calls = []
 
-    def record_then_crash(plan, outcomes):
+    def record_then_crash(plan, outcomes, batch=None):
         calls.append(plan.record.id)
         if len(calls) == 2:
             raise KeyboardInterrupt  # killed after the upload
-        return real_record(plan, outcomes)
+        return real_record(plan, outcomes, batch)
 
     with monkeypatch.context() as patch:
         patch.setattr(migration, "record_resource", record_then_crash)
@@ -330,7 +330,7 @@ def test_crash_after_delete_before_record_is_recorded_by_rerun(
         cli, owner, on_block_storage, monkeypatch):
     item, = on_block_storage(1)
 
-    def crash(plan, outcomes):
+    def crash(plan, outcomes, batch=None):
         raise KeyboardInterrupt  # killed after the local file went
 
     with monkeypatch.context() as patch:

@@ -1,14 +1,21 @@
 """Fresh CKAN state for jobs and commands, read and written as the site user.
 
 Jobs receive ids only and fetch everything here, so they never act on a
-stale copy; metadata changes go through ``package_revise`` so that several
-jobs updating one dataset do not lose each other's changes.
+stale copy; the jobs' metadata changes go through ``package_revise`` so
+that several jobs updating one dataset do not lose each other's changes.
+Bulk commands use :func:`merge_resource_fields`, an atomic row update that
+is just as safe and a hundred times cheaper.
 """
 from __future__ import annotations
 
+import datetime
+import json
 from typing import Any
 
+import ckan.model as model
 import ckan.plugins.toolkit as tk
+import sqlalchemy as sa
+from ckan.lib import search
 
 #: Organizations whose data are placed in depots by hand.
 HAND_MANAGED_ORGANIZATIONS = ("figshare-import", "internal-guck")
@@ -48,7 +55,46 @@ def is_public(dataset: dict[str, Any]) -> bool:
 def revise_resource(dataset_id: str, resource_id: str,
                     changes: dict[str, Any]) -> None:
     """Change a few fields of one resource without touching the rest."""
-    tk.get_action("package_revise")(site_context(), {
-        "match": {"id": dataset_id},
-        f"update__resources__{resource_id}": changes,
-    })
+    revise_resources(dataset_id, {resource_id: changes})
+
+
+def revise_resources(dataset_id: str,
+                     changes: dict[str, dict[str, Any]]) -> None:
+    """Change fields of several resources of a dataset in one revision."""
+    data: dict[str, Any] = {"match": {"id": dataset_id}}
+    for resource_id, fields in changes.items():
+        data[f"update__resources__{resource_id}"] = fields
+    tk.get_action("package_revise")(site_context(), data)
+
+
+def merge_resource_fields(dataset_id: str,
+                          changes: dict[str, dict[str, Any]]) -> None:
+    """Merge fields into resources' extras, then reindex the dataset once.
+
+    Each resource gets one atomic row update (a JSON merge in the
+    database), so concurrent writers cannot lose each other's fields. For
+    bulk work where a ``package_revise`` per resource would dominate.
+    """
+    if not changes:
+        return
+    statement = sa.text(
+        "UPDATE resource SET extras = (COALESCE(NULLIF(extras, ''), '{}')"
+        "::jsonb || CAST(:fields AS jsonb))::text, "
+        "metadata_modified = :now WHERE id = :id AND package_id = :pkg")
+    now = datetime.datetime.utcnow()
+    for resource_id, fields in changes.items():
+        model.Session.execute(statement, {
+            "fields": json.dumps(fields), "id": resource_id,
+            "pkg": dataset_id, "now": now})
+    model.Session.execute(
+        sa.text("UPDATE package SET metadata_modified = :now "
+                "WHERE id = :pkg"), {"now": now, "pkg": dataset_id})
+    model.Session.commit()
+    search.rebuild(dataset_id)
+
+
+def dataset_is_public(dataset_id: str) -> bool:
+    """:func:`is_public` from a fresh, cheap database read."""
+    row = (model.Session.query(model.Package.private, model.Package.state)
+           .filter(model.Package.id == dataset_id).first())
+    return bool(row and not row.private and row.state == "active")

@@ -65,16 +65,49 @@ def apply_visibility_many(dataset_id: str, bucket: str,
     """:func:`apply_visibility` for several objects of one dataset."""
     if not keys:
         return
-    public = ckan_data.is_public(ckan_data.package_show(dataset_id))
+    public = ckan_data.dataset_is_public(dataset_id)
     for key in keys:
         object_store.set_public(bucket, key, public)
-    if public and not ckan_data.is_public(
-            ckan_data.package_show(dataset_id)):
+    if public and not ckan_data.dataset_is_public(dataset_id):
         for key in keys:
             object_store.set_public(bucket, key, False)
 
 
 # --- artifact-level migration (dcor-migrate-resources-to-object-store) ------
+
+#: Resources whose metadata are written together (per dataset).
+RECORD_BATCH_SIZE = 50
+#: A bucket is listed (instead of looking up each object) when at least
+#: this many resources of it are migrated; each listing page (1000 keys)
+#: must save this many lookups.
+LISTING_MIN_RESOURCES = 10
+
+
+class _BucketListings:
+    """Bucket listings for migrations touching many objects of a bucket."""
+
+    def __init__(self, records: list[inventory.ResourceRecord]) -> None:
+        self.counts: dict[str | None, int] = {}
+        for record in records:
+            self.counts[record.owner_org] = \
+                self.counts.get(record.owner_org, 0) + 1
+        self.listings: dict[str, object_store.BucketListing | None] = {}
+
+    def fill(self, plan: ResourcePlan) -> None:
+        """Put what the listing knows about the plan's objects into it."""
+        if plan.bucket not in self.listings:
+            count = self.counts.get(plan.record.owner_org, 0)
+            self.listings[plan.bucket] = (
+                object_store.BucketListing(
+                    plan.bucket, max_pages=count // LISTING_MIN_RESOURCES)
+                if count >= LISTING_MIN_RESOURCES else None)
+        listing = self.listings[plan.bucket]
+        if listing is None:
+            return
+        for artifact, key in plan.keys.items():
+            if listing.knows(key):
+                plan.stored[artifact] = listing.get(key)
+
 
 class MigrationError(object_store.ObjectStoreError):
     """An artifact could not be migrated; the message names it."""
@@ -103,6 +136,9 @@ class ResourcePlan:
     bucket: str
     paths: dict[str, Path]
     keys: dict[str, str]
+    #: size/ETag (or None: absent) of the artifacts' objects, when known
+    #: from a bucket listing
+    stored: dict[str, dict[str, Any] | None] = field(default_factory=dict)
 
 
 @dataclass
@@ -122,6 +158,8 @@ class ArtifactOutcome:
     #: the resource file is neither on block storage nor needed from it
     missing: bool = False
     error: str | None = None
+    #: visibility tag set by the transfer thread (None: not tagged yet)
+    tagged_public: bool | None = None
 
 
 @dataclass
@@ -205,10 +243,27 @@ def transfer_resource(plan: ResourcePlan,
         outcome = ArtifactOutcome(artifact, plan.keys[artifact])
         try:
             _transfer_artifact(plan, artifact, options, outcome)
+            if outcome.in_store and not options.dry_run:
+                _tag_like_listing(plan, outcome)
         except (object_store.ObjectStoreError, OSError) as exc:
             outcome.error = f"{artifact}: {exc}"
         outcomes.append(outcome)
     return outcomes
+
+
+def _tag_like_listing(plan: ResourcePlan, out: ArtifactOutcome) -> None:
+    """Tag an object as its dataset was when the resources were listed.
+
+    Done in the transfer threads because each tagging request costs a
+    round trip; the main thread checks afterwards whether the dataset
+    changed meanwhile (record_resource). A fresh upload carries no tags,
+    so a private one needs no request at all.
+    """
+    if plan.record.dataset_public:
+        object_store.set_public(plan.bucket, out.key, True)
+    elif not out.uploaded:
+        object_store.set_public(plan.bucket, out.key, False)
+    out.tagged_public = plan.record.dataset_public
 
 
 def _transfer_artifact(plan: ResourcePlan, artifact: str,
@@ -272,12 +327,20 @@ def _transfer_artifact(plan: ResourcePlan, artifact: str,
             out.action = "would delete local file"
         return
 
-    if not expected:
+    if not expected and artifact != "resource":
         # Known in advance, the checksum is stored with the object, so a
-        # later --verify-checksum can check it without the local file.
+        # later --verify-checksum can check it without the local file (the
+        # resource's checksum is recorded in CKAN instead: no extra read).
         expected = local_sha or file_sha256(path)
+    if options.verify:
+        stored = head  # looked up above
+    elif artifact in plan.stored:
+        stored = plan.stored[artifact]
+    else:
+        stored = transfer.UNKNOWN
     result = transfer.upload_verified(path, bucket, key,
-                                      expected_sha256=expected, label=label)
+                                      expected_sha256=expected, label=label,
+                                      stored=stored)
     out.in_store = True
     out.uploaded = result.uploaded
     out.sha256 = result.sha256
@@ -366,27 +429,98 @@ def delete_local_file(path: Path) -> bool:
     return owned
 
 
-def record_resource(plan: ResourcePlan,
-                    outcomes: list[ArtifactOutcome]) -> None:
-    """Tag the objects like their dataset and record the resource's S3 state.
+class RevisionBatch:
+    """The S3 state of migrated resources, recorded per dataset.
 
-    Runs in the main thread (CKAN actions). Only objects confirmed in the
-    store count; a failed resource artifact is not marked ``s3_available``.
+    ``package_revise`` costs 100-200 ms per call on a real site (validation,
+    dictization, activity), more than moving a small file. The migration
+    command therefore collects its results and, per dataset, checks the
+    visibility once, merges the new fields into each resource with one
+    atomic row update, and reindexes the dataset once.
     """
+
+    def __init__(self) -> None:
+        self.changes: dict[str, dict[str, dict[str, Any]]] = {}
+        self.tagging: dict[str, list[tuple[ResourcePlan,
+                                           list[ArtifactOutcome]]]] = {}
+
+    def add(self, plan: ResourcePlan, outcomes: list[ArtifactOutcome],
+            changes: dict[str, Any]) -> None:
+        dataset_id = plan.record.dataset_id
+        self.tagging.setdefault(dataset_id, []).append((plan, outcomes))
+        if changes:
+            self.changes.setdefault(dataset_id, {})[plan.record.id] = changes
+
+    def flush(self) -> dict[str, str]:
+        """Write everything; returns {resource id: error} for failures."""
+        errors: dict[str, str] = {}
+        tagging, self.tagging = self.tagging, {}
+        changes, self.changes = self.changes, {}
+        for dataset_id, items in tagging.items():
+            try:
+                # Checked after the objects were tagged: a visibility
+                # change during the transfer is caught here.
+                public = ckan_data.dataset_is_public(dataset_id)
+                for plan, outcomes in items:
+                    _fix_stale_tags(plan, outcomes, public)
+            except object_store.ObjectStoreError as exc:
+                for plan, _ in items:
+                    errors[plan.record.id] = f"tagging failed: {exc}"
+        for dataset_id, resources in changes.items():
+            resources = {rid: fields for rid, fields in resources.items()
+                         if rid not in errors}
+            try:
+                ckan_data.merge_resource_fields(dataset_id, resources)
+            except Exception as exc:  # noqa: BLE001 - reported per resource
+                log.exception("Recording the S3 state of %s failed",
+                              dataset_id)
+                for rid in resources:
+                    errors[rid] = f"recording the S3 state failed: {exc}"
+        return errors
+
+
+def _fix_stale_tags(plan: ResourcePlan, outcomes: list[ArtifactOutcome],
+                    public: bool) -> None:
+    stale = [o.key for o in outcomes
+             if o.in_store and o.tagged_public is not public]
+    if stale:  # the dataset's visibility changed during the transfer
+        apply_visibility_many(plan.record.dataset_id, plan.bucket, stale)
+
+
+def resource_changes(plan: ResourcePlan,
+                     outcomes: list[ArtifactOutcome]) -> dict[str, Any]:
+    """The fields to record on the resource after its transfer."""
     record = plan.record
-    keys = [o.key for o in outcomes if o.in_store]
-    apply_visibility_many(record.dataset_id, plan.bucket, keys)
     main = next((o for o in outcomes if o.artifact == "resource"), None)
     if main is None or not main.in_store or main.error:
-        return
+        return {}
     url = object_store.object_url(plan.bucket, main.key)
     changes: dict[str, Any] = {}
     if not record.s3_available or record.s3_url != url:
         changes.update(s3_available=True, s3_url=url)
     if not record.sha256 and main.sha256:
         changes["sha256"] = main.sha256
+    return changes
+
+
+def record_resource(plan: ResourcePlan,
+                    outcomes: list[ArtifactOutcome],
+                    batch: RevisionBatch | None = None) -> None:
+    """Tag the objects like their dataset and record the resource's S3 state.
+
+    Runs in the main thread (CKAN actions). Only objects confirmed in the
+    store count; a failed resource artifact is not marked ``s3_available``.
+    With ``batch``, both are done when the batch is flushed.
+    """
+    changes = resource_changes(plan, outcomes)
+    if batch is not None:
+        batch.add(plan, outcomes, changes)
+        return
+    _fix_stale_tags(plan, outcomes,
+                    ckan_data.dataset_is_public(plan.record.dataset_id))
     if changes:
-        ckan_data.revise_resource(record.dataset_id, record.id, changes)
+        ckan_data.revise_resource(plan.record.dataset_id, plan.record.id,
+                                  changes)
 
 
 def migrate_resources(records: Iterable[inventory.ResourceRecord],
@@ -403,8 +537,22 @@ def migrate_resources(records: Iterable[inventory.ResourceRecord],
     """
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, not {jobs}")
+    records = list(records)
+    listings = _BucketListings(records)
     records = iter(records)
     pending: dict[Future, ResourcePlan] = {}
+    batch = RevisionBatch()
+    # Outcomes waiting for their metadata to be written.
+    unrecorded: list[ResourceOutcome] = []
+
+    def flush() -> None:
+        errors = batch.flush()
+        for outcome in unrecorded:
+            if outcome.record.id in errors:
+                outcome.errors.append(errors[outcome.record.id])
+            on_result(outcome)
+        unrecorded.clear()
+
     pool = ThreadPoolExecutor(jobs, thread_name_prefix="dcor-migrate")
     try:
         exhausted = False
@@ -425,6 +573,12 @@ def migrate_resources(records: Iterable[inventory.ResourceRecord],
                     outcome.skipped_reason = skip_reason(record, options)
                     on_result(outcome)
                     continue
+                if not options.verify:
+                    try:
+                        listings.fill(plan)
+                    except object_store.ObjectStoreError as exc:
+                        log.warning("Listing %s failed (%s); looking up "
+                                    "objects one by one", plan.bucket, exc)
                 pending[pool.submit(transfer_resource, plan, options)] = plan
             if not pending:
                 break
@@ -436,11 +590,15 @@ def migrate_resources(records: Iterable[inventory.ResourceRecord],
                                           dry_run=options.dry_run)
                 if not options.dry_run:
                     try:
-                        record_resource(plan, outcome.artifacts)
+                        record_resource(plan, outcome.artifacts, batch)
                     except (object_store.ObjectStoreError,
                             tk.ValidationError, tk.ObjectNotFound) as exc:
                         outcome.errors.append(
                             f"recording the S3 state failed: {exc}")
-                on_result(outcome)
+                unrecorded.append(outcome)
+            if len(unrecorded) >= RECORD_BATCH_SIZE or not pending:
+                flush()
     finally:
+        # Also on an interrupt: what was transferred gets recorded.
         pool.shutdown(wait=True, cancel_futures=True)
+        flush()

@@ -272,3 +272,42 @@ def presigned_get_url(bucket: str, key: str, expires_in: int = 3600) -> str:
 def check_connection() -> None:
     """Raise ObjectStoreError unless the store answers with our credentials."""
     get_client().list_buckets()
+
+
+class BucketListing:
+    """Sizes and ETags of a bucket's objects, from a bounded listing.
+
+    One listing request covers up to 1000 objects where looking them up
+    one by one would take 1000 requests. Listing stops after ``max_pages``
+    pages; keys after the last listed one are then unknown.
+    """
+
+    def __init__(self, bucket: str, max_pages: int) -> None:
+        self.objects: dict[str, dict[str, Any]] = {}
+        self.last_key: str | None = None  # None: the listing is complete
+        s3 = get_client()
+        kwargs: dict[str, Any] = {"Bucket": bucket}
+        try:
+            for _ in range(max(1, max_pages)):
+                resp = s3.list_objects_v2(**kwargs)
+                for obj in resp.get("Contents", []):
+                    self.objects[obj["Key"]] = {
+                        "ContentLength": obj["Size"], "ETag": obj["ETag"]}
+                if not resp.get("IsTruncated"):
+                    self.last_key = None
+                    return
+                kwargs["ContinuationToken"] = resp["NextContinuationToken"]
+                self.last_key = resp["Contents"][-1]["Key"]
+        except botocore.exceptions.ClientError as exc:
+            if error_code(exc) != "NoSuchBucket":
+                raise ObjectStoreError(describe_error(exc)) from exc
+            self.objects, self.last_key = {}, None  # nothing stored yet
+        except botocore.exceptions.BotoCoreError as exc:
+            raise ObjectStoreError(describe_error(exc)) from exc
+
+    def knows(self, key: str) -> bool:
+        return self.last_key is None or key <= self.last_key
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        """The object's size and ETag, None if absent (check knows())."""
+        return self.objects.get(key)

@@ -118,12 +118,18 @@ def multipart_etag(part_md5s: list[bytes]) -> str:
     return f"{joined.hexdigest()}-{len(part_md5s)}"
 
 
+#: ``stored`` argument of :func:`upload_verified`: look the object up.
+UNKNOWN: Any = object()
+
+
 def upload_verified(path: str | os.PathLike[str], bucket: str, key: str, *,
                     expected_sha256: str | None = None,
                     label: str = "",
                     progress: Progress | None = None,
                     part_size: int = DEFAULT_PART_SIZE,
-                    threads: int = DEFAULT_THREADS) -> UploadResult:
+                    threads: int = DEFAULT_THREADS,
+                    stored: dict[str, Any] | None = UNKNOWN
+                    ) -> UploadResult:
     """Upload ``path`` to ``bucket/key`` and verify what the store holds.
 
     An object of the same size whose ETag matches the local file is left
@@ -131,7 +137,10 @@ def upload_verified(path: str | os.PathLike[str], bucket: str, key: str, *,
     record for the file: a file that does not match it is not uploaded, and
     the checksum is stored as the object's ``sha256`` metadata. ``label``
     (e.g. the resource id) names the file in error messages. ``progress``
-    receives the number of bytes just sent.
+    receives the number of bytes just sent. ``stored`` is what the caller
+    already knows about the object (``ContentLength`` and ``ETag``, e.g.
+    from a bucket listing, or None for "no such object"), which saves a
+    request per file; by default the object is looked up.
 
     Raises VerificationError when the file does not match
     ``expected_sha256`` or the store holds something else than was sent
@@ -143,7 +152,8 @@ def upload_verified(path: str | os.PathLike[str], bucket: str, key: str, *,
         expected_sha256 = expected_sha256.lower()
     job = _Upload(path=path, bucket=bucket, key=key,
                   expected_sha256=expected_sha256, label=label,
-                  progress=progress or _no_progress, threads=threads)
+                  progress=progress or _no_progress, threads=threads,
+                  stored=stored)
     try:
         object_store.ensure_bucket(bucket)
     except object_store.ObjectStoreError as exc:
@@ -234,13 +244,15 @@ class _Upload:
     label: str
     progress: Progress
     threads: int
+    stored: dict[str, Any] | None
 
     def run(self, part_size: int) -> UploadResult:
         s3 = object_store.get_client()
         with open(self.path, "rb") as fh:
             size = os.fstat(fh.fileno()).st_size
             part_size = part_size_for(size, part_size)
-            stored = _head(s3, self.bucket, self.key)
+            stored = (_head(s3, self.bucket, self.key)
+                      if self.stored is UNKNOWN else self.stored)
             if stored is not None and stored["ContentLength"] == size:
                 identical, sha256 = self.compare(s3, fh, size, stored,
                                                  part_size)
@@ -254,11 +266,12 @@ class _Upload:
                 # Same size, other bytes: this is the only case in which
                 # the file is read a second time.
                 fh.seek(0)
+            reported = ""
             if size <= part_size:
-                sha256, etag = self.put_single(s3, fh, size)
+                sha256, etag, reported = self.put_single(s3, fh, size)
             else:
                 sha256, etag = self.put_multipart(s3, fh, size, part_size)
-        found = self.verify(s3, size, etag)
+        found = self.verify(s3, size, etag, reported)
         return UploadResult(self.bucket, self.key, size, sha256, found,
                             uploaded=True)
 
@@ -301,17 +314,19 @@ class _Upload:
         sha256, etag = _hash_file(fh, size, layout)
         return etag == stored_etag, sha256
 
-    def put_single(self, s3, fh: IO[bytes], size: int) -> tuple[str, str]:
+    def put_single(self, s3, fh: IO[bytes],
+                   size: int) -> tuple[str, str, str]:
+        """PUT the file; returns its SHA256, its MD5 and the store's ETag."""
         body = _read_exact(fh, size, self.path)
         _check_eof(fh, self.path)
         sha256 = hashlib.sha256(body).hexdigest()
         # Checked before anything is written to the store.
         self.check_expected(sha256)
         etag = hashlib.md5(body, usedforsecurity=False).hexdigest()
-        s3.put_object(Bucket=self.bucket, Key=self.key, Body=body,
-                      Metadata=self.metadata())
+        resp = s3.put_object(Bucket=self.bucket, Key=self.key, Body=body,
+                             Metadata=self.metadata())
         self.progress(size)
-        return sha256, etag
+        return sha256, etag, _clean(resp.get("ETag", ""))
 
     def put_multipart(self, s3, fh: IO[bytes], size: int,
                       part_size: int) -> tuple[str, str]:
@@ -386,20 +401,26 @@ class _Upload:
                               Body=body)
         return number, resp["ETag"], md5, len(body)
 
-    def verify(self, s3, size: int, etag: str) -> str:
+    def verify(self, s3, size: int, etag: str, reported: str = "") -> str:
         """Compare the stored object with what was sent; delete a bad one.
 
-        The ETag comes from head_object because Ceph RGW 16 returns an
-        empty ETag from CompleteMultipartUpload.
+        ``reported`` is the ETag the store computed for a single PUT (the
+        MD5 of the bytes it received, for a body of exactly ``size``
+        bytes); without it the ETag comes from head_object, because Ceph
+        RGW 16 returns an empty ETag from CompleteMultipartUpload. Saving
+        that request matters for many small files.
         """
-        head = _head(s3, self.bucket, self.key)
-        if head is None:
-            raise VerificationError(
-                f"{_prefix(self.label)}{_where(self.bucket, self.key)} is "
-                f"missing right after its upload: expected ETag {etag}, "
-                f"size {size}")
-        found_etag = _clean(head.get("ETag", ""))
-        found_size = head["ContentLength"]
+        if reported:
+            found_etag, found_size = reported, size
+        else:
+            head = _head(s3, self.bucket, self.key)
+            if head is None:
+                raise VerificationError(
+                    f"{_prefix(self.label)}{_where(self.bucket, self.key)} "
+                    f"is missing right after its upload: expected ETag "
+                    f"{etag}, size {size}")
+            found_etag = _clean(head.get("ETag", ""))
+            found_size = head["ContentLength"]
         if found_etag == etag and found_size == size:
             return found_etag
         # The local file is the source of truth, so the object can go.
