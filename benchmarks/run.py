@@ -126,9 +126,17 @@ def resources_on_block_storage(files: list[Path],
 
 def migrate(rids: list[str], jobs: int) -> None:
     """What `dcor-migrate-resources-to-object-store --jobs N` does."""
+    import ckan.model as model
+
     from ckanext.dcor_depot import inventory, migration
     wanted = set(rids)
-    records = [r for r in inventory.resource_records() if r.id in wanted]
+    # The command lists every resource of the site; the benchmark's site
+    # collects resources run after run, so list the benchmark's datasets.
+    dataset_ids = {row[0] for row in model.Session.query(
+        model.Resource.package_id).filter(model.Resource.id.in_(rids))}
+    records = [r for dataset_id in sorted(dataset_ids)
+               for r in inventory.resource_records(dataset_id=dataset_id)
+               if r.id in wanted]
     failed = []
 
     def on_result(outcome):

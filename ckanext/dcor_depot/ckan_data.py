@@ -68,12 +68,15 @@ def revise_resources(dataset_id: str,
 
 
 def merge_resource_fields(dataset_id: str,
-                          changes: dict[str, dict[str, Any]]) -> None:
+                          changes: dict[str, dict[str, Any]],
+                          reindex: bool = True) -> None:
     """Merge fields into resources' extras, then reindex the dataset once.
 
     Each resource gets one atomic row update (a JSON merge in the
     database), so concurrent writers cannot lose each other's fields. For
-    bulk work where a ``package_revise`` per resource would dominate.
+    bulk work where a ``package_revise`` per resource would dominate; with
+    ``reindex=False`` the caller reindexes (:func:`reindex_dataset`) once
+    it has changed everything of the dataset.
     """
     if not changes:
         return
@@ -90,6 +93,12 @@ def merge_resource_fields(dataset_id: str,
         sa.text("UPDATE package SET metadata_modified = :now "
                 "WHERE id = :pkg"), {"now": now, "pkg": dataset_id})
     model.Session.commit()
+    if reindex:
+        reindex_dataset(dataset_id)
+
+
+def reindex_dataset(dataset_id: str) -> None:
+    """Update the search index of one dataset from the database."""
     search.rebuild(dataset_id)
 
 

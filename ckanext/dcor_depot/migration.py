@@ -1,6 +1,7 @@
 """Copy resources from block storage into the object store, verified."""
 from __future__ import annotations
 
+import collections
 import logging
 import os
 from collections.abc import Callable, Iterable
@@ -470,7 +471,8 @@ class RevisionBatch:
             resources = {rid: fields for rid, fields in resources.items()
                          if rid not in errors}
             try:
-                ckan_data.merge_resource_fields(dataset_id, resources)
+                ckan_data.merge_resource_fields(dataset_id, resources,
+                                                reindex=False)
             except Exception as exc:  # noqa: BLE001 - reported per resource
                 log.exception("Recording the S3 state of %s failed",
                               dataset_id)
@@ -539,18 +541,30 @@ def migrate_resources(records: Iterable[inventory.ResourceRecord],
         raise ValueError(f"jobs must be at least 1, not {jobs}")
     records = list(records)
     listings = _BucketListings(records)
+    # Each changed dataset is reindexed once, when its last resource is done.
+    unfinished = collections.Counter(r.dataset_id for r in records)
+    to_reindex: set[str] = set()
     records = iter(records)
     pending: dict[Future, ResourcePlan] = {}
     batch = RevisionBatch()
     # Outcomes waiting for their metadata to be written.
     unrecorded: list[ResourceOutcome] = []
 
+    def finished(outcome: ResourceOutcome) -> None:
+        on_result(outcome)
+        dataset_id = outcome.record.dataset_id
+        unfinished[dataset_id] -= 1
+        if unfinished[dataset_id] == 0 and dataset_id in to_reindex:
+            to_reindex.discard(dataset_id)
+            ckan_data.reindex_dataset(dataset_id)
+
     def flush() -> None:
+        to_reindex.update(batch.changes)
         errors = batch.flush()
         for outcome in unrecorded:
             if outcome.record.id in errors:
                 outcome.errors.append(errors[outcome.record.id])
-            on_result(outcome)
+            finished(outcome)
         unrecorded.clear()
 
     pool = ThreadPoolExecutor(jobs, thread_name_prefix="dcor-migrate")
@@ -567,11 +581,11 @@ def migrate_resources(records: Iterable[inventory.ResourceRecord],
                     plan = plan_resource(record, options)
                 except (MigrationError, ValueError) as exc:
                     outcome.errors.append(str(exc))
-                    on_result(outcome)
+                    finished(outcome)
                     continue
                 if plan is None:
                     outcome.skipped_reason = skip_reason(record, options)
-                    on_result(outcome)
+                    finished(outcome)
                     continue
                 if not options.verify:
                     try:
@@ -602,3 +616,5 @@ def migrate_resources(records: Iterable[inventory.ResourceRecord],
         # Also on an interrupt: what was transferred gets recorded.
         pool.shutdown(wait=True, cancel_futures=True)
         flush()
+        for dataset_id in sorted(to_reindex):
+            ckan_data.reindex_dataset(dataset_id)
