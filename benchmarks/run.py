@@ -302,7 +302,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--large-size", type=int, default=GiB)
     parser.add_argument("--small-count", type=int, default=300)
-    parser.add_argument("--jobs", type=int, default=8)
+    parser.add_argument("--jobs", type=int, default=16)
     parser.add_argument("--rss-size", type=int, default=4 * GiB)
     parser.add_argument("--e2e-size", type=int, default=256 * MiB)
     parser.add_argument("--rss-child", help=argparse.SUPPRESS)

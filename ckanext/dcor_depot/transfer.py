@@ -43,7 +43,7 @@ MiB = 2**20
 #: Part size of multipart uploads and range size of parallel downloads.
 #: 32 MiB keeps the request overhead negligible while several parts in
 #: flight still fit the memory budget below.
-DEFAULT_PART_SIZE = 32 * MiB
+DEFAULT_PART_SIZE = 16 * MiB
 #: Threads sending parts / fetching ranges. The work is network bound
 #: (hashlib releases the GIL), so a few more threads than cores pay off.
 DEFAULT_THREADS = 4
