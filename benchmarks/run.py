@@ -12,6 +12,7 @@ import argparse
 import hashlib
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -256,8 +257,9 @@ def bench_e2e(args, s3, bucket: str) -> None:
     session.headers["Authorization"] = env["CKAN_API_TOKEN"]
     api = f"{env['CKAN_URL']}/api/3/action"
 
-    def action(name, **data):
-        body = session.post(f"{api}/{name}", json=data, timeout=60).json()
+    def action(action_name, **data):
+        body = session.post(f"{api}/{action_name}", json=data,
+                            timeout=60).json()
         assert body["success"], body
         return body["result"]
     suffix = uuid.uuid4().hex[:8]
@@ -319,8 +321,38 @@ def main() -> None:
     with app._wsgi_app.test_request_context():
         from ckanext.dcor_depot import object_store
         object_store.ensure_bucket(bucket)
-        for name in args.only.split(","):
-            FIGURES[name.strip()](args, s3, bucket)
+        try:
+            for name in args.only.split(","):
+                FIGURES[name.strip()](args, s3, bucket)
+        finally:
+            # The store's block file never shrinks, but freed space is
+            # reused: delete what the benchmark stored.
+            delete_benchmark_objects(s3, bucket)
+
+
+def delete_benchmark_objects(s3, bench_bucket: str) -> None:
+    """Empty and remove the benchmark's buckets (not the site's data)."""
+    import ckan.model as model
+
+    from ckanext.dcor_depot import object_store
+    buckets = {bench_bucket} | {
+        object_store.bucket_name(org.id) for org in model.Session.query(
+            model.Group).filter(model.Group.name.like("bench-%"))}
+    for bucket in buckets:
+        try:
+            pages = s3.get_paginator("list_objects_v2").paginate(
+                Bucket=bucket)
+            for page in pages:
+                keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+                if keys:
+                    s3.delete_objects(Bucket=bucket,
+                                      Delete={"Objects": keys})
+            s3.delete_bucket(Bucket=bucket)
+        except s3.exceptions.NoSuchBucket:
+            pass
+    shutil.rmtree(WORK / "small", ignore_errors=True)
+    for path in WORK.glob("*.bin"):
+        path.unlink()
 
 
 if __name__ == "__main__":

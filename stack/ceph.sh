@@ -7,7 +7,16 @@ source "$(dirname "$0")/lib.sh"
 CEPH_DIR=$DEVSTACK/ceph
 CONF=$CEPH_DIR/ceph.conf
 RGW_NAME=client.rgw.dcor
-CEPH_BLOCK_SIZE=${CEPH_BLOCK_SIZE:-107374182400}  # sparse: grows with use
+# The OSD's block file is sparse and grows with use, but never shrinks
+# (deleted objects leave their blocks allocated). By default it may grow
+# to half of the free disk space (at most 100 GiB), so a full object store
+# fails S3 requests cleanly instead of filling the machine's disk.
+default_block_size() {
+    local free
+    free=$(df --output=avail -B1 "$DEVSTACK" | tail -1)
+    local half=$((free / 2)) cap=107374182400
+    echo $(( half < cap ? half : cap ))
+}
 
 ceph_admin() { timeout 30 ceph -c "$CONF" "$@"; }
 
@@ -61,6 +70,10 @@ create_cluster() {
     rm -rf "$CEPH_DIR"
     mkdir -p "$CEPH_DIR"/{mon.a,osd.0,run,log,crash,rgw}
     local fsid; fsid=$(uuidgen)
+    CEPH_BLOCK_SIZE=${CEPH_BLOCK_SIZE:-$(default_block_size)}
+    [ "$CEPH_BLOCK_SIZE" -ge $((4 * 1024 * 1024 * 1024)) ] \
+        || die "ceph: less than 8 GiB free disk space in $DEVSTACK"
+    log "OSD block file may grow to $((CEPH_BLOCK_SIZE / 1024 / 1024 / 1024)) GiB"
     write_conf "$fsid"
     local kr=$CEPH_DIR/keyring
     ceph-authtool --create-keyring "$kr" --gen-key -n mon. --cap mon 'allow *' >/dev/null

@@ -41,8 +41,9 @@ logger = logging.getLogger(__name__)
 MiB = 2**20
 
 #: Part size of multipart uploads and range size of parallel downloads.
-#: 32 MiB keeps the request overhead negligible while several parts in
-#: flight still fit the memory budget below.
+#: 16 MiB keeps the request overhead negligible (measured: 8-64 MiB parts
+#: upload equally fast against Ceph RGW) while the parts in flight stay
+#: far below the memory budget.
 DEFAULT_PART_SIZE = 16 * MiB
 #: Threads sending parts / fetching ranges. The work is network bound
 #: (hashlib releases the GIL), so a few more threads than cores pay off.
