@@ -149,14 +149,17 @@ def test_interrupted_migration_is_finished_by_a_rerun(
     assert summary(interrupted) == \
         f"{COMMAND} (interrupted): 2 uploaded, 0 skipped, 0 failed"
     done = [i for i in items if resource_object(owner, i["id"])]
-    assert len(done) == 2
+    # The resource queued behind the interrupted one may still finish.
+    assert 2 <= len(done) <= 3
     stamps = {i["id"]: last_modified(owner, i["id"]) for i in done}
     time.sleep(1.1)  # LastModified has a resolution of one second
 
     rerun = invoke(cli, COMMAND, "--jobs", 1)
 
     assert rerun.exit_code == 0, rerun.output
-    assert summary(rerun) == f"{COMMAND}: 2 uploaded, 2 skipped, 0 failed"
+    missing = 4 - len(done)
+    assert summary(rerun) == \
+        f"{COMMAND}: {missing} uploaded, {4 - missing} skipped, 0 failed"
     for item in items:
         assert resource_object(owner, item["id"]) == item["files"]["resource"]
         assert tk.asbool(resource_show(item["id"])["s3_available"])

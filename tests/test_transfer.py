@@ -131,7 +131,14 @@ def test_file_is_read_once_and_nothing_downloaded(s3_client, fresh_bucket,
         read.append(length)
         return real_read_exact(fh, length, name)
 
+    real_read_into = transfer._read_into
+
+    def counting_into(fh, buffer, length, name):
+        read.append(length)
+        return real_read_into(fh, buffer, length, name)
+
     monkeypatch.setattr(transfer, "_read_exact", counting)
+    monkeypatch.setattr(transfer, "_read_into", counting_into)
     forbid(monkeypatch, s3_client, "get_object")
     key = "resource/rea/d/once"
     transfer.upload_verified(path, fresh_bucket, key, part_size=PART)
