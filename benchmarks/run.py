@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -186,6 +185,7 @@ def bench_large(args, s3, bucket: str) -> None:
         t_reference = timed(reference_upload, s3, files, bucket)
         verified_vs_plain.append(t_verified / t_plain)
         reference_vs_verified.append(t_reference / t_verified)
+        empty_buckets(s3, bucket)
         print(f"  round: plain {t_plain:.1f} s, verified {t_verified:.1f} s,"
               f" reference {t_reference:.1f} s", flush=True)
     size = f"2 x {args.large_size / GiB:.2f} GiB"
@@ -214,6 +214,7 @@ def bench_deep(args, s3, bucket: str) -> None:
         ratios.append(t_deep / t_plain)
         print(f"  round: download_file {t_plain:.1f} s, deep check "
               f"{t_deep:.1f} s", flush=True)
+    empty_buckets(s3, bucket)
     report(f"deep check ({2 * args.large_size / GiB:.2f} GiB) / plain "
            "download_file", ratios, "<= 1.25")
 
@@ -227,6 +228,7 @@ def bench_small(args, s3, bucket: str) -> None:
         t_plain = timed(plain_upload, s3, files, bucket)
         t_jobs = timed(migrate, rids, args.jobs)
         ratios.append(t_jobs / t_plain)
+        empty_buckets(s3, bucket)
         print(f"  round: sequential upload_file {t_plain:.1f} s, migration "
               f"with --jobs {args.jobs} {t_jobs:.1f} s", flush=True)
     report(f"{args.small_count} small resources (256 KiB) migration --jobs "
@@ -235,9 +237,14 @@ def bench_small(args, s3, bucket: str) -> None:
 
 def bench_rss(args, s3, bucket: str) -> None:
     path = random_file(WORK / "rss.bin", args.rss_size)
-    subprocess.run([sys.executable, __file__, "--rss-child", str(path),
-                    "--bucket", bucket], check=True)
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    # The child reports its own high-water mark: the parent's view of a
+    # child's peak also counts the pages it shared before exec().
+    child = subprocess.run([sys.executable, __file__, "--rss-child",
+                            str(path), "--bucket", bucket], check=True,
+                           capture_output=True, text=True)
+    peak = int(child.stdout.split("VmHWM_KiB=")[1].split()[0]) / 1024
+    path.unlink()
+    empty_buckets(s3, bucket)
     size = args.rss_size / GiB
     print(f"peak RSS of a verified migration of {size:.1f} GiB: "
           f"{peak:.0f} MiB (target < 300 MiB, includes CKAN itself)",
@@ -248,6 +255,9 @@ def rss_child(path: str, bucket: str) -> None:
     env = load_env()
     with ckan_app(bench_ini(env))._wsgi_app.test_request_context():
         migrate(resources_on_block_storage([Path(path)]), jobs=4)
+    status = Path("/proc/self/status").read_text()
+    hwm = status.split("VmHWM:")[1].split()[0]
+    print(f"VmHWM_KiB={hwm}")
 
 
 def bench_e2e(args, s3, bucket: str) -> None:
@@ -286,6 +296,7 @@ def bench_e2e(args, s3, bucket: str) -> None:
         t_plain = timed(s3.upload_file, str(path), bucket,
                         f"e2e/{uuid.uuid4()}")
         ratios.append(t_total / (1.5 * t_post + 2))
+        empty_buckets(s3, bucket)
         print(f"  round: POST {t_post:.1f} s, until s3_available "
               f"{t_total:.1f} s, plain upload_file {t_plain:.1f} s",
               flush=True)
@@ -330,15 +341,20 @@ def main() -> None:
             delete_benchmark_objects(s3, bucket)
 
 
-def delete_benchmark_objects(s3, bench_bucket: str) -> None:
-    """Empty and remove the benchmark's buckets (not the site's data)."""
+def benchmark_buckets(bench_bucket: str) -> set[str]:
+    """The benchmark's own bucket and those of its organizations."""
     import ckan.model as model
 
     from ckanext.dcor_depot import object_store
-    buckets = {bench_bucket} | {
+    return {bench_bucket} | {
         object_store.bucket_name(org.id) for org in model.Session.query(
             model.Group).filter(model.Group.name.like("bench-%"))}
-    for bucket in buckets:
+
+
+def empty_buckets(s3, bench_bucket: str, remove: bool = False) -> None:
+    """Delete the benchmark's objects: the store's block file never
+    shrinks, but the space of deleted objects is reused."""
+    for bucket in benchmark_buckets(bench_bucket):
         try:
             pages = s3.get_paginator("list_objects_v2").paginate(
                 Bucket=bucket)
@@ -347,9 +363,15 @@ def delete_benchmark_objects(s3, bench_bucket: str) -> None:
                 if keys:
                     s3.delete_objects(Bucket=bucket,
                                       Delete={"Objects": keys})
-            s3.delete_bucket(Bucket=bucket)
+            if remove:
+                s3.delete_bucket(Bucket=bucket)
         except s3.exceptions.NoSuchBucket:
             pass
+
+
+def delete_benchmark_objects(s3, bench_bucket: str) -> None:
+    """Remove the benchmark's buckets and files (not the site's data)."""
+    empty_buckets(s3, bench_bucket, remove=True)
     shutil.rmtree(WORK / "small", ignore_errors=True)
     for path in WORK.glob("*.bin"):
         path.unlink()
