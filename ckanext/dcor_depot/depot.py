@@ -20,6 +20,7 @@ from pathlib import Path
 
 from . import ckan_data, layout
 from .checksums import file_sha256
+from .durability import fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +136,7 @@ def _place_copy(source: Path, target: Path) -> None:
                 raise
             _copy_verified(source, temp)
         os.replace(temp, target)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
     except OSError as exc:
         temp.unlink(missing_ok=True)
         raise DepotError(f"could not place {source} at {target}: "
@@ -162,12 +163,6 @@ def _replace_with_symlink(source: Path, target: Path) -> None:
     os.symlink(target, link)
     # rename() swaps the regular file for the symlink atomically.
     os.replace(link, source)
-    _fsync_dir(source.parent)
+    fsync_dir(source.parent)
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -44,6 +44,7 @@ from . import (
     rtdc,
     transfer,
 )
+from .durability import fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -375,14 +376,6 @@ def file_checksums(path: Path) -> Checksums:
     return Checksums(size, md5.hexdigest(), sha.hexdigest())
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _place(tmp: Path, target: Path, expected_md5: str) -> None:
     """Move a verified download into the depot, atomically.
 
@@ -410,7 +403,7 @@ def _place(tmp: Path, target: Path, expected_md5: str) -> None:
         finally:
             part.unlink(missing_ok=True)
         tmp.unlink(missing_ok=True)
-    _fsync_dir(target.parent)
+    fsync_dir(target.parent)
 
 
 def _link(upload_path: Path, target: Path) -> None:
@@ -428,7 +421,7 @@ def _link(upload_path: Path, target: Path) -> None:
     tmp_link.unlink(missing_ok=True)
     os.symlink(target, tmp_link)
     os.replace(tmp_link, upload_path)
-    _fsync_dir(upload_path.parent)
+    fsync_dir(upload_path.parent)
 
 
 @contextlib.contextmanager

@@ -35,6 +35,7 @@ from typing import IO, Any
 import botocore.exceptions
 
 from . import object_store
+from .durability import fsync_dir
 
 logger = logging.getLogger(__name__)
 
@@ -556,7 +557,7 @@ def _download(s3, bucket: str, key: str, dest: Path, head: dict[str, Any],
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    _fsync_dir(dest.parent)
+    fsync_dir(dest.parent)
     return DownloadResult(bucket, key, dest, size, digest,
                           _clean(head["ETag"]))
 
@@ -633,20 +634,6 @@ def _read_body(body, length: int) -> bytearray:
             f"range GET returned {'more' if extra else pos} bytes instead "
             f"of {length}")
     return buf
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename durable."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # not supported by every filesystem
-    finally:
-        os.close(fd)
 
 
 # --- helpers ----------------------------------------------------------------
