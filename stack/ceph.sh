@@ -62,6 +62,11 @@ osd_memory_target = 1073741824
 [$RGW_NAME]
 rgw_frontends = beast endpoint=127.0.0.1:$RGW_PORT
 rgw_data = $CEPH_DIR/rgw
+# Free the space of deleted objects within a minute, not after hours (the
+# default), so that tests and benchmarks do not fill the throwaway OSD.
+rgw_gc_obj_min_wait = 30
+rgw_gc_processor_period = 30
+rgw_gc_processor_max_time = 30
 CONF
 }
 
