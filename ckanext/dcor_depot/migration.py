@@ -597,7 +597,10 @@ def migrate_resources(records: Iterable[inventory.ResourceRecord],
             if not pending:
                 break
             done, _ = wait_futures(pending, return_when=FIRST_COMPLETED)
-            for future in done:
+            # Finished transfers are recorded before an interrupt (or other
+            # exception) of a transfer that ended at the same time.
+            for future in sorted(done, key=lambda f: f.exception()
+                                 is not None):
                 plan = pending.pop(future)
                 outcome = ResourceOutcome(plan.record,
                                           artifacts=future.result(),
