@@ -9,7 +9,6 @@ a resource never points at data that are not there.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import stat
 import uuid
@@ -31,14 +30,12 @@ from . import (
     rtdc,
     transfer,
 )
-from .checksums import file_sha256
+from .checksums import copy_verified, file_sha256
 
 #: Namespace of the reproducible resource ids of appended files.
 APPEND_NAMESPACE = uuid.uuid5(
     uuid.NAMESPACE_URL,
     "https://github.com/DCOR-dev/ckanext-dcor_depot#append-resource")
-
-_CHUNK = 8 * 1024 * 1024
 
 Progress = Callable[[int], Any]
 #: Opens a progress display for a phase: ``with bars(label, nbytes) as
@@ -107,15 +104,6 @@ def find_dataset(ref: str) -> dict[str, Any]:
     return dataset
 
 
-def sha256_of(path: Path, progress: Progress) -> str:
-    hasher = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            hasher.update(chunk)
-            progress(len(chunk))
-    return hasher.hexdigest()
-
-
 def append_resource(path: str | os.PathLike[str], dataset_ref: str, *,
                     delete_source: bool = False,
                     progress: ProgressBars = _no_bars) -> AppendResult:
@@ -144,7 +132,7 @@ def append_resource(path: str | os.PathLike[str], dataset_ref: str, *,
 
     size = source.stat().st_size
     with progress("SHA256", size) as update:
-        sha = sha256_of(source, update)
+        sha = file_sha256(source, update)
     rid = resource_id_for(dataset["id"], source.name, sha)
     existing = model.Resource.get(rid)
     if existing is not None and (existing.state != "active"
@@ -214,17 +202,10 @@ def _store_locally(source: Path, rid: str, sha: str, new: bool,
     dest.parent.mkdir(parents=True, exist_ok=True)
     temp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
     try:
-        hasher = hashlib.sha256()
-        with open(source, "rb") as src, open(temp, "wb") as dst:
-            while chunk := src.read(_CHUNK):
-                hasher.update(chunk)
-                dst.write(chunk)
-                progress(len(chunk))
-            dst.flush()
-            os.fsync(dst.fileno())
+        read, written = copy_verified(source, temp, progress)
         # Both what was read and what landed on disk must be the file
         # whose SHA256 named the resource.
-        if hasher.hexdigest() != sha or file_sha256(temp) != sha:
+        if read != sha or written != sha:
             raise AppendError(f"the copy of {source} at {dest} does not "
                               f"match its SHA256 {sha}; not appended")
         os.replace(temp, dest)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import hashlib
 import logging
 import os
 import shutil
@@ -19,12 +18,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from . import ckan_data, layout
-from .checksums import file_sha256
+from .checksums import copy_verified, file_sha256
 from .durability import fsync_dir
 
 log = logging.getLogger(__name__)
 
-_COPY_CHUNK = 8 * 1024 * 1024
 
 
 class DepotError(Exception):
@@ -144,15 +142,9 @@ def _place_copy(source: Path, target: Path) -> None:
 
 
 def _copy_verified(source: Path, temp: Path) -> None:
-    hasher = hashlib.sha256()
-    with open(source, "rb") as src, open(temp, "wb") as dst:
-        while chunk := src.read(_COPY_CHUNK):
-            hasher.update(chunk)
-            dst.write(chunk)
-        dst.flush()
-        os.fsync(dst.fileno())
+    read, written = copy_verified(source, temp)
     shutil.copystat(source, temp)
-    if file_sha256(temp) != hasher.hexdigest():
+    if read != written:
         raise DepotError(f"the copy of {source} at {temp} differs from the "
                          "original")
 
