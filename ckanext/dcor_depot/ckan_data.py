@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import json
+from collections.abc import Iterable
 from typing import Any
 
 import ckan.model as model
@@ -67,34 +68,45 @@ def revise_resources(dataset_id: str,
     tk.get_action("package_revise")(site_context(), data)
 
 
-def merge_resource_fields(dataset_id: str,
-                          changes: dict[str, dict[str, Any]],
+def merge_resource_fields(changes: dict[str, dict[str, dict[str, Any]]],
                           reindex: bool = True) -> None:
-    """Merge fields into resources' extras, then reindex the dataset once.
+    """Merge fields into resources' extras: ``{dataset id: {resource id:
+    fields}}``; then reindex each dataset once.
 
-    Each resource gets one atomic row update (a JSON merge in the
-    database), so concurrent writers cannot lose each other's fields. For
-    bulk work where a ``package_revise`` per resource would dominate; with
-    ``reindex=False`` the caller reindexes (:func:`reindex_dataset`) once
-    it has changed everything of the dataset.
+    One statement updates every resource (a JSON merge per row in the
+    database, so concurrent writers cannot lose each other's fields) and
+    one transaction covers all datasets. For bulk work where a
+    ``package_revise`` per resource would dominate; with ``reindex=False``
+    the caller reindexes (:func:`reindex_dataset`) once it has changed
+    everything of a dataset.
     """
+    changes = {dataset_id: fields for dataset_id, fields in changes.items()
+               if fields}
     if not changes:
         return
-    statement = sa.text(
-        "UPDATE resource SET extras = (COALESCE(NULLIF(extras, ''), '{}')"
-        "::jsonb || CAST(:fields AS jsonb))::text, "
-        "metadata_modified = :now WHERE id = :id AND package_id = :pkg")
+    rows = {resource_id: {"dataset": dataset_id, "fields": fields}
+            for dataset_id, resources in changes.items()
+            for resource_id, fields in resources.items()}
     now = datetime.datetime.utcnow()
-    for resource_id, fields in changes.items():
-        model.Session.execute(statement, {
-            "fields": json.dumps(fields), "id": resource_id,
-            "pkg": dataset_id, "now": now})
-    model.Session.execute(
-        sa.text("UPDATE package SET metadata_modified = :now "
-                "WHERE id = :pkg"), {"now": now, "pkg": dataset_id})
-    model.Session.commit()
+    try:
+        model.Session.execute(sa.text(
+            "UPDATE resource AS r SET extras = (COALESCE(NULLIF(r.extras, "
+            "''), '{}')::jsonb || c.value->'fields')::text, "
+            "metadata_modified = :now "
+            "FROM jsonb_each(CAST(:rows AS jsonb)) AS c "
+            "WHERE r.id = c.key AND r.package_id = c.value->>'dataset'"),
+            {"rows": json.dumps(rows), "now": now})
+        model.Session.execute(sa.text(
+            "UPDATE package SET metadata_modified = :now WHERE id IN "
+            "(SELECT jsonb_array_elements_text(CAST(:ids AS jsonb)))"),
+            {"ids": json.dumps(sorted(changes)), "now": now})
+        model.Session.commit()
+    except Exception:
+        model.Session.rollback()
+        raise
     if reindex:
-        reindex_dataset(dataset_id)
+        for dataset_id in changes:
+            reindex_dataset(dataset_id)
 
 
 def reindex_dataset(dataset_id: str) -> None:
@@ -104,6 +116,17 @@ def reindex_dataset(dataset_id: str) -> None:
 
 def dataset_is_public(dataset_id: str) -> bool:
     """:func:`is_public` from a fresh, cheap database read."""
-    row = (model.Session.query(model.Package.private, model.Package.state)
-           .filter(model.Package.id == dataset_id).first())
-    return bool(row and not row.private and row.state == "active")
+    return datasets_public([dataset_id])[dataset_id]
+
+
+def datasets_public(dataset_ids: Iterable[str]) -> dict[str, bool]:
+    """:func:`dataset_is_public` of several datasets in one query
+    (False for a dataset that does not exist)."""
+    wanted = set(dataset_ids)
+    public = dict.fromkeys(wanted, False)
+    rows = (model.Session.query(model.Package.id, model.Package.private,
+                                model.Package.state)
+            .filter(model.Package.id.in_(wanted)))
+    for row in rows:
+        public[row.id] = not row.private and row.state == "active"
+    return public

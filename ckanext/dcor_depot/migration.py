@@ -4,9 +4,9 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import queue
 from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
-from concurrent.futures import wait as wait_futures
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -457,25 +457,27 @@ class RevisionBatch:
         errors: dict[str, str] = {}
         tagging, self.tagging = self.tagging, {}
         changes, self.changes = self.changes, {}
+        if not tagging:
+            return errors
+        # Checked after the objects were tagged: a visibility change
+        # during the transfer is caught here.
+        public = ckan_data.datasets_public(tagging)
         for dataset_id, items in tagging.items():
             try:
-                # Checked after the objects were tagged: a visibility
-                # change during the transfer is caught here.
-                public = ckan_data.dataset_is_public(dataset_id)
                 for plan, outcomes in items:
-                    _fix_stale_tags(plan, outcomes, public)
+                    _fix_stale_tags(plan, outcomes, public[dataset_id])
             except object_store.ObjectStoreError as exc:
                 for plan, _ in items:
                     errors[plan.record.id] = f"tagging failed: {exc}"
-        for dataset_id, resources in changes.items():
-            resources = {rid: fields for rid, fields in resources.items()
-                         if rid not in errors}
-            try:
-                ckan_data.merge_resource_fields(dataset_id, resources,
-                                                reindex=False)
-            except Exception as exc:  # noqa: BLE001 - reported per resource
-                log.exception("Recording the S3 state of %s failed",
-                              dataset_id)
+        changes = {dataset_id: {rid: fields for rid, fields
+                                in resources.items() if rid not in errors}
+                   for dataset_id, resources in changes.items()}
+        try:
+            ckan_data.merge_resource_fields(changes, reindex=False)
+        except Exception as exc:  # noqa: BLE001 - reported per resource
+            log.exception("Recording the S3 state of %d datasets failed",
+                          len(changes))
+            for resources in changes.values():
                 for rid in resources:
                     errors[rid] = f"recording the S3 state failed: {exc}"
         return errors
@@ -533,13 +535,16 @@ def migrate_resources(records: Iterable[inventory.ResourceRecord],
 
     The transfers run in a thread pool; planning and the CKAN updates
     happen in the calling thread as results come back, and ``on_result``
-    is called there once per resource. At most ``2 * jobs`` resources are
-    in flight, so huge sites do not fill the memory with futures. An
+    is called there once per resource. At most ``2 * jobs`` resources plus
+    a recording batch are in flight: enough that the pool keeps busy while
+    the calling thread records a batch, few enough that huge sites do not
+    fill the memory with futures. An
     interrupt (KeyboardInterrupt) cancels what has not started.
     """
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, not {jobs}")
     records = list(records)
+    in_flight = 2 * jobs + RECORD_BATCH_SIZE
     listings = _BucketListings(records)
     # Each changed dataset is reindexed once, when its last resource is done.
     unfinished = collections.Counter(r.dataset_id for r in records)
@@ -567,11 +572,14 @@ def migrate_resources(records: Iterable[inventory.ResourceRecord],
             finished(outcome)
         unrecorded.clear()
 
+    # Transfers put themselves here when done: waiting costs the same for
+    # 10 or 100 transfers in flight (concurrent.futures.wait locks them all).
+    finished_transfers: queue.SimpleQueue[Future] = queue.SimpleQueue()
     pool = ThreadPoolExecutor(jobs, thread_name_prefix="dcor-migrate")
     try:
         exhausted = False
         while True:
-            while not exhausted and len(pending) < 2 * jobs:
+            while not exhausted and len(pending) < in_flight:
                 record = next(records, None)
                 if record is None:
                     exhausted = True
@@ -593,10 +601,12 @@ def migrate_resources(records: Iterable[inventory.ResourceRecord],
                     except object_store.ObjectStoreError as exc:
                         log.warning("Listing %s failed (%s); looking up "
                                     "objects one by one", plan.bucket, exc)
-                pending[pool.submit(transfer_resource, plan, options)] = plan
+                future = pool.submit(transfer_resource, plan, options)
+                pending[future] = plan
+                future.add_done_callback(finished_transfers.put)
             if not pending:
                 break
-            done, _ = wait_futures(pending, return_when=FIRST_COMPLETED)
+            done = _next_finished(finished_transfers)
             # Finished transfers are recorded before an interrupt (or other
             # exception) of a transfer that ended at the same time.
             for future in sorted(done, key=lambda f: f.exception()
@@ -621,3 +631,13 @@ def migrate_resources(records: Iterable[inventory.ResourceRecord],
         flush()
         for dataset_id in sorted(to_reindex):
             ckan_data.reindex_dataset(dataset_id)
+
+
+def _next_finished(finished: queue.SimpleQueue[Future]) -> list[Future]:
+    """Wait for a finished transfer; return it and all others finished."""
+    done = [finished.get()]
+    while True:
+        try:
+            done.append(finished.get_nowait())
+        except queue.Empty:
+            return done
