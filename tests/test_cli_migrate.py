@@ -488,3 +488,71 @@ def test_link_resources_are_skipped(cli, owner, on_block_storage):
     assert result.exit_code == 0, result.output
     assert f"{link['id']}: not an upload" in result.stdout
     assert summary(result) == f"{COMMAND}: 1 uploaded, 1 skipped, 0 failed"
+
+
+@pytest.fixture
+def listening_worker(pipeline):
+    """A worker of the test site registered on the search-index queue, as
+    on a production site (it takes no jobs: the test runs them)."""
+    import rq
+    from ckan.lib import jobs
+
+    from ckanext.dcor_depot import search_index
+    worker = rq.Worker([jobs.get_queue(search_index.QUEUE)],
+                       connection=jobs.connect_to_redis(),
+                       name=f"test-{os.getpid()}-{time.time_ns()}")
+    worker.register_birth()
+    yield worker
+    worker.register_death()
+
+
+def test_search_index_update_is_handed_to_a_listening_worker(
+        cli, owner, on_block_storage, listening_worker):
+    from ckan.lib import jobs
+    from rq.job import JobStatus
+
+    from ckanext.dcor_depot import search_index
+    first, second = on_block_storage(2)
+    other, = on_block_storage(1)
+
+    result = invoke(cli, COMMAND, "--jobs", 2)
+
+    assert result.exit_code == 0, result.output
+    assert summary(result) == f"{COMMAND}: 3 uploaded, 0 skipped, 0 failed"
+    assert "search index: 2 datasets queued for the background workers" \
+        in result.stdout
+    # The database is current at once; only the index follows later.
+    for item in (first, second, other):
+        assert tk.asbool(resource_show(item["id"])["s3_available"])
+    queued = [job for job in jobs.get_queue(search_index.QUEUE).jobs
+              if job.func is search_index.reindex_datasets]
+    assert len(queued) == 1
+    assert list(queued[0].args) == [sorted([first["dataset"]["id"],
+                                            other["dataset"]["id"]])]
+    from .conftest import run_jobs
+    run_jobs()
+    assert queued[0].get_status() == JobStatus.FINISHED
+
+
+def test_search_index_is_updated_here_without_a_worker(
+        cli, owner, on_block_storage):
+    from ckan.lib import jobs
+
+    from ckanext.dcor_depot import search_index
+    item, = on_block_storage(1)
+
+    result = invoke(cli, COMMAND)
+
+    assert result.exit_code == 0, result.output
+    assert "search index" not in result.stdout
+    assert not [job for job in jobs.get_queue(search_index.QUEUE).jobs
+                if job.func is search_index.reindex_datasets]
+    assert tk.asbool(resource_show(item["id"])["s3_available"])
+
+
+def test_reindex_job_skips_a_purged_dataset(owner, make_dataset):
+    from ckanext.dcor_depot import search_index
+    kept, purged = make_dataset(), make_dataset()
+    helpers.call_action("dataset_purge", id=purged["id"])
+
+    search_index.reindex_datasets([purged["id"], kept["id"]])  # no error

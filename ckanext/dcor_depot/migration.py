@@ -13,7 +13,15 @@ from typing import Any
 
 import ckan.plugins.toolkit as tk
 
-from . import ckan_data, inventory, layout, object_store, transfer, uploader
+from . import (
+    ckan_data,
+    inventory,
+    layout,
+    object_store,
+    search_index,
+    transfer,
+    uploader,
+)
 from .checksums import file_sha256
 
 log = logging.getLogger(__name__)
@@ -530,7 +538,7 @@ def record_resource(plan: ResourcePlan,
 def migrate_resources(records: Iterable[inventory.ResourceRecord],
                       options: MigrationOptions,
                       on_result: Callable[[ResourceOutcome], None],
-                      jobs: int = 4) -> None:
+                      jobs: int = 4) -> search_index.IndexUpdates:
     """Migrate resources with ``jobs`` transfers at once.
 
     The transfers run in a thread pool; planning and the CKAN updates
@@ -540,6 +548,10 @@ def migrate_resources(records: Iterable[inventory.ResourceRecord],
     the calling thread records a batch, few enough that huge sites do not
     fill the memory with futures. An
     interrupt (KeyboardInterrupt) cancels what has not started.
+
+    Each changed dataset's search-index entry is updated once, when its
+    last resource is done (see :mod:`search_index`); the returned
+    :class:`~search_index.IndexUpdates` says where that happened.
     """
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, not {jobs}")
@@ -549,6 +561,7 @@ def migrate_resources(records: Iterable[inventory.ResourceRecord],
     # Each changed dataset is reindexed once, when its last resource is done.
     unfinished = collections.Counter(r.dataset_id for r in records)
     to_reindex: set[str] = set()
+    index = search_index.IndexUpdates()
     records = iter(records)
     pending: dict[Future, ResourcePlan] = {}
     batch = RevisionBatch()
@@ -561,7 +574,7 @@ def migrate_resources(records: Iterable[inventory.ResourceRecord],
         unfinished[dataset_id] -= 1
         if unfinished[dataset_id] == 0 and dataset_id in to_reindex:
             to_reindex.discard(dataset_id)
-            ckan_data.reindex_dataset(dataset_id)
+            index.add([dataset_id])
 
     def flush() -> None:
         to_reindex.update(batch.changes)
@@ -571,6 +584,7 @@ def migrate_resources(records: Iterable[inventory.ResourceRecord],
                 outcome.errors.append(errors[outcome.record.id])
             finished(outcome)
         unrecorded.clear()
+        index.send()
 
     # Transfers put themselves here when done: waiting costs the same for
     # 10 or 100 transfers in flight (concurrent.futures.wait locks them all).
@@ -629,8 +643,9 @@ def migrate_resources(records: Iterable[inventory.ResourceRecord],
         # Also on an interrupt: what was transferred gets recorded.
         pool.shutdown(wait=True, cancel_futures=True)
         flush()
-        for dataset_id in sorted(to_reindex):
-            ckan_data.reindex_dataset(dataset_id)
+        index.add(to_reindex)
+        index.send(final=True)
+    return index
 
 
 def _next_finished(finished: queue.SimpleQueue[Future]) -> list[Future]:

@@ -74,10 +74,14 @@ def migrate_resources(modified_days: int, verify_existence: bool,
     note = "dry run" if dry_run else ""
     optional = ("missing", deleted_name)
     try:
-        migration.migrate_resources(records, options, on_result, jobs=jobs)
+        index = migration.migrate_resources(records, options, on_result,
+                                            jobs=jobs)
     except KeyboardInterrupt:
         click.echo(tally.line("interrupted", optional))
         common.fail(f"{COMMAND}: interrupted after {finished} of {total} "
                     "resources; run it again to finish the rest",
                     code=common.EXIT_INTERRUPTED)
+    if index.queued:
+        click.echo(f"search index: {index.queued} datasets queued for the "
+                   "background workers")
     tally.finish(note, optional)
