@@ -536,9 +536,13 @@ def test_search_index_update_is_handed_to_a_listening_worker(
 
 def test_search_index_is_updated_here_without_a_worker(
         cli, owner, on_block_storage):
+    import rq
     from ckan.lib import jobs
 
     from ckanext.dcor_depot import search_index
+    queue = jobs.get_queue(search_index.QUEUE)
+    for worker in rq.Worker.all(queue=queue):
+        worker.register_death()  # e.g. one a fault test killed
     item, = on_block_storage(1)
 
     result = invoke(cli, COMMAND)
@@ -556,3 +560,39 @@ def test_reindex_job_skips_a_purged_dataset(owner, make_dataset):
     helpers.call_action("dataset_purge", id=purged["id"])
 
     search_index.reindex_datasets([purged["id"], kept["id"]])  # no error
+
+
+def test_recording_keeps_every_other_resource_field(
+        cli, owner, on_block_storage):
+    item, = on_block_storage(1)
+    sha = hashlib.sha256(item["files"]["resource"]).hexdigest()
+    helpers.call_action("resource_patch", id=item["id"], sha256=sha,
+                        **{"dc:setup:channel width": "20",
+                           "description": "beads"})
+
+    result = invoke(cli, COMMAND)
+
+    assert result.exit_code == 0, result.output
+    res = resource_show(item["id"])
+    assert tk.asbool(res["s3_available"])
+    assert res["s3_url"].endswith(layout.object_key(item["id"]))
+    assert res["sha256"] == sha
+    assert res["dc:setup:channel width"] == "20"
+    assert res["description"] == "beads"
+    assert res["name"] == "file0.bin"
+
+
+def test_merge_reports_resources_it_could_not_find(owner, make_dataset,
+                                                   upload):
+    from ckanext.dcor_depot import ckan_data
+    dataset, other = make_dataset(), make_dataset()
+    res = upload(dataset, b"x" * 100)
+
+    changed = ckan_data.merge_resource_fields({
+        dataset["id"]: {res["id"]: {"s3_available": True}},
+        # wrong dataset: must not be touched
+        other["id"]: {res["id"] + "-gone": {"s3_available": True}},
+    }, reindex=False)
+
+    assert changed == {res["id"]}
+    assert tk.asbool(resource_show(res["id"])["s3_available"])

@@ -3,8 +3,9 @@
 Jobs receive ids only and fetch everything here, so they never act on a
 stale copy; the jobs' metadata changes go through ``package_revise`` so
 that several jobs updating one dataset do not lose each other's changes.
-Bulk commands use :func:`merge_resource_fields`, an atomic row update that
-is just as safe and a hundred times cheaper.
+Bulk commands use :func:`merge_resource_fields`, one statement merging new
+fields into many resources in the database, which keeps every other field
+and is a hundred times cheaper.
 """
 from __future__ import annotations
 
@@ -69,44 +70,49 @@ def revise_resources(dataset_id: str,
 
 
 def merge_resource_fields(changes: dict[str, dict[str, dict[str, Any]]],
-                          reindex: bool = True) -> None:
+                          reindex: bool = True) -> set[str]:
     """Merge fields into resources' extras: ``{dataset id: {resource id:
-    fields}}``; then reindex each dataset once.
+    fields}}``; then reindex each dataset once. Returns the ids of the
+    resources changed (a resource deleted or moved meanwhile is not).
 
-    One statement updates every resource (a JSON merge per row in the
-    database, so concurrent writers cannot lose each other's fields) and
-    one transaction covers all datasets. For bulk work where a
-    ``package_revise`` per resource would dominate; with ``reindex=False``
-    the caller reindexes (:func:`reindex_dataset`) once it has changed
-    everything of a dataset.
+    One statement updates every resource, merging the JSON in the
+    database: other fields are kept, also those another atomic merge
+    writes at the same time. One transaction covers all datasets. For bulk
+    work where a ``package_revise`` per resource would dominate; with
+    ``reindex=False`` the caller reindexes (:func:`reindex_dataset`) once
+    it has changed everything of a dataset.
     """
     changes = {dataset_id: fields for dataset_id, fields in changes.items()
                if fields}
     if not changes:
-        return
+        return set()
     rows = {resource_id: {"dataset": dataset_id, "fields": fields}
             for dataset_id, resources in changes.items()
             for resource_id, fields in resources.items()}
     now = datetime.datetime.utcnow()
     try:
-        model.Session.execute(sa.text(
+        # The parentheses matter: || and -> bind equally, left to right.
+        changed = {row[0] for row in model.Session.execute(sa.text(
             "UPDATE resource AS r SET extras = (COALESCE(NULLIF(r.extras, "
-            "''), '{}')::jsonb || c.value->'fields')::text, "
+            "''), '{}')::jsonb || (c.value->'fields'))::text, "
             "metadata_modified = :now "
             "FROM jsonb_each(CAST(:rows AS jsonb)) AS c "
-            "WHERE r.id = c.key AND r.package_id = c.value->>'dataset'"),
-            {"rows": json.dumps(rows), "now": now})
+            "WHERE r.id = c.key AND r.package_id = c.value->>'dataset' "
+            "RETURNING r.id"),
+            {"rows": json.dumps(rows), "now": now})}
         model.Session.execute(sa.text(
             "UPDATE package SET metadata_modified = :now WHERE id IN "
             "(SELECT jsonb_array_elements_text(CAST(:ids AS jsonb)))"),
             {"ids": json.dumps(sorted(changes)), "now": now})
         model.Session.commit()
-    except Exception:
+    except BaseException:
+        # Also on Ctrl-C: no half-done transaction stays on the session.
         model.Session.rollback()
         raise
     if reindex:
         for dataset_id in changes:
             reindex_dataset(dataset_id)
+    return changed
 
 
 def reindex_dataset(dataset_id: str) -> None:

@@ -439,13 +439,14 @@ def delete_local_file(path: Path) -> bool:
 
 
 class RevisionBatch:
-    """The S3 state of migrated resources, recorded per dataset.
+    """The S3 state of migrated resources, recorded in batches.
 
     ``package_revise`` costs 100-200 ms per call on a real site (validation,
     dictization, activity), more than moving a small file. The migration
-    command therefore collects its results and, per dataset, checks the
-    visibility once, merges the new fields into each resource with one
-    atomic row update, and reindexes the dataset once.
+    command therefore collects its results and, per batch, checks the
+    datasets' visibility with one query and merges the new fields into
+    the resources with one statement; the caller has the search index
+    updated once per dataset.
     """
 
     def __init__(self) -> None:
@@ -481,13 +482,19 @@ class RevisionBatch:
                                 in resources.items() if rid not in errors}
                    for dataset_id, resources in changes.items()}
         try:
-            ckan_data.merge_resource_fields(changes, reindex=False)
+            changed = ckan_data.merge_resource_fields(changes, reindex=False)
         except Exception as exc:  # noqa: BLE001 - reported per resource
+            # All rolled back: every resource of the batch is unrecorded.
             log.exception("Recording the S3 state of %d datasets failed",
                           len(changes))
             for resources in changes.values():
                 for rid in resources:
                     errors[rid] = f"recording the S3 state failed: {exc}"
+            return errors
+        for resources in changes.values():
+            for rid in resources.keys() - changed:
+                errors[rid] = ("recording the S3 state failed: the resource "
+                               "was deleted or moved meanwhile")
         return errors
 
 
@@ -578,7 +585,16 @@ def migrate_resources(records: Iterable[inventory.ResourceRecord],
 
     def flush() -> None:
         to_reindex.update(batch.changes)
-        errors = batch.flush()
+        try:
+            errors = batch.flush()
+        except BaseException:
+            # E.g. Ctrl-C while recording: these were not recorded.
+            for outcome in unrecorded:
+                outcome.errors.append("recording the S3 state was "
+                                      "interrupted")
+                finished(outcome)
+            unrecorded.clear()
+            raise
         for outcome in unrecorded:
             if outcome.record.id in errors:
                 outcome.errors.append(errors[outcome.record.id])
@@ -640,11 +656,15 @@ def migrate_resources(records: Iterable[inventory.ResourceRecord],
             if len(unrecorded) >= RECORD_BATCH_SIZE or not pending:
                 flush()
     finally:
-        # Also on an interrupt: what was transferred gets recorded.
-        pool.shutdown(wait=True, cancel_futures=True)
-        flush()
-        index.add(to_reindex)
-        index.send(final=True)
+        try:
+            # Also on an interrupt: what was reported gets recorded (a
+            # transfer ending during the shutdown is found by a rerun).
+            pool.shutdown(wait=True, cancel_futures=True)
+            flush()
+        finally:
+            # Every dataset recorded so far, even if recording failed.
+            index.add(to_reindex)
+            index.send(final=True)
     return index
 
 

@@ -31,13 +31,20 @@ JOB_INTERVAL = 30.0
 def reindex_datasets(dataset_ids: list[str]) -> None:
     """Update the search index of datasets (also run as a background job).
 
-    A dataset purged meanwhile is skipped.
+    A dataset purged meanwhile is skipped; one that fails does not keep
+    the others from being reindexed (the first error is raised at the end).
     """
+    first_error: Exception | None = None
     for dataset_id in dataset_ids:
         try:
             ckan_data.reindex_dataset(dataset_id)
         except tk.ObjectNotFound:
             log.info("Dataset %s is gone; not reindexed", dataset_id)
+        except Exception as exc:  # noqa: BLE001 - raised after the rest
+            log.exception("Reindexing dataset %s failed", dataset_id)
+            first_error = first_error or exc
+    if first_error is not None:
+        raise first_error
 
 
 def worker_listens(queue_name: str = QUEUE) -> bool:
@@ -62,6 +69,8 @@ class IndexUpdates:
         #: datasets queued for the workers / reindexed in this process
         self.queued = 0
         self.updated = 0
+        #: datasets whose reindexing in this process failed (logged)
+        self.failed: list[str] = []
         #: ids of the queued jobs
         self.job_ids: list[str] = []
 
@@ -76,7 +85,7 @@ class IndexUpdates:
         if (self._background and not final
                 and time.monotonic() - self._last_job < JOB_INTERVAL):
             return
-        dataset_ids, self._ready = sorted(set(self._ready)), []
+        dataset_ids = sorted(set(self._ready))
         if self._background:
             self._last_job = time.monotonic()
             try:
@@ -85,6 +94,7 @@ class IndexUpdates:
                     title=f"Update the search index of {len(dataset_ids)} "
                           "datasets",
                     rq_kwargs={"timeout": JOB_TIMEOUT})
+                self._ready = []
                 self.queued += len(dataset_ids)
                 self.job_ids.append(job.id)
                 return
@@ -92,8 +102,15 @@ class IndexUpdates:
                 log.warning("Queueing a search-index update failed (%s); "
                             "updating it here", exc)
                 self._background = False
-        reindex_datasets(dataset_ids)
-        self.updated += len(dataset_ids)
+        for dataset_id in dataset_ids:
+            try:
+                reindex_datasets([dataset_id])
+                self.updated += 1
+            except Exception:  # noqa: BLE001 - logged; data are recorded
+                self.failed.append(dataset_id)
+            # Removed only now: after an interrupt the rest is still here
+            # for the final send.
+            self._ready = [d for d in self._ready if d != dataset_id]
 
     @staticmethod
     def _workers_available() -> bool:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from .. import inventory, migration
+from .. import inventory, migration, search_index
 from . import common
 
 COMMAND = "dcor-migrate-resources-to-object-store"
@@ -81,7 +81,16 @@ def migrate_resources(modified_days: int, verify_existence: bool,
         common.fail(f"{COMMAND}: interrupted after {finished} of {total} "
                     "resources; run it again to finish the rest",
                     code=common.EXIT_INTERRUPTED)
+    report_index(index)
+    tally.finish(note, optional)
+
+
+def report_index(index: search_index.IndexUpdates) -> None:
     if index.queued:
         click.echo(f"search index: {index.queued} datasets queued for the "
                    "background workers")
-    tally.finish(note, optional)
+    if index.failed:
+        common.report_error(
+            f"search index: reindexing {len(index.failed)} datasets failed "
+            "(see the log); the data are recorded, run 'ckan search-index "
+            "rebuild' once the search server works")
