@@ -161,6 +161,37 @@ def resources_on_block_storage(files: list[Path],
     return rids
 
 
+def remove_local_files(rids: list[str]) -> None:
+    """Delete the block-storage files of benchmark resources: hard links
+    of the benchmark's files, which would otherwise keep gigabytes."""
+    from ckanext.dcor_depot import layout
+    for rid in rids:
+        layout.ckan_upload_path(rid).unlink(missing_ok=True)
+
+
+def remove_uploaded_file(rid: str, timeout: float = 120) -> None:
+    """Delete the depot file of a resource uploaded through the API, once
+    the site's worker has run its last job (the backup job would fetch a
+    missing file back from the store)."""
+    from ckan.lib import jobs
+    from rq.job import Job, JobStatus, NoSuchJobError
+
+    from ckanext.dcor_depot import layout, migration
+    deadline = time.monotonic() + timeout
+    try:
+        job = Job.fetch(f"{rid}-s3-backup",
+                        connection=jobs.connect_to_redis())
+        while job.get_status() not in (JobStatus.FINISHED, JobStatus.FAILED):
+            if time.monotonic() > deadline:
+                print(f"  (resource {rid}: its jobs did not finish; its "
+                      "file is kept)", flush=True)
+                return
+            time.sleep(0.1)
+    except NoSuchJobError:
+        pass
+    migration.delete_local_file(layout.ckan_upload_path(rid))
+
+
 def migrate(rids: list[str], jobs: int) -> list[str]:
     """What `dcor-migrate-resources-to-object-store --jobs N` does;
     returns the ids of the search-index jobs it queued."""
@@ -228,6 +259,7 @@ def bench_large(args, s3, bucket: str) -> None:
         verified_vs_plain.append(t_verified / t_plain)
         reference_vs_verified.append(t_reference / t_verified)
         empty_buckets(s3, bucket)
+        remove_local_files(rids)
         print(f"  round: plain {t_plain:.1f} s, verified {t_verified:.1f} s,"
               f" reference {t_reference:.1f} s", flush=True)
     size = f"2 x {args.large_size / GiB:.2f} GiB"
@@ -275,6 +307,7 @@ def bench_small(args, s3, bucket: str) -> None:
         index_lags.append(time.perf_counter() - start - t_jobs)
         ratios.append(t_jobs / t_plain)
         empty_buckets(s3, bucket)
+        remove_local_files(rids)
         print(f"  round: sequential upload_file {t_plain:.1f} s, migration "
               f"with --jobs {args.jobs} {t_jobs:.1f} s, search index "
               f"current {index_lags[-1]:.2f} s later", flush=True)
@@ -303,7 +336,9 @@ def bench_rss(args, s3, bucket: str) -> None:
 def rss_child(path: str, bucket: str) -> None:
     env = load_env()
     with ckan_app(bench_ini(env))._wsgi_app.test_request_context():
-        migrate(resources_on_block_storage([Path(path)]), jobs=4)
+        rids = resources_on_block_storage([Path(path)])
+        migrate(rids, jobs=4)
+        remove_local_files(rids)
     status = Path("/proc/self/status").read_text()
     hwm = status.split("VmHWM:")[1].split()[0]
     print(f"VmHWM_KiB={hwm}")
@@ -346,6 +381,7 @@ def bench_e2e(args, s3, bucket: str) -> None:
                         f"e2e/{uuid.uuid4()}")
         ratios.append(t_total / (1.5 * t_post + 2))
         empty_buckets(s3, bucket)
+        remove_uploaded_file(rid)
         print(f"  round: POST {t_post:.1f} s, until s3_available "
               f"{t_total:.1f} s, plain upload_file {t_plain:.1f} s",
               flush=True)
