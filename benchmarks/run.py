@@ -120,18 +120,30 @@ def background_worker(ini: str):
         proc.wait(timeout=30)
 
 
-def wait_for_jobs(job_ids: list[str], timeout: float = 300) -> None:
-    """Wait until the worker has done the jobs."""
+def job_outcome(job_id: str, deadline: float,
+                poll: float = 0.01) -> str | None:
+    """Status of a job once it finished or failed; None if it did not
+    end before ``deadline`` (``time.monotonic()``). Raises rq's
+    NoSuchJobError for an unknown job."""
     from ckan.lib import jobs
     from rq.job import Job, JobStatus
-    redis = jobs.connect_to_redis()
+    job = Job.fetch(job_id, connection=jobs.connect_to_redis())
+    while (status := job.get_status()) not in (JobStatus.FINISHED,
+                                               JobStatus.FAILED):
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(poll)
+    return status
+
+
+def wait_for_jobs(job_ids: list[str], timeout: float = 300) -> None:
+    """Wait until the worker has done the jobs."""
+    from rq.job import JobStatus
     deadline = time.monotonic() + timeout
     for job_id in job_ids:
-        job = Job.fetch(job_id, connection=redis)
-        while (status := job.get_status()) != JobStatus.FINISHED:
-            if status == JobStatus.FAILED or time.monotonic() > deadline:
-                sys.exit(f"bench: job {job_id} did not finish ({status})")
-            time.sleep(0.01)
+        status = job_outcome(job_id, deadline)
+        if status != JobStatus.FINISHED:
+            sys.exit(f"bench: job {job_id} did not finish ({status})")
 
 
 def resources_on_block_storage(files: list[Path],
@@ -173,22 +185,18 @@ def remove_uploaded_file(rid: str, timeout: float = 120) -> None:
     """Delete the depot file of a resource uploaded through the API, once
     the site's worker has run its last job (the backup job would fetch a
     missing file back from the store)."""
-    from ckan.lib import jobs
-    from rq.job import Job, JobStatus, NoSuchJobError
+    from rq.job import NoSuchJobError
 
-    from ckanext.dcor_depot import layout, migration
-    deadline = time.monotonic() + timeout
+    from ckanext.dcor_depot import jobs, layout, migration
+    backup_job = jobs.job_id(rid, jobs.BACKUP_S3)
     try:
-        job = Job.fetch(f"{rid}-s3-backup",
-                        connection=jobs.connect_to_redis())
-        while job.get_status() not in (JobStatus.FINISHED, JobStatus.FAILED):
-            if time.monotonic() > deadline:
-                print(f"  (resource {rid}: its jobs did not finish; its "
-                      "file is kept)", flush=True)
-                return
-            time.sleep(0.1)
+        if job_outcome(backup_job, time.monotonic() + timeout,
+                       poll=0.1) is None:
+            print(f"  (resource {rid}: its jobs did not finish; its file "
+                  "is kept)", flush=True)
+            return
     except NoSuchJobError:
-        pass
+        pass  # no backup job: nothing will look for the file
     migration.delete_local_file(layout.ckan_upload_path(rid))
 
 

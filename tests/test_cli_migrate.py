@@ -592,7 +592,7 @@ def test_merge_reports_resources_it_could_not_find(owner, make_dataset,
         dataset["id"]: {res["id"]: {"s3_available": True}},
         # wrong dataset: must not be touched
         other["id"]: {res["id"] + "-gone": {"s3_available": True}},
-    }, reindex=False)
+    })
 
     assert changed == {res["id"]}
     assert tk.asbool(resource_show(res["id"])["s3_available"])

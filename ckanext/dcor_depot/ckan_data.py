@@ -69,18 +69,18 @@ def revise_resources(dataset_id: str,
     tk.get_action("package_revise")(site_context(), data)
 
 
-def merge_resource_fields(changes: dict[str, dict[str, dict[str, Any]]],
-                          reindex: bool = True) -> set[str]:
+def merge_resource_fields(changes: dict[str, dict[str, dict[str, Any]]]
+                          ) -> set[str]:
     """Merge fields into resources' extras: ``{dataset id: {resource id:
-    fields}}``; then reindex each dataset once. Returns the ids of the
-    resources changed (a resource deleted or moved meanwhile is not).
+    fields}}``. Returns the ids of the resources changed (a resource
+    deleted or moved meanwhile is not).
 
     One statement updates every resource, merging the JSON in the
     database: other fields are kept, also those another atomic merge
     writes at the same time. One transaction covers all datasets. For bulk
-    work where a ``package_revise`` per resource would dominate; with
-    ``reindex=False`` the caller reindexes (:func:`reindex_dataset`) once
-    it has changed everything of a dataset.
+    work where a ``package_revise`` per resource would dominate; the
+    search index is the caller's (:func:`reindex_dataset` once it has
+    changed everything of a dataset).
     """
     changes = {dataset_id: fields for dataset_id, fields in changes.items()
                if fields}
@@ -109,9 +109,6 @@ def merge_resource_fields(changes: dict[str, dict[str, dict[str, Any]]],
         # Also on Ctrl-C: no half-done transaction stays on the session.
         model.Session.rollback()
         raise
-    if reindex:
-        for dataset_id in changes:
-            reindex_dataset(dataset_id)
     return changed
 
 

@@ -482,7 +482,7 @@ class RevisionBatch:
                                 in resources.items() if rid not in errors}
                    for dataset_id, resources in changes.items()}
         try:
-            changed = ckan_data.merge_resource_fields(changes, reindex=False)
+            changed = ckan_data.merge_resource_fields(changes)
         except Exception as exc:  # noqa: BLE001 - reported per resource
             # All rolled back: every resource of the batch is unrecorded.
             log.exception("Recording the S3 state of %d datasets failed",
