@@ -1,67 +1,92 @@
-"""Chained CKAN actions: remember visibility before updates, retag after
-bulk changes (which bypass the dataset-update hooks)."""
+"""Chained CKAN actions: authorization first, then the plugin's checks.
+
+Each chained action calls ``check_access`` for the action it wraps before
+it looks at anything, so a refused call changes nothing. None of them
+touches the object store: tags follow the database at its commits
+(:mod:`transaction_hooks`). The bulk and organization actions only note
+the datasets that CKAN 2.11 changes with plain SQL (invisible to the
+session's change tracking), restricted to the organization's own.
+"""
 from __future__ import annotations
 
 from typing import Any
 
+import ckan.model as model
 import ckan.plugins.toolkit as tk
 
-from . import visibility
+from . import resource_rules, transaction_hooks
+
+Context = dict[str, Any]
+DataDict = dict[str, Any]
 
 
 @tk.chained_action
-def package_update(original: Any, context: dict[str, Any],
-                   data_dict: dict[str, Any]) -> Any:
-    visibility.remember_visibility(context, data_dict)
+def package_create(original: Any, context: Context,
+                   data_dict: DataDict) -> Any:
+    tk.check_access("package_create", context, data_dict)
+    resource_rules.check_new_dataset(context, data_dict)
     return original(context, data_dict)
 
 
 @tk.chained_action
-def package_delete(original: Any, context: dict[str, Any],
-                   data_dict: dict[str, Any]) -> Any:
-    # Close the objects first: a deleted dataset's data are never open,
-    # not even for a moment (after_dataset_delete runs too early to see
-    # the new state).
-    visibility.make_datasets_private([data_dict["id"]])
+def package_update(original: Any, context: Context,
+                   data_dict: DataDict) -> Any:
+    ref = data_dict.get("id") or data_dict.get("name")
+    pkg = model.Package.get(ref) if ref else None
+    if pkg is None:
+        return original(context, data_dict)  # CKAN's own error
+    tk.check_access("package_update", dict(context, package=pkg),
+                    dict(data_dict, id=pkg.id))
+    resource_rules.check_dataset_update(context, pkg, data_dict)
     return original(context, data_dict)
 
 
-@tk.chained_action
-def resource_delete(original: Any, context: dict[str, Any],
-                    data_dict: dict[str, Any]) -> Any:
-    visibility.make_resource_private(data_dict["id"])
-    return original(context, data_dict)
+def _datasets_of_organization(data_dict: DataDict) -> list[str]:
+    """The listed datasets that belong to ``org_id`` (CKAN changes only
+    those; the rest of the list is ignored, as CKAN does)."""
+    datasets = data_dict.get("datasets") or []
+    org_id = data_dict.get("org_id")
+    if not org_id or not isinstance(datasets, list):
+        return []
+    rows = (model.Session.query(model.Package.id)
+            .filter(model.Package.id.in_([str(d) for d in datasets]))
+            .filter(model.Package.owner_org == org_id))
+    return [row[0] for row in rows]
 
 
-@tk.chained_action
-def bulk_update_private(original: Any, context: dict[str, Any],
-                        data_dict: dict[str, Any]) -> Any:
-    # Close the objects first: no moment in which private data are open.
-    visibility.make_datasets_private(data_dict.get("datasets") or [])
-    return original(context, data_dict)
+def _bulk(name: str) -> Any:
+    @tk.chained_action
+    def action(original: Any, context: Context, data_dict: DataDict) -> Any:
+        tk.check_access(name, context, data_dict)
+        transaction_hooks.touch_datasets(
+            _datasets_of_organization(data_dict))
+        return original(context, data_dict)
+    action.__name__ = name
+    return action
 
 
-@tk.chained_action
-def bulk_update_public(original: Any, context: dict[str, Any],
-                       data_dict: dict[str, Any]) -> Any:
-    result = original(context, data_dict)
-    visibility.sync_datasets(data_dict.get("datasets") or [])
-    return result
-
-
-@tk.chained_action
-def bulk_update_delete(original: Any, context: dict[str, Any],
-                       data_dict: dict[str, Any]) -> Any:
-    visibility.make_datasets_private(data_dict.get("datasets") or [])
-    return original(context, data_dict)
+def _organization_removal(name: str) -> Any:
+    @tk.chained_action
+    def action(original: Any, context: Context, data_dict: DataDict) -> Any:
+        tk.check_access(name, context, data_dict)
+        group = model.Group.get(data_dict.get("id") or "")
+        if group is not None and group.is_organization:
+            rows = model.Session.query(model.Package.id).filter(
+                model.Package.owner_org == group.id)
+            transaction_hooks.touch_datasets([row[0] for row in rows])
+        return original(context, data_dict)
+    action.__name__ = name
+    return action
 
 
 def get_actions() -> dict[str, Any]:
-    return {
+    actions: dict[str, Any] = {
+        "package_create": package_create,
         "package_update": package_update,
-        "package_delete": package_delete,
-        "resource_delete": resource_delete,
-        "bulk_update_private": bulk_update_private,
-        "bulk_update_public": bulk_update_public,
-        "bulk_update_delete": bulk_update_delete,
     }
+    for name in ("bulk_update_private", "bulk_update_public",
+                 "bulk_update_delete"):
+        actions[name] = _bulk(name)
+    for name in ("organization_delete", "organization_purge"):
+        actions[name] = _organization_removal(name)
+    return actions

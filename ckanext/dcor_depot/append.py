@@ -25,10 +25,10 @@ from . import (
     ckan_data,
     config,
     layout,
-    migration,
     object_store,
     rtdc,
     transfer,
+    visibility,
 )
 from .checksums import copy_verified, file_sha256
 
@@ -156,8 +156,8 @@ def append_resource(path: str | os.PathLike[str], dataset_ref: str, *,
         # After the resource exists, so a concurrent change of the
         # dataset's visibility sees it too; on a rerun this repairs a tag
         # that an interruption left out.
-        bucket, key = location.removeprefix("s3://").split("/", 1)
-        migration.apply_visibility(dataset["id"], bucket, key)
+        visibility.reconcile([visibility.ObjectRef(
+            dataset["owner_org"], dataset["id"], rid)])
 
     deleted, kept_reason = False, ""
     if delete_source:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import ckan.model as model
@@ -46,12 +47,6 @@ def user_name(user_id: str) -> str:
 def organization_name(dataset: dict[str, Any]) -> str:
     org = dataset.get("organization") or {}
     return org.get("name") or ""
-
-
-def is_public(dataset: dict[str, Any]) -> bool:
-    """Objects of a dataset may be public only if it is public and active."""
-    return (not tk.asbool(dataset.get("private"))
-            and dataset.get("state") == "active")
 
 
 def revise_resource(dataset_id: str, resource_id: str,
@@ -117,19 +112,75 @@ def reindex_dataset(dataset_id: str) -> None:
     search.rebuild(dataset_id)
 
 
-def dataset_is_public(dataset_id: str) -> bool:
-    """:func:`is_public` from a fresh, cheap database read."""
-    return datasets_public([dataset_id])[dataset_id]
+@dataclass(frozen=True)
+class DatasetState:
+    """What decides whether a dataset's objects may be public."""
+    #: private false, state active and an owner (see visibility)
+    public: bool
+    owner_org: str | None
+    #: ids of the dataset's active resources
+    active_resources: frozenset[str]
+    #: ids of all its resources, deleted ones included
+    all_resources: frozenset[str]
 
 
-def datasets_public(dataset_ids: Iterable[str]) -> dict[str, bool]:
-    """:func:`dataset_is_public` of several datasets in one query
-    (False for a dataset that does not exist)."""
-    wanted = set(dataset_ids)
-    public = dict.fromkeys(wanted, False)
-    rows = (model.Session.query(model.Package.id, model.Package.private,
-                                model.Package.state)
-            .filter(model.Package.id.in_(wanted)))
-    for row in rows:
-        public[row.id] = not row.private and row.state == "active"
-    return public
+def dataset_states(dataset_ids: Iterable[str],
+                   connection: sa.engine.Connection | None = None
+                   ) -> dict[str, DatasetState]:
+    """The visibility-relevant state of datasets (absent: no such dataset).
+
+    Read in a transaction of its own on a fresh connection, so that it
+    shows what is committed now, never a session's cached objects; pass
+    ``connection`` to read inside a transaction instead (before a commit).
+    """
+    wanted = sorted(set(dataset_ids))
+    if not wanted:
+        return {}
+    if connection is not None:
+        return _dataset_states(connection, wanted)
+    with model.meta.engine.connect() as fresh:
+        return _dataset_states(fresh, wanted)
+
+
+def _dataset_states(connection: sa.engine.Connection,
+                    dataset_ids: list[str]) -> dict[str, DatasetState]:
+    pkg, res = model.package_table, model.resource_table
+    packages = connection.execute(
+        sa.select(pkg.c.id, pkg.c.private, pkg.c.state, pkg.c.owner_org)
+        .where(pkg.c.id.in_(dataset_ids))).all()
+    active: dict[str, set[str]] = {}
+    every: dict[str, set[str]] = {}
+    for rid, dataset_id, state in connection.execute(
+            sa.select(res.c.id, res.c.package_id, res.c.state)
+            .where(res.c.package_id.in_(dataset_ids))):
+        every.setdefault(dataset_id, set()).add(rid)
+        if state == "active":
+            active.setdefault(dataset_id, set()).add(rid)
+    return {
+        row.id: DatasetState(
+            public=bool(not row.private and row.state == "active"
+                        and row.owner_org),
+            owner_org=row.owner_org or None,
+            active_resources=frozenset(active.get(row.id, ())),
+            all_resources=frozenset(every.get(row.id, ())))
+        for row in packages}
+
+
+def resource_owner(resource_id: str) -> tuple[str, str | None] | None:
+    """``(dataset id, organization id)`` of a resource, freshly read."""
+    pkg, res = model.package_table, model.resource_table
+    with model.meta.engine.connect() as fresh:
+        row = fresh.execute(
+            sa.select(pkg.c.id, pkg.c.owner_org)
+            .select_from(res.join(pkg, res.c.package_id == pkg.c.id))
+            .where(res.c.id == resource_id)).first()
+    return None if row is None else (row.id, row.owner_org or None)
+
+
+def owned_dataset_ids() -> list[str]:
+    """Ids of every dataset that has an organization (any state)."""
+    pkg = model.package_table
+    with model.meta.engine.connect() as fresh:
+        return [row[0] for row in fresh.execute(
+            sa.select(pkg.c.id).where(pkg.c.owner_org.isnot(None))
+            .where(pkg.c.owner_org != "").order_by(pkg.c.name))]

@@ -39,10 +39,10 @@ from . import (
     ckan_data,
     config,
     layout,
-    migration,
     object_store,
     rtdc,
     transfer,
+    visibility,
 )
 from .durability import fsync_dir
 
@@ -739,8 +739,10 @@ class Importer:
             result = transfer.upload_verified(
                 path, bucket, key, expected_sha256=sha256,
                 label=f"{dataset['name']} file {fig.name!r}", progress=step)
-        # Right for drafts (untagged) and for already active datasets.
-        migration.apply_visibility(dataset["id"], bucket, key)
+        # Right for drafts (closed) and for already active datasets; the
+        # commit that activates the dataset opens the objects.
+        visibility.reconcile([visibility.ObjectRef(
+            dataset["owner_org"], dataset["id"], rid)])
         return {"s3_available": True,
                 "s3_url": object_store.object_url(bucket, key),
                 "sha256": result.sha256}

@@ -26,8 +26,6 @@ class ResourceRecord:
     owner_org: str | None
     #: "upload" for files stored by CKAN; empty for links
     url_type: str
-    #: The dataset is public and active: its objects may be public.
-    dataset_public: bool
     s3_available: bool
     s3_url: str | None
     sha256: str | None
@@ -91,7 +89,6 @@ def _record(res: model.Resource, pkg: model.Package) -> ResourceRecord:
         dataset_name=pkg.name,
         owner_org=pkg.owner_org,
         url_type=res.url_type or "",
-        dataset_public=bool(not pkg.private and pkg.state == "active"),
         s3_available=tk.asbool(extras.get("s3_available", False)),
         s3_url=extras.get("s3_url") or None,
         sha256=extras.get("sha256") or None,

@@ -17,7 +17,7 @@ import ckan.plugins.toolkit as tk
 from ckan.lib import jobs as ckan_jobs
 from rq.job import Dependency, Job, JobStatus, NoSuchJobError
 
-from . import backup, config, depot, layout, migration
+from . import backup, config, depot, layout, migration, visibility
 
 log = logging.getLogger(__name__)
 
@@ -125,3 +125,27 @@ def _existing_parent(path):
     while not path.exists() and path != path.parent:
         path = path.parent
     return path
+
+
+def visibility_sync_job_id(dataset_id: str) -> str:
+    """Fixed id of a dataset's visibility sync job."""
+    return f"{layout.check_id(dataset_id)}-sync-visibility"
+
+
+def enqueue_visibility_sync(dataset_id: str, extra_orgs: list[str],
+                            extra_resources: list[str]) -> bool:
+    """Queue the job that brings a dataset's tags in line with the
+    database (after tagging failed); returns False if one is pending."""
+    jid = visibility_sync_job_id(dataset_id)
+    if _is_pending(jid):
+        if extra_orgs or extra_resources:
+            log.warning("Visibility sync of %s is pending with other "
+                        "objects; also run dcor-depot-sync-visibility",
+                        dataset_id)
+        return False
+    ckan_jobs.enqueue(visibility.sync_dataset_job,
+                      [dataset_id, extra_orgs, extra_resources],
+                      title=f"Sync object visibility of dataset {dataset_id}",
+                      queue=SYMLINK.queue, rq_kwargs={"job_id": jid,
+                                                      "timeout": 3600})
+    return True

@@ -21,6 +21,7 @@ from . import (
     search_index,
     transfer,
     uploader,
+    visibility,
 )
 from .checksums import file_sha256
 
@@ -31,21 +32,27 @@ def migrate_resource_to_s3(resource_id: str) -> bool:
     """Upload a resource's file to its organization's bucket.
 
     Skips the upload when an identical object is already there, verifies
-    the stored bytes, tags the object public if the dataset is public and
-    active, and records ``s3_available``, ``s3_url`` and ``sha256``.
-    Returns whether it uploaded.
+    the stored bytes, tags the object as the database says at that moment
+    (see :mod:`visibility`), and records ``s3_available``, ``s3_url`` and
+    ``sha256``. Returns whether it uploaded.
     """
     path = layout.ckan_upload_path(resource_id)
     if not path.exists():
         return False
     resource = ckan_data.resource_show(resource_id)
     dataset = ckan_data.package_show(resource["package_id"])
-    bucket = object_store.bucket_name(dataset["owner_org"])
-    key = layout.object_key(resource_id)
+    if not dataset.get("owner_org"):
+        raise MigrationError(f"resource {resource_id}: its dataset "
+                             f"{dataset['name']} has no organization, so it "
+                             "has no bucket")
+    ref = visibility.ObjectRef(dataset["owner_org"], dataset["id"],
+                               resource_id)
+    bucket, key = ref.bucket, ref.key
     result = transfer.upload_verified(
         path, bucket, key, expected_sha256=resource.get("sha256") or None,
         label=f"resource {resource_id}")
-    apply_visibility(resource["package_id"], bucket, key)
+    visibility.reconcile([ref], assume_closed=[ref] if result.uploaded
+                         else ())
     url = object_store.object_url(bucket, key)
     changes = {}
     if not resource.get("s3_available") or resource.get("s3_url") != url:
@@ -58,28 +65,6 @@ def migrate_resource_to_s3(resource_id: str) -> bool:
     log.info("Resource %s %s s3://%s/%s", resource_id,
              "uploaded to" if result.uploaded else "already at", bucket, key)
     return result.uploaded
-
-
-def apply_visibility(dataset_id: str, bucket: str, key: str) -> None:
-    """Tag a fresh object like its dataset, then check again.
-
-    The second look closes the window in which the dataset was made
-    private while the object was being uploaded.
-    """
-    apply_visibility_many(dataset_id, bucket, [key])
-
-
-def apply_visibility_many(dataset_id: str, bucket: str,
-                          keys: list[str]) -> None:
-    """:func:`apply_visibility` for several objects of one dataset."""
-    if not keys:
-        return
-    public = ckan_data.dataset_is_public(dataset_id)
-    for key in keys:
-        object_store.set_public(bucket, key, public)
-    if public and not ckan_data.dataset_is_public(dataset_id):
-        for key in keys:
-            object_store.set_public(bucket, key, False)
 
 
 # --- artifact-level migration (dcor-migrate-resources-to-object-store) ------
@@ -167,8 +152,6 @@ class ArtifactOutcome:
     #: the resource file is neither on block storage nor needed from it
     missing: bool = False
     error: str | None = None
-    #: visibility tag set by the transfer thread (None: not tagged yet)
-    tagged_public: bool | None = None
 
 
 @dataclass
@@ -245,34 +228,18 @@ def transfer_resource(plan: ResourcePlan,
     """Upload/verify/delete every artifact of a resource (thread-safe).
 
     Touches only files and the store, never CKAN. An error of one
-    artifact is recorded and the others are still handled.
+    artifact is recorded and the others are still handled. Tags are set
+    later, from the database state of that moment (:class:`RevisionBatch`).
     """
     outcomes = []
     for artifact in layout.ARTIFACTS:
         outcome = ArtifactOutcome(artifact, plan.keys[artifact])
         try:
             _transfer_artifact(plan, artifact, options, outcome)
-            if outcome.in_store and not options.dry_run:
-                _tag_like_listing(plan, outcome)
         except (object_store.ObjectStoreError, OSError) as exc:
             outcome.error = f"{artifact}: {exc}"
         outcomes.append(outcome)
     return outcomes
-
-
-def _tag_like_listing(plan: ResourcePlan, out: ArtifactOutcome) -> None:
-    """Tag an object as its dataset was when the resources were listed.
-
-    Done in the transfer threads because each tagging request costs a
-    round trip; the main thread checks afterwards whether the dataset
-    changed meanwhile (record_resource). A fresh upload carries no tags,
-    so a private one needs no request at all.
-    """
-    if plan.record.dataset_public:
-        object_store.set_public(plan.bucket, out.key, True)
-    elif not out.uploaded:
-        object_store.set_public(plan.bucket, out.key, False)
-    out.tagged_public = plan.record.dataset_public
 
 
 def _transfer_artifact(plan: ResourcePlan, artifact: str,
@@ -468,16 +435,14 @@ class RevisionBatch:
         changes, self.changes = self.changes, {}
         if not tagging:
             return errors
-        # Checked after the objects were tagged: a visibility change
-        # during the transfer is caught here.
-        public = ckan_data.datasets_public(tagging)
-        for dataset_id, items in tagging.items():
-            try:
-                for plan, outcomes in items:
-                    _fix_stale_tags(plan, outcomes, public[dataset_id])
-            except object_store.ObjectStoreError as exc:
-                for plan, _ in items:
-                    errors[plan.record.id] = f"tagging failed: {exc}"
+        # Tagged from the database state of now, checked again after
+        # tagging: a visibility change during the transfer is caught here.
+        items = [item for group in tagging.values() for item in group]
+        try:
+            tag_objects(items)
+        except object_store.ObjectStoreError as exc:
+            for plan, _ in items:
+                errors[plan.record.id] = f"tagging failed: {exc}"
         changes = {dataset_id: {rid: fields for rid, fields
                                 in resources.items() if rid not in errors}
                    for dataset_id, resources in changes.items()}
@@ -498,12 +463,22 @@ class RevisionBatch:
         return errors
 
 
-def _fix_stale_tags(plan: ResourcePlan, outcomes: list[ArtifactOutcome],
-                    public: bool) -> None:
-    stale = [o.key for o in outcomes
-             if o.in_store and o.tagged_public is not public]
-    if stale:  # the dataset's visibility changed during the transfer
-        apply_visibility_many(plan.record.dataset_id, plan.bucket, stale)
+def tag_objects(items: list[tuple[ResourcePlan, list[ArtifactOutcome]]]
+                ) -> None:
+    """Tag the stored objects of migrated resources as the database says."""
+    refs: list[visibility.ObjectRef] = []
+    fresh: list[visibility.ObjectRef] = []
+    for plan, outcomes in items:
+        for outcome in outcomes:
+            if not outcome.in_store or not plan.record.owner_org:
+                continue
+            ref = visibility.ObjectRef(plan.record.owner_org,
+                                       plan.record.dataset_id,
+                                       plan.record.id, outcome.artifact)
+            refs.append(ref)
+            if outcome.uploaded:  # a new object carries no tags
+                fresh.append(ref)
+    visibility.reconcile(refs, assume_closed=fresh)
 
 
 def resource_changes(plan: ResourcePlan,
@@ -535,8 +510,7 @@ def record_resource(plan: ResourcePlan,
     if batch is not None:
         batch.add(plan, outcomes, changes)
         return
-    _fix_stale_tags(plan, outcomes,
-                    ckan_data.dataset_is_public(plan.record.dataset_id))
+    tag_objects([(plan, outcomes)])
     if changes:
         ckan_data.revise_resource(plan.record.dataset_id, plan.record.id,
                                   changes)

@@ -217,16 +217,20 @@ def is_public(bucket: str, key: str) -> bool:
 
 
 @translate_errors
-def set_public(bucket: str, key: str, public: bool) -> bool:
+def set_public(bucket: str, key: str, public: bool,
+               report_change: bool = False) -> bool:
     """Add or remove the ``public=true`` tag, keeping other tags.
 
-    Returns False when the object does not exist (nothing to tag).
+    Returns False when the object does not exist (nothing to tag), else
+    True; with ``report_change`` only True when the tag had to change.
     Retried when another worker changes the object's tags at the same time.
     """
     attempt = 1
     while True:
         try:
-            return _set_public_once(bucket, key, public)
+            outcome = _set_public_once(bucket, key, public)
+            return outcome == "changed" or (outcome == "unchanged"
+                                            and not report_change)
         except (botocore.exceptions.ClientError, ObjectStoreError) as exc:
             cause = exc.__cause__ if isinstance(exc, ObjectStoreError) \
                 else exc
@@ -238,17 +242,18 @@ def set_public(bucket: str, key: str, public: bool) -> bool:
         attempt += 1
 
 
-def _set_public_once(bucket: str, key: str, public: bool) -> bool:
+def _set_public_once(bucket: str, key: str, public: bool) -> str:
+    """"missing", "unchanged" or "changed"."""
     tags = get_tags(bucket, key)
     if tags is None:
-        return False
+        return "missing"
     if public:
         if tags.get(PUBLIC_TAG) == "true":
-            return True
+            return "unchanged"
         tags[PUBLIC_TAG] = "true"
     else:
         if PUBLIC_TAG not in tags:
-            return True
+            return "unchanged"
         tags.pop(PUBLIC_TAG)
     s3 = get_client()
     try:
@@ -259,9 +264,9 @@ def _set_public_once(bucket: str, key: str, public: bool) -> bool:
             s3.delete_object_tagging(Bucket=bucket, Key=key)
     except botocore.exceptions.ClientError as exc:
         if is_not_found(exc):
-            return False
+            return "missing"
         raise
-    return True
+    return "changed"
 
 
 @translate_errors

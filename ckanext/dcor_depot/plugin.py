@@ -6,7 +6,15 @@ from typing import Any
 import ckan.plugins as plugins
 import ckan.plugins.toolkit as tk
 
-from . import actions, cli, config, jobs, uploader, validators, visibility
+from . import (
+    actions,
+    cli,
+    config,
+    jobs,
+    transaction_hooks,
+    uploader,
+    validators,
+)
 
 
 @tk.blanket.config_declarations
@@ -16,12 +24,12 @@ class DCORDepotPlugin(plugins.SingletonPlugin):
     plugins.implements(plugins.IActions)
     plugins.implements(plugins.IClick)
     plugins.implements(plugins.IResourceController, inherit=True)
-    plugins.implements(plugins.IPackageController, inherit=True)
     plugins.implements(plugins.IUploader, inherit=True)
 
     # IConfigurable
     def configure(self, ckan_config: Any) -> None:
         config.check_consistency()
+        transaction_hooks.install()  # also done on import; idempotent
 
     # IValidators
     def get_validators(self) -> dict[str, Any]:
@@ -47,8 +55,3 @@ class DCORDepotPlugin(plugins.SingletonPlugin):
     def after_resource_create(self, context: Any,
                               resource: dict[str, Any]) -> None:
         jobs.enqueue_resource_jobs(resource)
-
-    # IPackageController
-    def after_dataset_update(self, context: Any,
-                             pkg_dict: dict[str, Any]) -> None:
-        visibility.after_dataset_update(context, pkg_dict)

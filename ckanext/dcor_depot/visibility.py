@@ -1,124 +1,210 @@
-"""Keep the ``public=true`` object tags in step with dataset visibility.
+"""Keep the ``public=true`` object tags in step with the database.
 
-An object is public exactly when its dataset is public (not private) and
-active. The tags change inside the dataset update, before it is committed:
-if the store cannot be reached the update fails, so the database and the
-store never disagree in the dangerous direction (private data readable).
+An object is public exactly when its dataset is public (not private),
+active and owned by the organization whose bucket holds the object, and
+its resource is active. Everything here decides from the database state
+*at that moment* and follows one protocol, so that racing writers (a web
+request closing a dataset, a job opening a fresh upload) always end in
+the state the database demands:
+
+1. read the datasets' and resources' state in a fresh transaction;
+2. set the tags of the objects accordingly;
+3. read the state again in a new transaction; if it changed meanwhile,
+   set the tags of the affected objects again (and re-check).
+
+Whoever tags last has read the state after its own tagging, so a tag set
+from a stale read is always undone. When to call it (before and after a
+commit) is decided by :mod:`transaction_hooks`.
 """
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
-import ckan.model as model
-import ckan.plugins.toolkit as tk
-
-from . import config, layout, object_store
+from . import ckan_data, config, layout, object_store
 
 log = logging.getLogger(__name__)
 
-#: Context key under which the chained package_update remembers whether the
-#: dataset's objects were public before the update.
-CONTEXT_KEY = "dcor_depot_was_public"
+#: Rounds of "tag, re-read" before giving up on a dataset whose state keeps
+#: changing (it is then left to the sync job / command).
+MAX_ROUNDS = 5
+#: Tagging requests in flight at once (each is a round trip to the store).
+TAGGING_THREADS = 16
 
 
-def _model_is_public(pkg: model.Package | None) -> bool:
-    return bool(pkg and not pkg.private and pkg.state == "active")
+@dataclass(frozen=True)
+class ObjectRef:
+    """One object in the store, with what decides whether it may be public."""
+    #: organization whose bucket holds the object
+    org_id: str
+    dataset_id: str
+    resource_id: str
+    artifact: str = "resource"
+
+    @property
+    def bucket(self) -> str:
+        return object_store.bucket_name(self.org_id)
+
+    @property
+    def key(self) -> str:
+        return layout.object_key(self.resource_id, self.artifact)
 
 
-def remember_visibility(context: dict[str, Any],
-                        data_dict: dict[str, Any]) -> None:
-    """Record the dataset's visibility before an update (cheap DB read)."""
-    ref = data_dict.get("id") or data_dict.get("name")
-    pkg = model.Package.get(ref) if ref else None
-    if pkg is not None:
-        context.setdefault(CONTEXT_KEY, {})[pkg.id] = _model_is_public(pkg)
+def should_be_public(ref: ObjectRef,
+                     states: Mapping[str, ckan_data.DatasetState]) -> bool:
+    """The one visibility predicate: may anybody read this object?"""
+    state = states.get(ref.dataset_id)
+    return bool(state is not None and state.public
+                and state.owner_org == ref.org_id
+                and ref.resource_id in state.active_resources)
 
 
-def after_dataset_update(context: dict[str, Any],
-                         data: dict[str, Any]) -> None:
-    """Retag a dataset's objects when its visibility changed."""
-    if not config.s3_available():
-        return
-    ref = data.get("id") or data.get("name")
-    pkg = model.Package.get(ref) if ref else None
-    if pkg is None:
-        return
-    public = _model_is_public(pkg)
-    before = context.get(CONTEXT_KEY, {}).get(pkg.id)
-    if before is not None and before == public:
-        return  # nothing changed: no request to the store
-    set_dataset_public(pkg, public)
+def dataset_refs(state: ckan_data.DatasetState | None, dataset_id: str,
+                 extra_orgs: Iterable[str] = (),
+                 extra_resources: Iterable[str] = ()) -> list[ObjectRef]:
+    """Every object a dataset may have: all artifacts of all its resources
+    (deleted ones too) in its bucket and in the buckets of ``extra_orgs``
+    (organizations that owned it before)."""
+    resources = set(extra_resources)
+    orgs = {org for org in extra_orgs if org}
+    if state is not None:
+        resources |= state.all_resources
+        if state.owner_org:
+            orgs.add(state.owner_org)
+    return [ObjectRef(org, dataset_id, rid, artifact)
+            for org in sorted(orgs) for rid in sorted(resources)
+            for artifact in layout.ARTIFACTS]
 
 
-def set_dataset_public(pkg: model.Package, public: bool) -> int:
-    """Tag (or untag) every artifact of every resource of ``pkg``.
+def reconcile(refs: Iterable[ObjectRef],
+              assume_closed: Iterable[ObjectRef] = ()) -> int:
+    """Tag ``refs`` as the database says now, re-checking after tagging.
 
-    Untagging covers deleted resources too. Returns the number of objects
-    changed; missing artifacts are skipped. Raises ValidationError with a
-    clear message when the store fails, which aborts the dataset update.
+    ``assume_closed`` are objects known to carry no public tag (fresh
+    uploads): no request is spent on them while they are to stay closed.
+    Returns the number of objects whose tags changed. Raises
+    ObjectStoreError when the store fails (tags may then be half done:
+    the caller retries or queues the sync job).
     """
-    query = model.Session.query(model.Resource.id).filter(
-        model.Resource.package_id == pkg.id)
-    if public:
-        query = query.filter(model.Resource.state == "active")
-    resource_ids = [row[0] for row in query]
-    if not resource_ids or not pkg.owner_org:
-        return 0
-    bucket = object_store.bucket_name(pkg.owner_org)
+    pending = list(dict.fromkeys(refs))
+    known_closed = set(assume_closed)
     changed = 0
-    try:
-        for rid in resource_ids:
-            for artifact in layout.ARTIFACTS:
-                key = layout.object_key(rid, artifact)
-                if object_store.set_public(bucket, key, public):
-                    changed += 1
-    except object_store.ObjectStoreError as exc:
-        what = "public" if public else "private"
-        raise tk.ValidationError({"private": [
-            f"could not make the data of dataset {pkg.name} {what} in the "
-            f"object store ({exc}); nothing was changed, try again"]}
-        ) from exc
-    log.info("Made %d objects of dataset %s %s", changed, pkg.name,
-             "public" if public else "private")
+    for _ in range(MAX_ROUNDS):
+        if not pending:
+            return changed
+        dataset_ids = {ref.dataset_id for ref in pending}
+        states = ckan_data.dataset_states(dataset_ids)
+        wanted = {ref: should_be_public(ref, states) for ref in pending}
+        changed += _set_tags({ref: public for ref, public in wanted.items()
+                              if public or ref not in known_closed})
+        known_closed.clear()  # what we tagged is no longer "known"
+        states = ckan_data.dataset_states(dataset_ids)
+        pending = [ref for ref, public in wanted.items()
+                   if should_be_public(ref, states) != public]
+    if pending:
+        log.warning("Visibility of %d objects kept changing; left to the "
+                    "sync job", len(pending))
+        raise object_store.ObjectStoreError(
+            "the visibility of the datasets kept changing while their "
+            "objects were tagged; run dcor-depot-sync-visibility")
     return changed
 
 
-def sync_datasets(dataset_ids: list[str]) -> None:
-    """Bring the tags of several datasets in line with their state."""
+def close(refs: Iterable[ObjectRef]) -> int:
+    """Remove the public tag of ``refs`` without looking at the database.
+
+    Used before a commit that makes objects private: whatever the
+    outcome, closing is never a leak. Returns the number changed.
+    """
+    return _set_tags(dict.fromkeys(refs, False))
+
+
+def _set_tags(wanted: Mapping[ObjectRef, bool]) -> int:
+    if not wanted:
+        return 0
+    for bucket in {ref.bucket for ref, public in wanted.items() if public}:
+        object_store.ensure_bucket(bucket)  # repairs a missing policy
+
+    def apply(item: tuple[ObjectRef, bool]) -> bool:
+        ref, public = item
+        return object_store.set_public(ref.bucket, ref.key, public,
+                                       report_change=True)
+
+    items = list(wanted.items())
+    if len(items) == 1:
+        return int(apply(items[0]))
+    with ThreadPoolExecutor(min(TAGGING_THREADS, len(items)),
+                            thread_name_prefix="dcor-tags") as pool:
+        return sum(pool.map(apply, items))
+
+
+def sync_dataset(dataset_id: str, extra_orgs: Iterable[str] = (),
+                 extra_resources: Iterable[str] = ()) -> int:
+    """Bring every object of a dataset in line with the database.
+
+    ``extra_orgs`` / ``extra_resources`` name buckets and resources the
+    database no longer links to the dataset (moved away, purged): their
+    objects are closed. Returns the number of objects changed.
+    """
     if not config.s3_available():
-        return
-    for dataset_id in dataset_ids:
-        pkg = model.Package.get(dataset_id)
-        if pkg is not None:
-            set_dataset_public(pkg, _model_is_public(pkg))
+        return 0
+    state = ckan_data.dataset_states([dataset_id]).get(dataset_id)
+    return reconcile(dataset_refs(state, dataset_id, extra_orgs,
+                                  extra_resources))
 
 
-def make_datasets_private(dataset_ids: list[str]) -> None:
-    """Remove the public tags of several datasets' objects."""
-    if not config.s3_available():
-        return
-    for dataset_id in dataset_ids:
-        pkg = model.Package.get(dataset_id)
-        if pkg is not None:
-            set_dataset_public(pkg, False)
+def sync_dataset_job(dataset_id: str, extra_orgs: list[str] | None = None,
+                     extra_resources: list[str] | None = None) -> int:
+    """Background job queued when tagging after a commit failed."""
+    changed = sync_dataset(dataset_id, extra_orgs or (),
+                           extra_resources or ())
+    log.info("Synced visibility of dataset %s: %d objects changed",
+             dataset_id, changed)
+    return changed
 
 
-def make_resource_private(resource_id: str) -> None:
-    """Remove the public tags of one resource's objects (before deletion)."""
-    if not config.s3_available():
-        return
-    resource = model.Resource.get(resource_id)
-    pkg = resource.package if resource is not None else None
-    if pkg is None or not pkg.owner_org:
-        return
-    bucket = object_store.bucket_name(pkg.owner_org)
-    try:
-        for artifact in layout.ARTIFACTS:
-            object_store.set_public(
-                bucket, layout.object_key(resource.id, artifact), False)
-    except object_store.ObjectStoreError as exc:
-        raise tk.ValidationError({"id": [
-            f"could not close access to the data of resource {resource.id} "
-            f"in the object store ({exc}); nothing was deleted, try again"]}
-        ) from exc
+def resource_refs(resource_id: str,
+                  artifacts: Iterable[str] = layout.ARTIFACTS
+                  ) -> list[ObjectRef]:
+    """The objects of one resource in its dataset's current bucket."""
+    owner = ckan_data.resource_owner(resource_id)
+    if owner is None:
+        return []
+    dataset_id, org_id = owner
+    if not org_id:
+        return []
+    return [ObjectRef(org_id, dataset_id, resource_id, artifact)
+            for artifact in artifacts]
+
+
+@dataclass(frozen=True)
+class TagChange:
+    ref: ObjectRef
+    #: the object carries the public tag now
+    public_now: bool
+    #: the database says it should
+    wanted: bool
+
+
+def dataset_tag_changes(dataset_id: str) -> list[TagChange]:
+    """The objects of a dataset whose tags differ from the database (a dry
+    run of :func:`sync_dataset`; missing objects are left out)."""
+    state = ckan_data.dataset_states([dataset_id]).get(dataset_id)
+    refs = dataset_refs(state, dataset_id)
+    states = {dataset_id: state} if state is not None else {}
+
+    def look(ref: ObjectRef) -> TagChange | None:
+        tags = object_store.get_tags(ref.bucket, ref.key)
+        if tags is None:
+            return None
+        now = tags.get(object_store.PUBLIC_TAG) == "true"
+        wanted = should_be_public(ref, states)
+        return None if now == wanted else TagChange(ref, now, wanted)
+
+    if not refs:
+        return []
+    with ThreadPoolExecutor(min(TAGGING_THREADS, len(refs)),
+                            thread_name_prefix="dcor-tags") as pool:
+        return [change for change in pool.map(look, refs) if change]

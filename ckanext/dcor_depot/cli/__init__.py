@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import append, figshare, inspect, jobs, migrate, prune
+from . import append, figshare, inspect, jobs, migrate, prune, visibility
 
 
 def get_commands() -> list[Any]:
@@ -19,4 +19,5 @@ def get_commands() -> list[Any]:
         inspect.list_s3_objects_for_dataset,
         inspect.list_all_resources,
         prune.prune_stale_multipart_uploads,
+        visibility.sync_visibility,
     ]

@@ -1,0 +1,271 @@
+"""When objects open and close: SQLAlchemy events around CKAN's commits.
+
+CKAN has no plugin hook after the commit of a dataset change, and its
+``after_dataset_update`` runs before the commit (and before anything later
+in the request that may still roll it back). The plugin therefore follows
+the database session itself:
+
+- While changes are flushed, it notes the datasets whose visibility may
+  change (``private``, ``state`` or ``owner_org`` changed, dataset purged)
+  and the resources created, deleted or moved.
+- **Before the commit** it removes the public tag of every noted object
+  that will not be public once the commit stands (read inside the
+  committing transaction). If the store fails, the commit fails with a
+  clear message: data never stay readable behind a private dataset.
+- **After the commit** it sets every noted object's tag from the database
+  state read in a fresh transaction (opening happens only here), with the
+  re-check of :func:`visibility.reconcile`. A store failure does not fail
+  the request (it has committed); a sync job with a fixed id repairs it.
+- **After a rollback** the objects closed before the failed commit are
+  reconciled with the state that stands.
+
+New upload resources get their background jobs after the commit, however
+they were created (``resource_create``, ``package_create``,
+``package_update``, ``package_revise``).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import ckan.model as model
+import ckan.plugins as plugins
+import ckan.plugins.toolkit as tk
+import sqlalchemy as sa
+from sqlalchemy import event, orm
+
+from . import ckan_data, config, jobs, object_store, visibility
+
+log = logging.getLogger(__name__)
+
+INFO_KEY = "dcor_depot_pending"
+PLUGIN_NAME = "dcor_depot"
+#: Package columns that decide whether its objects may be public.
+_PACKAGE_FIELDS = ("private", "state", "owner_org")
+_RESOURCE_FIELDS = ("state", "package_id")
+
+
+@dataclass
+class TouchedDataset:
+    #: the dataset itself changed: all of its objects are concerned
+    whole: bool = False
+    #: resources created, deleted or moved (and those of a purged dataset)
+    resources: set[str] = field(default_factory=set)
+    #: organizations that owned the dataset before (their buckets)
+    old_orgs: set[str] = field(default_factory=set)
+    #: objects were closed before the commit
+    pre_closed: bool = False
+
+
+@dataclass
+class Pending:
+    datasets: dict[str, TouchedDataset] = field(default_factory=dict)
+    #: new upload resources: id -> the fields the job planning needs
+    new_uploads: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def _enabled() -> bool:
+    return plugins.plugin_loaded(PLUGIN_NAME) and config.s3_available()
+
+
+def _pending(session: orm.Session) -> Pending:
+    return session.info.setdefault(INFO_KEY, Pending())
+
+
+def touch(session: orm.Session, dataset_id: str, *, whole: bool = False,
+          resources: set[str] | frozenset[str] = frozenset(),
+          old_orgs: set[str] | frozenset[str] = frozenset()) -> None:
+    """Note that a dataset's objects may have to change at the commit."""
+    entry = _pending(session).datasets.setdefault(dataset_id,
+                                                  TouchedDataset())
+    entry.whole = entry.whole or whole
+    entry.resources.update(resources)
+    entry.old_orgs.update(org for org in old_orgs if org)
+
+
+def touch_datasets(dataset_ids: list[str]) -> None:
+    """Note datasets changed by SQL statements that bypass the ORM (CKAN
+    2.11's bulk actions and organization deletion), with their current
+    owners, whose buckets hold their objects."""
+    if not _enabled() or not dataset_ids:
+        return
+    session = model.Session()
+    pkg = model.package_table
+    rows = session.execute(sa.select(pkg.c.id, pkg.c.owner_org)
+                           .where(pkg.c.id.in_(dataset_ids)))
+    for dataset_id, owner_org in rows:
+        touch(session, dataset_id, whole=True,
+              old_orgs={owner_org} if owner_org else set())
+
+
+def _changed(obj: Any, names: tuple[str, ...]) -> dict[str, list[Any]]:
+    """Old values of the attributes of ``obj`` that changed."""
+    state = sa.inspect(obj)
+    old: dict[str, list[Any]] = {}
+    for name in names:
+        history = state.attrs[name].history
+        if history.has_changes():
+            old[name] = list(history.deleted)
+    return old
+
+
+def _before_flush(session: orm.Session, flush_context: Any,
+                  instances: Any) -> None:
+    if not _enabled():
+        return
+    for obj in list(session.dirty):
+        if isinstance(obj, model.Package):
+            old = _changed(obj, _PACKAGE_FIELDS)
+            if old:
+                touch(session, obj.id, whole=True,
+                      old_orgs=set(old.get("owner_org", [])))
+        elif isinstance(obj, model.Resource):
+            old = _changed(obj, _RESOURCE_FIELDS)
+            if old:
+                for dataset_id in {obj.package_id,
+                                   *old.get("package_id", [])}:
+                    if dataset_id:
+                        touch(session, dataset_id, resources={obj.id})
+    for obj in list(session.deleted):
+        if isinstance(obj, model.Package):
+            res = model.resource_table
+            with session.no_autoflush:
+                rids = {row[0] for row in session.execute(
+                    sa.select(res.c.id).where(res.c.package_id == obj.id))}
+            touch(session, obj.id, whole=True, resources=rids,
+                  old_orgs={obj.owner_org} if obj.owner_org else set())
+        elif isinstance(obj, model.Resource) and obj.package_id:
+            touch(session, obj.package_id, resources={obj.id})
+
+
+def _after_flush(session: orm.Session, flush_context: Any) -> None:
+    if not _enabled():
+        return
+    for obj in list(session.new):
+        if isinstance(obj, model.Resource) and obj.package_id:
+            touch(session, obj.package_id, resources={obj.id})
+            if obj.url_type == "upload":
+                extras = obj.extras or {}
+                _pending(session).new_uploads[obj.id] = {
+                    "id": obj.id, "url_type": obj.url_type,
+                    "s3_available": extras.get("s3_available", False)}
+
+
+def _is_nested(session: orm.Session) -> bool:
+    return session.get_nested_transaction() is not None
+
+
+def _refs(dataset_id: str, touched: TouchedDataset,
+          states: dict[str, ckan_data.DatasetState]
+          ) -> list[visibility.ObjectRef]:
+    state = states.get(dataset_id)
+    if touched.whole or state is None:
+        return visibility.dataset_refs(state, dataset_id, touched.old_orgs,
+                                       touched.resources)
+    owner = state.owner_org
+    orgs = touched.old_orgs | ({owner} if owner else set())
+    return visibility.dataset_refs(None, dataset_id, orgs,
+                                   touched.resources)
+
+
+def _before_commit(session: orm.Session) -> None:
+    if not _enabled() or _is_nested(session):
+        return
+    session.flush()  # notes made by the final flush count too
+    pending = session.info.get(INFO_KEY)
+    if pending is None or not pending.datasets:
+        return
+    states = ckan_data.dataset_states(pending.datasets,
+                                      connection=session.connection())
+    for dataset_id, touched in pending.datasets.items():
+        to_close = [ref for ref in _refs(dataset_id, touched, states)
+                    if not visibility.should_be_public(ref, states)]
+        if not to_close:
+            continue
+        touched.pre_closed = True
+        try:
+            visibility.close(to_close)
+        except object_store.ObjectStoreError as exc:
+            raise tk.ValidationError({"private": [
+                f"could not close access to the data of dataset "
+                f"{dataset_id} in the object store ({exc}); nothing was "
+                "changed, try again"]}) from exc
+
+
+def _after_commit(session: orm.Session) -> None:
+    if _is_nested(session):
+        return
+    pending: Pending | None = session.info.pop(INFO_KEY, None)
+    if pending is None or not _enabled():
+        return
+    _reconcile(pending.datasets)
+    for resource in pending.new_uploads.values():
+        try:
+            jobs.enqueue_resource_jobs(resource)
+        except Exception:  # noqa: BLE001 - the request has committed
+            log.exception("Could not queue the jobs of resource %s; "
+                          "run-jobs-dcor-depot will do them",
+                          resource["id"])
+
+
+def _after_transaction_end(session: orm.Session,
+                           transaction: orm.SessionTransaction) -> None:
+    if transaction.parent is not None:
+        return
+    pending: Pending | None = session.info.pop(INFO_KEY, None)
+    if pending is None or not _enabled():
+        return
+    # Rolled back (a commit would have taken the notes): objects closed
+    # for the failed commit follow the state that stands.
+    _reconcile({dataset_id: touched for dataset_id, touched
+                in pending.datasets.items() if touched.pre_closed})
+
+
+def _reconcile(datasets: dict[str, TouchedDataset]) -> None:
+    if not datasets:
+        return
+    try:
+        states = ckan_data.dataset_states(datasets)
+    except Exception:  # noqa: BLE001 - never fail a committed request
+        log.exception("Could not read the state of %d datasets",
+                      len(datasets))
+        states = None
+    for dataset_id, touched in datasets.items():
+        try:
+            if states is None:
+                raise object_store.ObjectStoreError("no database state")
+            visibility.reconcile(_refs(dataset_id, touched, states))
+        except Exception:  # noqa: BLE001 - handed to the sync job
+            log.exception("Tagging the objects of dataset %s failed; "
+                          "queueing the sync job", dataset_id)
+            try:
+                jobs.enqueue_visibility_sync(
+                    dataset_id, sorted(touched.old_orgs),
+                    sorted(touched.resources))
+            except Exception:  # noqa: BLE001
+                log.exception("Could not queue the visibility sync of "
+                              "dataset %s: run dcor-depot-sync-visibility "
+                              "--dataset %s", dataset_id, dataset_id)
+
+
+_LISTENERS = (
+    ("before_flush", _before_flush),
+    ("after_flush", _after_flush),
+    ("before_commit", _before_commit),
+    ("after_commit", _after_commit),
+    ("after_transaction_end", _after_transaction_end),
+)
+
+
+def install() -> None:
+    """Listen to CKAN's sessions (idempotent; inert while the plugin is
+    not loaded or S3 is off)."""
+    for target in (model.Session, model.meta.create_local_session):
+        for name, listener in _LISTENERS:
+            if not event.contains(target, name, listener):
+                event.listen(target, name, listener)
+
+
+# Like CKAN's own listeners (ckan/model/meta.py): installed on import.
+install()
