@@ -251,3 +251,31 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 60,
             raise AssertionError(f"timed out after {timeout} s waiting for "
                                  f"{what}")
         time.sleep(interval)
+
+
+# ------------------------------------------------------ the live web site
+@pytest.fixture(scope="session")
+def live_site(request: pytest.FixtureRequest,
+              tmp_path_factory: pytest.TempPathFactory):
+    """A real ``ckan run`` web server on the tests' database (see
+    live_site.py); one per test session."""
+    from . import live_site as live
+    ini = Path(request.config.getoption("--ckan-ini")).resolve()
+    yield from live.serve(ckan_command(), ini,
+                          tmp_path_factory.mktemp("live-site"))
+
+
+@pytest.fixture
+def site(live_site, pipeline):
+    """The live site, on a clean database, with the plugin also loaded in
+    the test process (which runs the jobs and inspects the results)."""
+    yield live_site
+    from ckan import model
+    model.Session.remove()
+
+
+def sysadmin_context() -> dict[str, Any]:
+    """Act as the site user (a sysadmin): may set plugin-owned fields."""
+    import ckan.plugins.toolkit as tk
+    user = tk.get_action("get_site_user")({"ignore_auth": True}, {})
+    return {"user": user["name"], "ignore_auth": True}

@@ -13,6 +13,7 @@ from ckanext.dcor_depot import layout
 from ckanext.dcor_depot.sample_data import make_rtdc_file
 
 from .cli_helpers import invoke, resource_object, resource_show, summary
+from .conftest import sysadmin_context
 
 pytestmark = pytest.mark.usefixtures("with_extended_cli")
 
@@ -72,7 +73,8 @@ def test_a_failing_job_is_reported_and_the_rest_goes_on(
     good = upload(dataset, os.urandom(2000), name="good.bin")
     # A checksum on record that the file does not have: the upload job
     # must refuse it.
-    helpers.call_action("resource_patch", id=bad["id"], sha256="0" * 64)
+    helpers.call_action("resource_patch", context=sysadmin_context(),
+                        id=bad["id"], sha256="0" * 64)
 
     result = invoke(cli, COMMAND)
 

@@ -21,7 +21,7 @@ from .cli_helpers import (
     resource_show,
     summary,
 )
-from .conftest import anonymous_get
+from .conftest import anonymous_get, sysadmin_context
 
 pytestmark = pytest.mark.usefixtures("with_extended_cli")
 
@@ -566,7 +566,8 @@ def test_recording_keeps_every_other_resource_field(
         cli, owner, on_block_storage):
     item, = on_block_storage(1)
     sha = hashlib.sha256(item["files"]["resource"]).hexdigest()
-    helpers.call_action("resource_patch", id=item["id"], sha256=sha,
+    helpers.call_action("resource_patch", context=sysadmin_context(),
+                        id=item["id"], sha256=sha,
                         **{"dc:setup:channel width": "20",
                            "description": "beads"})
 

@@ -37,7 +37,14 @@ from ckanext.dcor_depot import (
 )
 from ckanext.dcor_depot.checksums import file_sha256
 
-from .conftest import anonymous_get, kill_tree, run_jobs, wait_for, worker_log
+from .conftest import (
+    anonymous_get,
+    kill_tree,
+    run_jobs,
+    sysadmin_context,
+    wait_for,
+    worker_log,
+)
 
 MiB = 2**20
 DOWN = "http://127.0.0.1:9"  # nothing listens on the discard port
@@ -362,7 +369,8 @@ def test_local_file_not_matching_recorded_sha256(owner, make_dataset, upload):
     dataset = make_dataset()
     res = upload(dataset, data)
     wrong = sha256(b"what was uploaded once")
-    helpers.call_action("resource_patch", id=res["id"], sha256=wrong)
+    helpers.call_action("resource_patch", context=sysadmin_context(),
+                        id=res["id"], sha256=wrong)
 
     with pytest.raises(transfer.VerificationError) as info:
         migration.migrate_resource_to_s3(res["id"])
@@ -413,7 +421,7 @@ def s3_route_resource(owner: dict, dataset: dict, data: bytes,
     object_store.get_client().put_object(
         Bucket=bucket, Key=layout.object_key(rid), Body=data)
     return helpers.call_action(
-        "resource_create", context={"user": owner["user"]["name"]},
+        "resource_create", context=sysadmin_context(),
         package_id=dataset["id"], id=rid, name="direct.rtdc",
         url="direct.rtdc", url_type="upload", s3_available=True,
         sha256=recorded_sha256, size=len(data))
@@ -480,36 +488,56 @@ def test_draft_never_becomes_readable(owner, make_dataset, upload):
     assert (resp.status_code, resp.content) == (200, data)
 
 
-@pytest.mark.parametrize("was_private", [False, True],
-                         ids=["to-private", "to-public"])
-def test_store_down_during_visibility_change(owner, make_dataset, upload,
-                                             ckan_config, was_private):
-    dataset = make_dataset(private=was_private)
+def test_store_down_when_closing_refuses_the_change(owner, make_dataset,
+                                                   upload, ckan_config):
+    dataset = make_dataset(private=False)
     res = upload(dataset, b"visibility")
     run_jobs()
     url = resource_show(res["id"])["s3_url"]
-    status = 403 if was_private else 200
-    assert anonymous_get(url).status_code == status
+    assert anonymous_get(url).status_code == 200
 
     with store_unreachable(ckan_config):
         with pytest.raises(tk.ValidationError) as info:
             helpers.call_action("package_patch", id=dataset["id"],
-                                private=not was_private)
-    # The web request would end here, dropping the failed transaction.
-    model.Session.remove()
+                                private=True)
+        # The web request would end here, dropping the failed transaction.
+        model.Session.remove()
 
     message = str(info.value.error_dict["private"])
     assert dataset["name"] in message
     assert f"{DOWN} is unreachable" in message
-    # CKAN and the store still agree.
+    # CKAN and the store still agree: the dataset stayed public.
     pkg = helpers.call_action("package_show", id=dataset["id"])
-    assert pkg["private"] is was_private
-    assert anonymous_get(url).status_code == status
+    assert pkg["private"] is False
+    assert anonymous_get(url).status_code == 200
 
     # With the store back the change goes through.
-    helpers.call_action("package_patch", id=dataset["id"],
-                        private=not was_private)
-    assert anonymous_get(url).status_code == (200 if was_private else 403)
+    helpers.call_action("package_patch", id=dataset["id"], private=True)
+    assert anonymous_get(url).status_code == 403
+
+
+def test_store_down_when_opening_queues_the_sync_job(owner, make_dataset,
+                                                     upload, ckan_config):
+    dataset = make_dataset(private=True)
+    res = upload(dataset, b"visibility")
+    run_jobs()
+    url = resource_show(res["id"])["s3_url"]
+    assert anonymous_get(url).status_code == 403
+
+    with store_unreachable(ckan_config):
+        # Committed: opening after the commit failed, which never fails
+        # the request; the sync job takes over.
+        helpers.call_action("package_patch", id=dataset["id"],
+                            private=False)
+    model.Session.remove()
+    assert helpers.call_action("package_show",
+                               id=dataset["id"])["private"] is False
+    assert anonymous_get(url).status_code == 403
+    queued = {job["id"] for job in helpers.call_action("job_list")}
+    assert f"{dataset['id']}-sync-visibility" in queued
+
+    run_jobs()  # the store is back
+    assert anonymous_get(url).status_code == 200
 
 
 def test_deleting_public_dataset_makes_objects_private(owner, make_dataset,

@@ -115,6 +115,7 @@ def reindex_dataset(dataset_id: str) -> None:
 @dataclass(frozen=True)
 class DatasetState:
     """What decides whether a dataset's objects may be public."""
+    name: str
     #: private false, state active and an owner (see visibility)
     public: bool
     owner_org: str | None
@@ -146,7 +147,8 @@ def _dataset_states(connection: sa.engine.Connection,
                     dataset_ids: list[str]) -> dict[str, DatasetState]:
     pkg, res = model.package_table, model.resource_table
     packages = connection.execute(
-        sa.select(pkg.c.id, pkg.c.private, pkg.c.state, pkg.c.owner_org)
+        sa.select(pkg.c.id, pkg.c.name, pkg.c.private, pkg.c.state,
+                  pkg.c.owner_org)
         .where(pkg.c.id.in_(dataset_ids))).all()
     active: dict[str, set[str]] = {}
     every: dict[str, set[str]] = {}
@@ -158,6 +160,7 @@ def _dataset_states(connection: sa.engine.Connection,
             active.setdefault(dataset_id, set()).add(rid)
     return {
         row.id: DatasetState(
+            name=row.name,
             public=bool(not row.private and row.state == "active"
                         and row.owner_org),
             owner_org=row.owner_org or None,

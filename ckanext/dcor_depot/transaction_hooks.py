@@ -187,9 +187,11 @@ def _before_commit(session: orm.Session) -> None:
         try:
             visibility.close(to_close)
         except object_store.ObjectStoreError as exc:
+            state = states.get(dataset_id)
+            name = state.name if state is not None else dataset_id
             raise tk.ValidationError({"private": [
                 f"could not close access to the data of dataset "
-                f"{dataset_id} in the object store ({exc}); nothing was "
+                f"{name} in the object store ({exc}); nothing was "
                 "changed, try again"]}) from exc
 
 
