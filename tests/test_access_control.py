@@ -298,17 +298,61 @@ def test_unusable_dataset_id_is_refused_cleanly(site, org_a):
     assert "id" in resp.json()["error"]
 
 
-def test_a_taken_resource_id_is_refused(site, org_a):
+def test_only_sysadmins_choose_resource_ids(site, org_a):
+    ds = dataset(site, org_a)
+    resp = site.call("resource_create", org_a.editor.token,
+                     files={"upload": ("d.rtdc", b"x")},
+                     package_id=ds["id"], id=str(uuid.uuid4()))
+    assert resp.status_code == 409
+    assert "chosen by CKAN" in resp.json()["error"]["id"][0]
+    assert fresh_dataset(ds["id"])["resources"] == []
+
+
+def test_the_id_of_a_purged_resource_cannot_reopen_its_objects(
+        site, org_a):
+    hidden = dataset(site, org_a, private=True)
+    res = stored_resource(site, org_a.editor, hidden["id"], b"secret")
+    site.action("dataset_purge", person(sysadmin=True).token,
+                id=hidden["id"])
+    public = dataset(site, org_a, private=False)
+    resp = site.call("resource_create", org_a.editor.token,
+                     package_id=public["id"], id=res["id"],
+                     url="http://example.org/link", name="link")
+    assert resp.status_code == 409
+    assert anon_status(res["s3_url"]) == 403
+
+
+def test_a_taken_resource_id_is_refused_even_for_sysadmins(site, org_a):
     mine = dataset(site, org_a)
     res = upload(site, org_a.editor, mine["id"], b"first")
     org_b = organization()
     theirs = dataset(site, org_b)
-    resp = site.call("resource_create", org_b.editor.token,
+    resp = site.call("resource_create", person(sysadmin=True).token,
                      files={"upload": ("d.rtdc", b"overwrite")},
                      package_id=theirs["id"], id=res["id"])
     assert resp.status_code == 409
+    assert "already taken" in resp.json()["error"]["id"][0]
     assert layout.ckan_upload_path(res["id"]).read_bytes() == b"first"
     assert fresh_resource(res["id"])["package_id"] == mine["id"]
+
+
+@pytest.mark.parametrize("hidden", [
+    {"s3_available": True, "sha256": "0" * 64},
+    {"url_type": "", "url": "http://example.org/elsewhere"},
+])
+def test_fields_hidden_in_extras_are_refused(site, org_a, hidden):
+    ds = dataset(site, org_a)
+    resp = site.call("resource_create", org_a.editor.token,
+                     package_id=ds["id"], url="http://example.org/x",
+                     name="x", __extras=hidden)
+    assert resp.status_code == 409
+    assert "__extras" in resp.json()["error"]
+    res = stored_resource(site, org_a.editor, ds["id"])
+    resp = site.call("resource_patch", org_a.editor.token, id=res["id"],
+                     __extras=hidden)
+    assert resp.status_code == 409
+    after = fresh_resource(res["id"])
+    assert (after["url_type"], after["sha256"]) == ("upload", res["sha256"])
 
 
 # -------------------------------------------------- visibility commits

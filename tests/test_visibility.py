@@ -6,6 +6,8 @@ repair command.
 """
 from __future__ import annotations
 
+import uuid
+
 import pytest
 import sqlalchemy as sa
 from ckan import model
@@ -24,6 +26,9 @@ from .cli_helpers import invoke, summary
 from .conftest import anonymous_get, run_jobs
 
 COMMAND = "dcor-depot-sync-visibility"
+#: Buckets of their own (new names each run): the whole-site sync looks at
+#: every bucket of the site, and other tests leave objects behind.
+SYNC_TEMPLATE = f"test-s{uuid.uuid4().hex[:8]}-{{organization_id}}"
 
 
 def resource_show(rid: str) -> dict:
@@ -160,6 +165,9 @@ def test_a_tagger_undoes_its_tag_when_the_state_changed_meanwhile(
     monkeypatch.setattr(ckan_data, "dataset_states", read_then_hide)
     migration.migrate_resource_to_s3(rid)
     assert reads
+    model.Session.remove()
+    assert helpers.call_action("package_show",
+                               id=dataset["id"])["private"] is True
     assert anonymous_get(resource_show(rid)["s3_url"]).status_code == 403
 
 
@@ -181,6 +189,7 @@ def test_store_failure_after_commit_is_repaired_by_the_sync_job(
 
 # ------------------------------------------------ dcor-depot-sync-visibility
 @pytest.mark.usefixtures("with_extended_cli")
+@pytest.mark.ckan_config("dcor_object_store.bucket_name", SYNC_TEMPLATE)
 def test_sync_visibility_repairs_tags_and_dry_run_changes_nothing(
         cli, owner, make_dataset, upload):
     public, res_public = stored(make_dataset, upload, private=False)
@@ -211,8 +220,46 @@ def test_sync_visibility_repairs_tags_and_dry_run_changes_nothing(
     result = invoke(cli, COMMAND)
     assert result.exit_code == 0, result.output
     assert anonymous_get(res_public["s3_url"]).status_code == 200
-    assert "1 objects changed" in summary(result)
+    assert "1 objects changed, 0 failed" in summary(result)
+
+    # An object no dataset accounts for (e.g. of a purged dataset) that
+    # is public is closed by the whole-site run.
+    orphan = object_store.object_url(bucket, layout.object_key(
+        "00000000-1111-2222-3333-444444444444"))
+    object_store.get_client().put_object(
+        Bucket=bucket, Key=layout.object_key(
+            "00000000-1111-2222-3333-444444444444"), Body=b"orphan")
+    object_store.set_public(bucket, layout.object_key(
+        "00000000-1111-2222-3333-444444444444"), True)
+    assert anonymous_get(orphan).status_code == 200
+    result = invoke(cli, COMMAND)
+    assert result.exit_code == 0, result.output
+    assert "public -> private" in result.stdout
+    assert anonymous_get(orphan).status_code == 403
 
     result = invoke(cli, COMMAND, "--dataset", "no-such-dataset")
     assert result.exit_code == 2
     assert "no dataset 'no-such-dataset'" in result.stderr
+
+
+@pytest.mark.ckan_config("dcor_object_store.access_key_id", "")
+@pytest.mark.ckan_config("dcor_object_store.secret_access_key", "")
+def test_without_s3_resources_added_by_package_revise_get_their_job(
+        owner, make_dataset):
+    import io
+
+    from werkzeug.datastructures import FileStorage
+    dataset = make_dataset()
+    helpers.call_action(
+        "package_revise", context={"user": owner["user"]["name"]},
+        match={"id": dataset["id"]},
+        update__resources__extend=[{"name": "revised.rtdc"}],
+        **{"update__resources__-1__upload": FileStorage(
+            io.BytesIO(b"revised"), filename="revised.rtdc")})
+    model.Session.remove()
+    rid = helpers.call_action("package_show",
+                              id=dataset["id"])["resources"][0]["id"]
+    run_jobs()
+    path = layout.ckan_upload_path(rid)
+    assert path.is_symlink()
+    assert path.read_bytes() == b"revised"

@@ -5,7 +5,8 @@ it looks at anything, so a refused call changes nothing. None of them
 touches the object store: tags follow the database at its commits
 (:mod:`transaction_hooks`). The bulk and organization actions only note
 the datasets that CKAN 2.11 changes with plain SQL (invisible to the
-session's change tracking), restricted to the organization's own.
+session's change tracking); noting a dataset never opens anything its
+committed state does not allow.
 """
 from __future__ import annotations
 
@@ -41,25 +42,21 @@ def package_update(original: Any, context: Context,
     return original(context, data_dict)
 
 
-def _datasets_of_organization(data_dict: DataDict) -> list[str]:
-    """The listed datasets that belong to ``org_id`` (CKAN changes only
-    those; the rest of the list is ignored, as CKAN does)."""
+def _listed_datasets(data_dict: DataDict) -> list[str]:
+    """Every listed dataset. CKAN changes only those of ``org_id``; the
+    others are noted too (a dataset may join the organization before
+    CKAN's statement runs) and simply keep the tags their state demands."""
     datasets = data_dict.get("datasets") or []
-    org_id = data_dict.get("org_id")
-    if not org_id or not isinstance(datasets, list):
+    if not isinstance(datasets, list):
         return []
-    rows = (model.Session.query(model.Package.id)
-            .filter(model.Package.id.in_([str(d) for d in datasets]))
-            .filter(model.Package.owner_org == org_id))
-    return [row[0] for row in rows]
+    return [str(d) for d in datasets]
 
 
 def _bulk(name: str) -> Any:
     @tk.chained_action
     def action(original: Any, context: Context, data_dict: DataDict) -> Any:
         tk.check_access(name, context, data_dict)
-        transaction_hooks.touch_datasets(
-            _datasets_of_organization(data_dict))
+        transaction_hooks.touch_datasets(_listed_datasets(data_dict))
         return original(context, data_dict)
     action.__name__ = name
     return action

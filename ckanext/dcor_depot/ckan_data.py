@@ -1,11 +1,13 @@
 """Fresh CKAN state for jobs and commands, read and written as the site user.
 
 Jobs receive ids only and fetch everything here, so they never act on a
-stale copy; the jobs' metadata changes go through ``package_revise`` so
-that several jobs updating one dataset do not lose each other's changes.
-Bulk commands use :func:`merge_resource_fields`, one statement merging new
-fields into many resources in the database, which keeps every other field
-and is a hundred times cheaper.
+stale copy. The plugin's own fields are written with
+:func:`merge_resource_fields`, one statement merging them into the
+resources' extras in the database, followed by a search-index update.
+Unlike ``package_update``/``package_revise``, which write back the whole
+dataset as read at the start, it cannot undo a change committed
+meanwhile (a dataset made private while a job ran stays private), and
+several jobs updating one dataset keep each other's fields.
 """
 from __future__ import annotations
 
@@ -51,17 +53,10 @@ def organization_name(dataset: dict[str, Any]) -> str:
 
 def revise_resource(dataset_id: str, resource_id: str,
                     changes: dict[str, Any]) -> None:
-    """Change a few fields of one resource without touching the rest."""
-    revise_resources(dataset_id, {resource_id: changes})
-
-
-def revise_resources(dataset_id: str,
-                     changes: dict[str, dict[str, Any]]) -> None:
-    """Change fields of several resources of a dataset in one revision."""
-    data: dict[str, Any] = {"match": {"id": dataset_id}}
-    for resource_id, fields in changes.items():
-        data[f"update__resources__{resource_id}"] = fields
-    tk.get_action("package_revise")(site_context(), data)
+    """Change a few fields of one resource without touching the rest,
+    then update the dataset's search-index entry."""
+    merge_resource_fields({dataset_id: {resource_id: changes}})
+    reindex_dataset(dataset_id)
 
 
 def merge_resource_fields(changes: dict[str, dict[str, dict[str, Any]]]
@@ -104,6 +99,8 @@ def merge_resource_fields(changes: dict[str, dict[str, dict[str, Any]]]
         # Also on Ctrl-C: no half-done transaction stays on the session.
         model.Session.rollback()
         raise
+    # Objects loaded before are stale now (written behind the ORM).
+    model.Session.expire_all()
     return changed
 
 
@@ -180,10 +177,14 @@ def resource_owner(resource_id: str) -> tuple[str, str | None] | None:
     return None if row is None else (row.id, row.owner_org or None)
 
 
-def owned_dataset_ids() -> list[str]:
-    """Ids of every dataset that has an organization (any state)."""
-    pkg = model.package_table
+def resource_datasets(resource_ids: Iterable[str]) -> dict[str, str]:
+    """``{resource id: dataset id}`` of the resources that exist (any
+    state), freshly read."""
+    wanted = sorted(set(resource_ids))
+    if not wanted:
+        return {}
+    res = model.resource_table
     with model.meta.engine.connect() as fresh:
-        return [row[0] for row in fresh.execute(
-            sa.select(pkg.c.id).where(pkg.c.owner_org.isnot(None))
-            .where(pkg.c.owner_org != "").order_by(pkg.c.name))]
+        return {row.id: row.package_id for row in fresh.execute(
+            sa.select(res.c.id, res.c.package_id)
+            .where(res.c.id.in_(wanted)))}

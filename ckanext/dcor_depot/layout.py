@@ -32,7 +32,7 @@ _UNSAFE_RE = re.compile(r"[/\\\x00-\x1f\x7f]")
 
 def check_id(identifier: str) -> str:
     """Return ``identifier`` if it is a safe CKAN id, else raise ValueError."""
-    if not isinstance(identifier, str) or not _ID_RE.match(identifier):
+    if not isinstance(identifier, str) or not _ID_RE.fullmatch(identifier):
         raise ValueError(f"not a valid CKAN id: {identifier!r}")
     return identifier
 
@@ -82,6 +82,18 @@ def object_key(resource_id: str, artifact: str = "resource") -> str:
     if artifact not in ARTIFACTS:
         raise ValueError(f"unknown artifact {artifact!r}")
     return "/".join((artifact,) + id_parts(resource_id))
+
+
+def parse_object_key(key: str) -> tuple[str, str]:
+    """``(artifact, resource id)`` of an object key; ValueError if the key
+    is not one this layout makes."""
+    parts = key.split("/")
+    if len(parts) != 4 or parts[0] not in ARTIFACTS:
+        raise ValueError(f"not an artifact key: {key!r}")
+    rid = check_id("".join(parts[1:]))
+    if object_key(rid, parts[0]) != key:
+        raise ValueError(f"not an artifact key: {key!r}")
+    return parts[0], rid
 
 
 def user_depot_path(*, user_name: str, org_name: str, dataset_id: str,

@@ -270,6 +270,20 @@ def _set_public_once(bucket: str, key: str, public: bool) -> str:
 
 
 @translate_errors
+def list_keys(bucket: str) -> list[str]:
+    """Every key of a bucket ([] when it does not exist)."""
+    keys: list[str] = []
+    paginator = get_client().get_paginator("list_objects_v2")
+    try:
+        for page in paginator.paginate(Bucket=bucket):
+            keys += [obj["Key"] for obj in page.get("Contents", [])]
+    except botocore.exceptions.ClientError as exc:
+        if error_code(exc) != "NoSuchBucket":
+            raise
+    return keys
+
+
+@translate_errors
 def presigned_get_url(bucket: str, key: str, expires_in: int = 3600) -> str:
     """A URL that reads the object without credentials until it expires."""
     return get_client().generate_presigned_url(

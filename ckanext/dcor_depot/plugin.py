@@ -10,7 +10,6 @@ from . import (
     actions,
     cli,
     config,
-    jobs,
     transaction_hooks,
     uploader,
     validators,
@@ -23,7 +22,6 @@ class DCORDepotPlugin(plugins.SingletonPlugin):
     plugins.implements(plugins.IValidators)
     plugins.implements(plugins.IActions)
     plugins.implements(plugins.IClick)
-    plugins.implements(plugins.IResourceController, inherit=True)
     plugins.implements(plugins.IUploader, inherit=True)
 
     # IConfigurable
@@ -50,8 +48,3 @@ class DCORDepotPlugin(plugins.SingletonPlugin):
 
     def get_resource_uploader(self, data_dict: dict[str, Any]) -> Any:
         return uploader.get_resource_uploader(data_dict)
-
-    # IResourceController
-    def after_resource_create(self, context: Any,
-                              resource: dict[str, Any]) -> None:
-        jobs.enqueue_resource_jobs(resource)

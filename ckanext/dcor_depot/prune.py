@@ -44,8 +44,14 @@ def bucket_regex(template: str | None = None) -> re.Pattern[str]:
     if not sep:
         raise ValueError(f"bucket template {template!r} lacks "
                          "{organization_id}")
-    return re.compile(f"^{re.escape(head)}{_ORG_ID_PATTERN}"
+    return re.compile(f"^{re.escape(head)}(?P<org>{_ORG_ID_PATTERN})"
                       f"{re.escape(tail)}$")
+
+
+def bucket_organization(bucket: str) -> str | None:
+    """The organization id a site bucket was named for (None: not ours)."""
+    match = bucket_regex().match(bucket)
+    return match.group("org") if match else None
 
 
 def site_buckets() -> list[str]:

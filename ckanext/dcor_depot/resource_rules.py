@@ -11,8 +11,12 @@ so the chained versions of those two apply these rules to every path:
   edit → ``package_update`` round trip keeps working.
 - A resource's file is immutable: a new ``upload``, ``clear_upload`` or a
   different ``url_type`` on an existing resource is refused.
-- Resource and dataset ids must be ids the storage layout accepts, and a
-  new resource cannot take the id of an existing one.
+- Resource and dataset ids must be ids the storage layout accepts. Only
+  sysadmins choose the id of a new resource (the id decides where its
+  data live: a user could otherwise take the id of a purged resource
+  whose objects are still stored), and never one that exists.
+- Keys starting with ``__`` (``__extras``) are refused in resources:
+  CKAN's schema would copy their content over the checked fields.
 """
 from __future__ import annotations
 
@@ -43,7 +47,11 @@ def _present(value: Any) -> bool:
 
 def _same(field: str, submitted: Any, stored: Any) -> bool:
     if field == "s3_available":
-        return tk.asbool(submitted or False) == tk.asbool(stored or False)
+        try:
+            return tk.asbool(submitted or False) == tk.asbool(stored
+                                                              or False)
+        except ValueError:  # not a boolean at all
+            return False
     return str(submitted or "") == str(stored or "")
 
 
@@ -78,7 +86,8 @@ def check_dataset_update(context: dict[str, Any], pkg: model.Package,
               .filter(model.Resource.package_id == pkg.id)
               .filter(model.Resource.state == "active")}
     for resource in _resource_dicts(data_dict):
-        existing = stored.get(resource.get("id") or "")
+        rid = resource.get("id")
+        existing = stored.get(rid) if isinstance(rid, str) else None
         if existing is None:
             _check_new_resource(context, resource)
         else:
@@ -89,19 +98,29 @@ def _resource_dicts(data_dict: dict[str, Any]) -> list[dict[str, Any]]:
     resources = data_dict.get("resources") or []
     if not isinstance(resources, list):
         return []
-    return [res for res in resources if isinstance(res, dict)]
+    dicts = [res for res in resources if isinstance(res, dict)]
+    for res in dicts:
+        hidden = sorted(k for k in res if str(k).startswith("__"))
+        if hidden:
+            _refuse(hidden[0], f"{hidden[0]} is not accepted in a resource: "
+                    "send its fields as plain keys")
+    return dicts
 
 
 def _check_new_resource(context: dict[str, Any],
                         resource: dict[str, Any]) -> None:
     rid = resource.get("id")
+    trusted = is_trusted(context)
     if _present(rid):
+        if not trusted:
+            _refuse("id", "the id of a new resource is chosen by CKAN: "
+                    "leave it out")
         check_id("resource", rid)
         if model.Session.query(model.Resource.id).filter(
                 model.Resource.id == rid).first() is not None:
             _refuse("id", f"resource id {rid} is already taken: leave the "
                     "id out to get a new one")
-    if is_trusted(context):
+    if trusted:
         return
     for field in OWNED_FIELDS:
         if _present(resource.get(field)):

@@ -65,8 +65,13 @@ class Pending:
     new_uploads: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
+def _loaded() -> bool:
+    return plugins.plugin_loaded(PLUGIN_NAME)
+
+
 def _enabled() -> bool:
-    return plugins.plugin_loaded(PLUGIN_NAME) and config.s3_available()
+    """Visibility work is done: the plugin is loaded and S3 is on."""
+    return _loaded() and config.s3_available()
 
 
 def _pending(session: orm.Session) -> Pending:
@@ -140,11 +145,13 @@ def _before_flush(session: orm.Session, flush_context: Any,
 
 
 def _after_flush(session: orm.Session, flush_context: Any) -> None:
-    if not _enabled():
+    if not _loaded():
         return
+    enabled = config.s3_available()
     for obj in list(session.new):
         if isinstance(obj, model.Resource) and obj.package_id:
-            touch(session, obj.package_id, resources={obj.id})
+            if enabled:
+                touch(session, obj.package_id, resources={obj.id})
             if obj.url_type == "upload":
                 extras = obj.extras or {}
                 _pending(session).new_uploads[obj.id] = {
@@ -199,9 +206,10 @@ def _after_commit(session: orm.Session) -> None:
     if _is_nested(session):
         return
     pending: Pending | None = session.info.pop(INFO_KEY, None)
-    if pending is None or not _enabled():
+    if pending is None or not _loaded():
         return
-    _reconcile(pending.datasets)
+    if config.s3_available():
+        _reconcile(pending.datasets)
     for resource in pending.new_uploads.values():
         try:
             jobs.enqueue_resource_jobs(resource)

@@ -73,8 +73,14 @@ def dataset_refs(state: ckan_data.DatasetState | None, dataset_id: str,
         resources |= state.all_resources
         if state.owner_org:
             orgs.add(state.owner_org)
+    usable = set()
+    for rid in resources:
+        try:
+            usable.add(layout.check_id(rid))
+        except ValueError:  # an id from before the plugin checked them
+            log.warning("Resource id %r cannot have objects; skipped", rid)
     return [ObjectRef(org, dataset_id, rid, artifact)
-            for org in sorted(orgs) for rid in sorted(resources)
+            for org in sorted(orgs) for rid in sorted(usable)
             for artifact in layout.ARTIFACTS]
 
 
@@ -96,13 +102,17 @@ def reconcile(refs: Iterable[ObjectRef],
             return changed
         dataset_ids = {ref.dataset_id for ref in pending}
         states = ckan_data.dataset_states(dataset_ids)
-        wanted = {ref: should_be_public(ref, states) for ref in pending}
+        wanted = _per_object({ref: should_be_public(ref, states)
+                              for ref in pending})
         changed += _set_tags({ref: public for ref, public in wanted.items()
                               if public or ref not in known_closed})
         known_closed.clear()  # what we tagged is no longer "known"
         states = ckan_data.dataset_states(dataset_ids)
-        pending = [ref for ref, public in wanted.items()
-                   if should_be_public(ref, states) != public]
+        again = _per_object({ref: should_be_public(ref, states)
+                             for ref in pending})
+        moved = {(ref.bucket, ref.key) for ref, public in wanted.items()
+                 if again[ref] != public}
+        pending = [ref for ref in pending if (ref.bucket, ref.key) in moved]
     if pending:
         log.warning("Visibility of %d objects kept changing; left to the "
                     "sync job", len(pending))
@@ -110,6 +120,17 @@ def reconcile(refs: Iterable[ObjectRef],
             "the visibility of the datasets kept changing while their "
             "objects were tagged; run dcor-depot-sync-visibility")
     return changed
+
+
+def _per_object(wanted: dict[ObjectRef, bool]) -> dict[ObjectRef, bool]:
+    """One decision per stored object: several refs may name the same
+    bucket and key (a resource seen in two datasets); closing wins."""
+    by_object: dict[tuple[str, str], ObjectRef] = {}
+    decided: dict[ObjectRef, bool] = {}
+    for ref, public in wanted.items():
+        first = by_object.setdefault((ref.bucket, ref.key), ref)
+        decided[first] = decided.get(first, True) and public
+    return decided
 
 
 def close(refs: Iterable[ObjectRef]) -> int:
@@ -192,9 +213,32 @@ def dataset_tag_changes(dataset_id: str) -> list[TagChange]:
     """The objects of a dataset whose tags differ from the database (a dry
     run of :func:`sync_dataset`; missing objects are left out)."""
     state = ckan_data.dataset_states([dataset_id]).get(dataset_id)
-    refs = dataset_refs(state, dataset_id)
     states = {dataset_id: state} if state is not None else {}
+    return _tag_changes(dataset_refs(state, dataset_id), states)
 
+
+def bucket_tag_changes(bucket: str, org_id: str) -> list[TagChange]:
+    """Every object of a bucket whose tag differs from the database,
+    wherever it came from (former owners, purged datasets, unowned ones,
+    objects written by hand): one listing, one tag request per object."""
+    keys = object_store.list_keys(bucket)
+    parsed = {}
+    for key in keys:
+        try:
+            parsed[key] = layout.parse_object_key(key)
+        except ValueError:
+            continue  # not an artifact of this plugin: not ours to judge
+    owners = ckan_data.resource_datasets(rid for _, rid in parsed.values())
+    refs = [ObjectRef(org_id, owners.get(rid, ""), rid, artifact)
+            for artifact, rid in parsed.values()]
+    states = ckan_data.dataset_states({ref.dataset_id for ref in refs
+                                       if ref.dataset_id})
+    return _tag_changes(refs, states)
+
+
+def _tag_changes(refs: list[ObjectRef],
+                 states: Mapping[str, ckan_data.DatasetState]
+                 ) -> list[TagChange]:
     def look(ref: ObjectRef) -> TagChange | None:
         tags = object_store.get_tags(ref.bucket, ref.key)
         if tags is None:

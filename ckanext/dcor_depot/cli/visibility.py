@@ -4,7 +4,7 @@ from __future__ import annotations
 import ckan.model as model
 import click
 
-from .. import ckan_data, object_store, visibility
+from .. import object_store, prune, visibility
 from . import common
 
 COMMAND = "dcor-depot-sync-visibility"
@@ -14,47 +14,65 @@ COMMAND = "dcor-depot-sync-visibility"
                short_help="Set the public tags of objects as the database "
                           "says.")
 @click.option("--dataset", "dataset_ref", metavar="ID",
-              help="Only this dataset (id or name).")
+              help="Only the objects of this dataset (id or name).")
 @click.option("--dry-run", is_flag=True,
               help="List the objects whose tags would change; change "
                    "nothing.")
 @common.with_app_context
 def sync_visibility(dataset_ref: str | None, dry_run: bool) -> None:
-    """Tag every object public exactly when its dataset is public and
-    active and its resource active; remove the tag everywhere else.
+    """Tag every object public exactly when its dataset is public, active
+    and owned by the bucket's organization and its resource is active;
+    remove the tag everywhere else.
 
-    This is what the sync job runs when tagging after a commit failed;
-    use it after the object store was unreachable or restored.
+    Without --dataset every object in every bucket of this site is looked
+    at, also objects of purged or unowned datasets and objects left in a
+    former organization's bucket. This is what the sync job does for one
+    dataset when tagging after a commit failed; use it after the object
+    store was unreachable or restored.
     """
     common.require_s3(COMMAND)
+    unit = "datasets" if dataset_ref is not None else "buckets"
+    done = "objects to change" if dry_run else "objects changed"
+    tally = common.Tally(COMMAND, unit, done)
+    for name, find_changes in _scopes(dataset_ref):
+        try:
+            changes = find_changes()
+            # Decided again from the database of this moment.
+            n = len(changes) if dry_run else visibility.reconcile(
+                [change.ref for change in changes])
+        except object_store.ObjectStoreError as exc:
+            tally.add("failed")
+            common.report_error(f"{name}: {exc}")
+            continue
+        tally.add(unit)
+        for change in changes:
+            before = "public" if change.public_now else "private"
+            after = "public" if change.wanted else "private"
+            verb = "would change" if dry_run else "changed"
+            click.echo(f"{change.ref.bucket}:{change.ref.key}: {verb} "
+                       f"{before} -> {after}")
+        tally.add(done, n)
+    tally.finish("dry run" if dry_run else "")
+
+
+def _scopes(dataset_ref: str | None):
+    """``(name, function listing the tag changes)`` for each unit."""
     if dataset_ref is not None:
         pkg = model.Package.get(dataset_ref)
         if pkg is None:
             common.fail(f"{COMMAND}: no dataset {dataset_ref!r}", code=2)
-        dataset_ids = [pkg.id]
-    else:
-        dataset_ids = ckan_data.owned_dataset_ids()
-    tally = common.Tally(COMMAND, "datasets",
-                         "objects to change" if dry_run else
-                         "objects changed")
-    for dataset_id in dataset_ids:
-        try:
-            changes = visibility.dataset_tag_changes(dataset_id)
-            if not dry_run and changes:
-                # Re-decided from the database at this moment.
-                n = visibility.sync_dataset(dataset_id)
-            else:
-                n = len(changes)
-        except object_store.ObjectStoreError as exc:
-            tally.add("failed")
-            common.report_error(f"dataset {dataset_id}: {exc}")
-            continue
-        tally.add("datasets")
-        for change in changes:
-            where = f"{change.ref.bucket}:{change.ref.key}"
-            before = "public" if change.public_now else "private"
-            after = "public" if change.wanted else "private"
-            verb = "would change" if dry_run else "changed"
-            click.echo(f"{where}: {verb} {before} -> {after}")
-        tally.add("objects to change" if dry_run else "objects changed", n)
-    tally.finish("dry run" if dry_run else "")
+        dataset_id = pkg.id
+        return [(f"dataset {pkg.name}",
+                 lambda: visibility.dataset_tag_changes(dataset_id))]
+    try:
+        buckets = object_store.translate_errors(prune.site_buckets)()
+    except object_store.ObjectStoreError as exc:
+        common.fail(f"{COMMAND}: {exc}")
+    scopes = []
+    for bucket in buckets:
+        org_id = prune.bucket_organization(bucket)
+        if org_id is not None:
+            scopes.append((f"bucket {bucket}",
+                           lambda b=bucket, o=org_id:
+                           visibility.bucket_tag_changes(b, o)))
+    return scopes
