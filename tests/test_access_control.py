@@ -10,6 +10,7 @@ import hashlib
 import uuid
 
 import pytest
+import requests
 from ckan.tests import helpers
 
 from ckanext.dcor_depot import layout, object_store
@@ -394,3 +395,35 @@ def test_a_moved_dataset_closes_its_old_objects(site, org_a, public_data):
     site.action("package_patch", org_a.editor.token, id=ds["id"],
                 owner_org=org_b.id)
     assert anon_status(url) == 403
+
+
+def test_the_web_form_edits_metadata_and_keeps_the_file(site, org_a):
+    """The resource edit form posts what a browser sends for an unchanged
+    file (url_type "upload", an empty file field, the download URL)."""
+    ds = dataset(site, org_a, private=False)
+    res = stored_resource(site, org_a.editor, ds["id"], b"form data")
+    headers = {"Authorization": org_a.editor.token}
+    page = f"{site.url}/dataset/{ds['id']}/resource/{res['id']}/edit"
+    form = requests.get(page, headers=headers, timeout=60)
+    assert form.status_code == 200
+    assert 'name="url_type" value="upload"' in form.text
+    resp = requests.post(
+        page, headers=headers, allow_redirects=False, timeout=60,
+        data={"url_type": "upload", "url": res["url"], "name": res["name"],
+              "description": "edited in the form", "format": "",
+              "save": ""},
+        files={"upload": ("", b"")})
+    assert resp.status_code == 302, resp.text[:2000]
+    after = fresh_resource(res["id"])
+    assert after["description"] == "edited in the form"
+    assert {k: after[k] for k in FORGED} == {k: res[k] for k in FORGED}
+    assert anon_status(res["s3_url"]) == 200
+    # Choosing another file in the same form is refused.
+    resp = requests.post(
+        page, headers=headers, allow_redirects=False, timeout=60,
+        data={"url_type": "upload", "url": res["url"], "name": res["name"],
+              "save": ""},
+        files={"upload": ("other.rtdc", b"replacement")})
+    assert resp.status_code == 200  # the form again, with the error
+    assert "add a new resource" in resp.text
+    assert layout.ckan_upload_path(res["id"]).read_bytes() == b"form data"
