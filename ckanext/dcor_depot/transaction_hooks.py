@@ -50,8 +50,12 @@ _RESOURCE_FIELDS = ("state", "package_id")
 class TouchedDataset:
     #: the dataset itself changed: all of its objects are concerned
     whole: bool = False
-    #: resources created, deleted or moved (and those of a purged dataset)
+    #: resources deleted or moved (and those of a purged dataset)
     resources: set[str] = field(default_factory=set)
+    #: resources created: their objects, if any, were never opened (every
+    #: tagger closes objects of resources that do not exist), so nothing
+    #: needs closing before the commit nor a request unless they open
+    new_resources: set[str] = field(default_factory=set)
     #: organizations that owned the dataset before (their buckets)
     old_orgs: set[str] = field(default_factory=set)
     #: objects were closed before the commit
@@ -80,12 +84,14 @@ def _pending(session: orm.Session) -> Pending:
 
 def touch(session: orm.Session, dataset_id: str, *, whole: bool = False,
           resources: set[str] | frozenset[str] = frozenset(),
+          new_resources: set[str] | frozenset[str] = frozenset(),
           old_orgs: set[str] | frozenset[str] = frozenset()) -> None:
     """Note that a dataset's objects may have to change at the commit."""
     entry = _pending(session).datasets.setdefault(dataset_id,
                                                   TouchedDataset())
     entry.whole = entry.whole or whole
     entry.resources.update(resources)
+    entry.new_resources.update(new_resources)
     entry.old_orgs.update(org for org in old_orgs if org)
 
 
@@ -151,7 +157,7 @@ def _after_flush(session: orm.Session, flush_context: Any) -> None:
     for obj in list(session.new):
         if isinstance(obj, model.Resource) and obj.package_id:
             if enabled:
-                touch(session, obj.package_id, resources={obj.id})
+                touch(session, obj.package_id, new_resources={obj.id})
             if obj.url_type == "upload":
                 extras = obj.extras or {}
                 _pending(session).new_uploads[obj.id] = {
@@ -167,13 +173,19 @@ def _refs(dataset_id: str, touched: TouchedDataset,
           states: dict[str, ckan_data.DatasetState]
           ) -> list[visibility.ObjectRef]:
     state = states.get(dataset_id)
+    resources = touched.resources | touched.new_resources
     if touched.whole or state is None:
         return visibility.dataset_refs(state, dataset_id, touched.old_orgs,
-                                       touched.resources)
+                                       resources)
     owner = state.owner_org
     orgs = touched.old_orgs | ({owner} if owner else set())
-    return visibility.dataset_refs(None, dataset_id, orgs,
-                                   touched.resources)
+    return visibility.dataset_refs(None, dataset_id, orgs, resources)
+
+
+def _only_new(touched: TouchedDataset, ref: visibility.ObjectRef) -> bool:
+    return (ref.resource_id in touched.new_resources
+            and ref.resource_id not in touched.resources
+            and not touched.whole)
 
 
 def _before_commit(session: orm.Session) -> None:
@@ -187,7 +199,8 @@ def _before_commit(session: orm.Session) -> None:
                                       connection=session.connection())
     for dataset_id, touched in pending.datasets.items():
         to_close = [ref for ref in _refs(dataset_id, touched, states)
-                    if not visibility.should_be_public(ref, states)]
+                    if not visibility.should_be_public(ref, states)
+                    and not _only_new(touched, ref)]
         if not to_close:
             continue
         touched.pre_closed = True
@@ -245,14 +258,16 @@ def _reconcile(datasets: dict[str, TouchedDataset]) -> None:
         try:
             if states is None:
                 raise object_store.ObjectStoreError("no database state")
-            visibility.reconcile(_refs(dataset_id, touched, states))
+            refs = _refs(dataset_id, touched, states)
+            visibility.reconcile(refs, assume_closed=[
+                ref for ref in refs if _only_new(touched, ref)])
         except Exception:  # noqa: BLE001 - handed to the sync job
             log.exception("Tagging the objects of dataset %s failed; "
                           "queueing the sync job", dataset_id)
             try:
                 jobs.enqueue_visibility_sync(
                     dataset_id, sorted(touched.old_orgs),
-                    sorted(touched.resources))
+                    sorted(touched.resources | touched.new_resources))
             except Exception:  # noqa: BLE001
                 log.exception("Could not queue the visibility sync of "
                               "dataset %s: run dcor-depot-sync-visibility "
