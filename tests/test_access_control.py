@@ -427,3 +427,18 @@ def test_the_web_form_edits_metadata_and_keeps_the_file(site, org_a):
     assert resp.status_code == 200  # the form again, with the error
     assert "add a new resource" in resp.text
     assert layout.ckan_upload_path(res["id"]).read_bytes() == b"form data"
+
+
+def test_a_sysadmin_chosen_id_with_a_public_object_is_closed(site, org_a):
+    """An object left public under an id (e.g. by an interrupted purge)
+    is closed when a sysadmin creates a resource with that id in a
+    private dataset."""
+    rid = str(uuid.uuid4())
+    url = put_artifact(org_a.id, rid, "resource", b"left behind")
+    object_store.set_public(org_a.bucket, layout.object_key(rid), True)
+    assert anon_status(url) == 200
+    ds = dataset(site, org_a, private=True)
+    site.action("resource_create", person(sysadmin=True).token,
+                package_id=ds["id"], id=rid, url="http://example.org/x",
+                name="x")
+    assert anon_status(url) == 403

@@ -263,3 +263,21 @@ def test_without_s3_resources_added_by_package_revise_get_their_job(
     path = layout.ckan_upload_path(rid)
     assert path.is_symlink()
     assert path.read_bytes() == b"revised"
+
+
+@pytest.mark.usefixtures("with_extended_cli")
+@pytest.mark.ckan_config("dcor_object_store.bucket_name", SYNC_TEMPLATE)
+def test_sync_visibility_leaves_buckets_of_unknown_organizations_alone(
+        cli, pipeline):
+    # A bucket matching the template whose organization this site does
+    # not have: another site's, sharing the store.
+    bucket = object_store.bucket_name(str(uuid.uuid4()))
+    object_store.ensure_bucket(bucket)
+    key = layout.object_key(str(uuid.uuid4()))
+    object_store.get_client().put_object(Bucket=bucket, Key=key, Body=b"x")
+    object_store.set_public(bucket, key, True)
+    result = invoke(cli, COMMAND)
+    assert result.exit_code == 0, result.output
+    assert f"bucket {bucket}: skipped" in result.stdout
+    assert anonymous_get(object_store.object_url(bucket, key)
+                         ).status_code == 200

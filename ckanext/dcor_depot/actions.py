@@ -26,6 +26,7 @@ def package_create(original: Any, context: Context,
                    data_dict: DataDict) -> Any:
     tk.check_access("package_create", context, data_dict)
     resource_rules.check_new_dataset(context, data_dict)
+    transaction_hooks.note_chosen_ids(resource_rules.chosen_ids(data_dict))
     return original(context, data_dict)
 
 
@@ -39,13 +40,13 @@ def package_update(original: Any, context: Context,
     tk.check_access("package_update", dict(context, package=pkg),
                     dict(data_dict, id=pkg.id))
     resource_rules.check_dataset_update(context, pkg, data_dict)
+    transaction_hooks.note_chosen_ids(resource_rules.chosen_ids(data_dict))
     return original(context, data_dict)
 
 
 def _listed_datasets(data_dict: DataDict) -> list[str]:
-    """Every listed dataset. CKAN changes only those of ``org_id``; the
-    others are noted too (a dataset may join the organization before
-    CKAN's statement runs) and simply keep the tags their state demands."""
+    """Every listed dataset; at the commit only those that belong to
+    ``org_id`` then (the ones CKAN changed) count."""
     datasets = data_dict.get("datasets") or []
     if not isinstance(datasets, list):
         return []
@@ -56,7 +57,9 @@ def _bulk(name: str) -> Any:
     @tk.chained_action
     def action(original: Any, context: Context, data_dict: DataDict) -> Any:
         tk.check_access(name, context, data_dict)
-        transaction_hooks.touch_datasets(_listed_datasets(data_dict))
+        transaction_hooks.touch_datasets(
+            _listed_datasets(data_dict),
+            required_org=str(data_dict.get("org_id") or ""))
         return original(context, data_dict)
     action.__name__ = name
     return action

@@ -81,6 +81,13 @@ def merge_resource_fields(changes: dict[str, dict[str, dict[str, Any]]]
             for resource_id, fields in resources.items()}
     now = datetime.datetime.utcnow()
     try:
+        # Lock the datasets first, in the order CKAN's updates do (package
+        # row, then its resources): no deadlock with a user's edit, and an
+        # edit that read the resource before waits and sees the merge.
+        model.Session.execute(sa.text(
+            "SELECT id FROM package WHERE id IN "
+            "(SELECT jsonb_array_elements_text(CAST(:ids AS jsonb))) "
+            "ORDER BY id FOR UPDATE"), {"ids": json.dumps(sorted(changes))})
         # The parentheses matter: || and -> bind equally, left to right.
         changed = {row[0] for row in model.Session.execute(sa.text(
             "UPDATE resource AS r SET extras = (COALESCE(NULLIF(r.extras, "
@@ -188,3 +195,11 @@ def resource_datasets(resource_ids: Iterable[str]) -> dict[str, str]:
         return {row.id: row.package_id for row in fresh.execute(
             sa.select(res.c.id, res.c.package_id)
             .where(res.c.id.in_(wanted)))}
+
+
+def organization_ids() -> set[str]:
+    """Ids of every organization of this site (any state)."""
+    grp = model.group_table
+    with model.meta.engine.connect() as fresh:
+        return {row[0] for row in fresh.execute(
+            sa.select(grp.c.id).where(grp.c.is_organization.is_(True)))}

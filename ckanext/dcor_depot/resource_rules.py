@@ -158,3 +158,10 @@ def _check_existing_resource(context: dict[str, Any],
 def _has_file(upload: Any) -> bool:
     """A file sent with the request (werkzeug FileStorage or cgi field)."""
     return bool(getattr(upload, "filename", None))
+
+
+def chosen_ids(data_dict: dict[str, Any]) -> set[str]:
+    """Resource ids the caller put in the request (after the checks: ids
+    of existing resources or ids a sysadmin chose for new ones)."""
+    return {res["id"] for res in _resource_dicts(data_dict)
+            if isinstance(res.get("id"), str) and res["id"]}

@@ -58,6 +58,9 @@ class TouchedDataset:
     new_resources: set[str] = field(default_factory=set)
     #: organizations that owned the dataset before (their buckets)
     old_orgs: set[str] = field(default_factory=set)
+    #: noted by a bulk action of this organization only: dropped at the
+    #: commit unless the dataset belongs to it (CKAN changes no other)
+    required_org: str | None = None
     #: objects were closed before the commit
     pre_closed: bool = False
 
@@ -67,6 +70,9 @@ class Pending:
     datasets: dict[str, TouchedDataset] = field(default_factory=dict)
     #: new upload resources: id -> the fields the job planning needs
     new_uploads: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: ids of new resources chosen by the caller (a sysadmin): objects
+    #: may exist under them, so they are not assumed closed
+    chosen_ids: set[str] = field(default_factory=set)
 
 
 def _loaded() -> bool:
@@ -85,20 +91,34 @@ def _pending(session: orm.Session) -> Pending:
 def touch(session: orm.Session, dataset_id: str, *, whole: bool = False,
           resources: set[str] | frozenset[str] = frozenset(),
           new_resources: set[str] | frozenset[str] = frozenset(),
-          old_orgs: set[str] | frozenset[str] = frozenset()) -> None:
+          old_orgs: set[str] | frozenset[str] = frozenset(),
+          required_org: str | None = None) -> None:
     """Note that a dataset's objects may have to change at the commit."""
-    entry = _pending(session).datasets.setdefault(dataset_id,
-                                                  TouchedDataset())
+    datasets = _pending(session).datasets
+    if dataset_id not in datasets:
+        datasets[dataset_id] = TouchedDataset(required_org=required_org)
+    entry = datasets[dataset_id]
+    if required_org is None:
+        entry.required_org = None  # noted for another reason too
     entry.whole = entry.whole or whole
     entry.resources.update(resources)
     entry.new_resources.update(new_resources)
     entry.old_orgs.update(org for org in old_orgs if org)
 
 
-def touch_datasets(dataset_ids: list[str]) -> None:
+def note_chosen_ids(resource_ids: set[str]) -> None:
+    """Ids of new resources the caller chose (see Pending.chosen_ids)."""
+    if resource_ids:
+        _pending(model.Session()).chosen_ids.update(resource_ids)
+
+
+def touch_datasets(dataset_ids: list[str],
+                   required_org: str | None = None) -> None:
     """Note datasets changed by SQL statements that bypass the ORM (CKAN
     2.11's bulk actions and organization deletion), with their current
-    owners, whose buckets hold their objects."""
+    owners, whose buckets hold their objects. With ``required_org`` a
+    dataset counts only if it belongs to that organization at the
+    commit."""
     if not _enabled() or not dataset_ids:
         return
     session = model.Session()
@@ -107,7 +127,8 @@ def touch_datasets(dataset_ids: list[str]) -> None:
                            .where(pkg.c.id.in_(dataset_ids)))
     for dataset_id, owner_org in rows:
         touch(session, dataset_id, whole=True,
-              old_orgs={owner_org} if owner_org else set())
+              old_orgs={owner_org} if owner_org else set(),
+              required_org=required_org)
 
 
 def _changed(obj: Any, names: tuple[str, ...]) -> dict[str, list[Any]]:
@@ -156,7 +177,9 @@ def _after_flush(session: orm.Session, flush_context: Any) -> None:
     enabled = config.s3_available()
     for obj in list(session.new):
         if isinstance(obj, model.Resource) and obj.package_id:
-            if enabled:
+            if enabled and obj.id in _pending(session).chosen_ids:
+                touch(session, obj.package_id, resources={obj.id})
+            elif enabled:
                 touch(session, obj.package_id, new_resources={obj.id})
             if obj.url_type == "upload":
                 extras = obj.extras or {}
@@ -197,6 +220,12 @@ def _before_commit(session: orm.Session) -> None:
         return
     states = ckan_data.dataset_states(pending.datasets,
                                       connection=session.connection())
+    for dataset_id in [d for d, t in pending.datasets.items()
+                       if t.required_org is not None]:
+        state = states.get(dataset_id)
+        if state is None or state.owner_org != pending.datasets[
+                dataset_id].required_org:
+            del pending.datasets[dataset_id]  # not the organization's
     for dataset_id, touched in pending.datasets.items():
         to_close = [ref for ref in _refs(dataset_id, touched, states)
                     if not visibility.should_be_public(ref, states)

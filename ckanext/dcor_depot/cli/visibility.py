@@ -4,7 +4,7 @@ from __future__ import annotations
 import ckan.model as model
 import click
 
-from .. import object_store, prune, visibility
+from .. import ckan_data, object_store, prune, visibility
 from . import common
 
 COMMAND = "dcor-depot-sync-visibility"
@@ -24,11 +24,12 @@ def sync_visibility(dataset_ref: str | None, dry_run: bool) -> None:
     and owned by the bucket's organization and its resource is active;
     remove the tag everywhere else.
 
-    Without --dataset every object in every bucket of this site is looked
-    at, also objects of purged or unowned datasets and objects left in a
-    former organization's bucket. This is what the sync job does for one
-    dataset when tagging after a commit failed; use it after the object
-    store was unreachable or restored.
+    Without --dataset every object in every bucket of this site's
+    organizations is looked at, also objects of purged or unowned
+    datasets and objects left in a former organization's bucket (buckets
+    of organizations this database does not know are skipped). With
+    --dataset it does what the sync job does when tagging after a commit
+    failed; use it after the object store was unreachable or restored.
     """
     common.require_s3(COMMAND)
     unit = "datasets" if dataset_ref is not None else "buckets"
@@ -68,11 +69,19 @@ def _scopes(dataset_ref: str | None):
         buckets = object_store.translate_errors(prune.site_buckets)()
     except object_store.ObjectStoreError as exc:
         common.fail(f"{COMMAND}: {exc}")
+    known = ckan_data.organization_ids()
     scopes = []
     for bucket in buckets:
         org_id = prune.bucket_organization(bucket)
-        if org_id is not None:
-            scopes.append((f"bucket {bucket}",
+        if org_id is None:
+            continue
+        if org_id not in known:
+            # Another site's bucket with a similar name, or an organization
+            # purged long ago: not ours to judge.
+            click.echo(f"bucket {bucket}: skipped (no organization "
+                       f"{org_id} in this site's database)")
+            continue
+        scopes.append((f"bucket {bucket}",
                            lambda b=bucket, o=org_id:
                            visibility.bucket_tag_changes(b, o)))
     return scopes
