@@ -146,6 +146,7 @@ start() {
             --secret-key "$S3_SECRET_ACCESS_KEY" >/dev/null \
             || die "ceph: creating the S3 user failed"
     fi
+    user_limits
     touch "$CEPH_DIR/.ready"
     log "Ceph S3 gateway at $S3_ENDPOINT"
 }
@@ -156,6 +157,15 @@ stop() {
     stop_pidfile "$CEPH_DIR/run/mon.a.pid" ceph-mon
 }
 
+# RGW allows 1000 buckets per user by default; the tests make a bucket per
+# organization, so a developer's long-lived cluster would hit the limit
+# (TooManyBuckets). 0 means no limit. Idempotent.
+user_limits() {
+    timeout 30 radosgw-admin -c "$CONF" -n client.admin user modify --uid dcor \
+        --max-buckets 0 >/dev/null \
+        || die "ceph: lifting the bucket limit of the S3 user failed"
+}
+
 status() {
     pid_alive "$CEPH_DIR/run/$RGW_NAME.pid" && rgw_up
 }
@@ -164,5 +174,6 @@ case "${1:-}" in
     start) start ;;
     stop) stop ;;
     status) status ;;
-    *) die "usage: $0 start|stop|status" ;;
+    user-limits) user_limits ;;
+    *) die "usage: $0 start|stop|status|user-limits" ;;
 esac

@@ -109,7 +109,10 @@ start_redis() {
 
 # ---------------------------------------------------------------------- Ceph
 start_ceph() {
-    "$STACK_DIR/ceph.sh" status && return 0
+    if "$STACK_DIR/ceph.sh" status; then
+        "$STACK_DIR/ceph.sh" user-limits
+        return 0
+    fi
     STARTED+=(ceph)
     "$STACK_DIR/ceph.sh" start
 }
