@@ -173,17 +173,6 @@ def _dataset_states(connection: sa.engine.Connection,
         for row in packages}
 
 
-def resource_owner(resource_id: str) -> tuple[str, str | None] | None:
-    """``(dataset id, organization id)`` of a resource, freshly read."""
-    pkg, res = model.package_table, model.resource_table
-    with model.meta.engine.connect() as fresh:
-        row = fresh.execute(
-            sa.select(pkg.c.id, pkg.c.owner_org)
-            .select_from(res.join(pkg, res.c.package_id == pkg.c.id))
-            .where(res.c.id == resource_id)).first()
-    return None if row is None else (row.id, row.owner_org or None)
-
-
 def resource_datasets(resource_ids: Iterable[str]) -> dict[str, str]:
     """``{resource id: dataset id}`` of the resources that exist (any
     state), freshly read."""

@@ -19,13 +19,17 @@ commit) is decided by :mod:`transaction_hooks`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 from . import ckan_data, config, layout, object_store
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 #: Rounds of "tag, re-read" before giving up on a dataset whose state keeps
 #: changing (it is then left to the sync job / command).
@@ -153,12 +157,17 @@ def _set_tags(wanted: Mapping[ObjectRef, bool]) -> int:
         return object_store.set_public(ref.bucket, ref.key, public,
                                        report_change=True)
 
-    items = list(wanted.items())
-    if len(items) == 1:
-        return int(apply(items[0]))
+    return sum(_in_parallel(apply, list(wanted.items())))
+
+
+def _in_parallel(func: Callable[[T], R], items: list[T]) -> list[R]:
+    """``func`` of every item, with up to TAGGING_THREADS requests at once
+    (each is a round trip to the store)."""
+    if len(items) <= 1:
+        return [func(item) for item in items]
     with ThreadPoolExecutor(min(TAGGING_THREADS, len(items)),
                             thread_name_prefix="dcor-tags") as pool:
-        return sum(pool.map(apply, items))
+        return list(pool.map(func, items))
 
 
 def sync_dataset(dataset_id: str, extra_orgs: Iterable[str] = (),
@@ -184,20 +193,6 @@ def sync_dataset_job(dataset_id: str, extra_orgs: list[str] | None = None,
     log.info("Synced visibility of dataset %s: %d objects changed",
              dataset_id, changed)
     return changed
-
-
-def resource_refs(resource_id: str,
-                  artifacts: Iterable[str] = layout.ARTIFACTS
-                  ) -> list[ObjectRef]:
-    """The objects of one resource in its dataset's current bucket."""
-    owner = ckan_data.resource_owner(resource_id)
-    if owner is None:
-        return []
-    dataset_id, org_id = owner
-    if not org_id:
-        return []
-    return [ObjectRef(org_id, dataset_id, resource_id, artifact)
-            for artifact in artifacts]
 
 
 @dataclass(frozen=True)
@@ -247,8 +242,4 @@ def _tag_changes(refs: list[ObjectRef],
         wanted = should_be_public(ref, states)
         return None if now == wanted else TagChange(ref, now, wanted)
 
-    if not refs:
-        return []
-    with ThreadPoolExecutor(min(TAGGING_THREADS, len(refs)),
-                            thread_name_prefix="dcor-tags") as pool:
-        return [change for change in pool.map(look, refs) if change]
+    return [change for change in _in_parallel(look, refs) if change]
