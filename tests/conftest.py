@@ -279,3 +279,15 @@ def sysadmin_context() -> dict[str, Any]:
     import ckan.plugins.toolkit as tk
     user = tk.get_action("get_site_user")({"ignore_auth": True}, {})
     return {"user": user["name"], "ignore_auth": True}
+
+
+def stored_in_s3(make_dataset, upload, private: bool,
+                 data: bytes = b"data") -> tuple[dict[str, Any],
+                                                 dict[str, Any]]:
+    """A dataset with one uploaded resource whose jobs have run (its data
+    are in the store): ``(dataset, resource as shown now)``."""
+    from ckan.tests import helpers
+    dataset = make_dataset(private=private)
+    res = upload(dataset, data)
+    run_jobs()
+    return dataset, helpers.call_action("resource_show", id=res["id"])

@@ -41,6 +41,7 @@ from .conftest import (
     anonymous_get,
     kill_tree,
     run_jobs,
+    stored_in_s3,
     sysadmin_context,
     wait_for,
     worker_log,
@@ -490,10 +491,9 @@ def test_draft_never_becomes_readable(owner, make_dataset, upload):
 
 def test_store_down_when_closing_refuses_the_change(owner, make_dataset,
                                                    upload, ckan_config):
-    dataset = make_dataset(private=False)
-    res = upload(dataset, b"visibility")
-    run_jobs()
-    url = resource_show(res["id"])["s3_url"]
+    dataset, res = stored_in_s3(make_dataset, upload, private=False,
+                                data=b"visibility")
+    url = res["s3_url"]
     assert anonymous_get(url).status_code == 200
 
     with store_unreachable(ckan_config):
@@ -518,10 +518,9 @@ def test_store_down_when_closing_refuses_the_change(owner, make_dataset,
 
 def test_store_down_when_opening_queues_the_sync_job(owner, make_dataset,
                                                      upload, ckan_config):
-    dataset = make_dataset(private=True)
-    res = upload(dataset, b"visibility")
-    run_jobs()
-    url = resource_show(res["id"])["s3_url"]
+    dataset, res = stored_in_s3(make_dataset, upload, private=True,
+                                data=b"visibility")
+    url = res["s3_url"]
     assert anonymous_get(url).status_code == 403
 
     with store_unreachable(ckan_config):

@@ -23,7 +23,7 @@ from ckanext.dcor_depot import (
 )
 
 from .cli_helpers import invoke, summary
-from .conftest import anonymous_get, run_jobs
+from .conftest import anonymous_get, run_jobs, stored_in_s3
 
 COMMAND = "dcor-depot-sync-visibility"
 #: Buckets of their own (new names each run): the whole-site sync looks at
@@ -44,16 +44,9 @@ def commit_behind_ckans_back(dataset_id: str, **values) -> None:
                      .values(**values))
 
 
-def stored(make_dataset, upload, private: bool, data: bytes = b"data"):
-    dataset = make_dataset(private=private)
-    res = upload(dataset, data)
-    run_jobs()
-    return dataset, resource_show(res["id"])
-
-
 def test_failure_later_in_the_request_leaves_objects_closed(
         owner, make_dataset, upload, monkeypatch):
-    dataset, res = stored(make_dataset, upload, private=True)
+    dataset, res = stored_in_s3(make_dataset, upload, private=True)
     url = res["s3_url"]
 
     def broken_index(*args, **kwargs):
@@ -76,7 +69,7 @@ def test_failure_later_in_the_request_leaves_objects_closed(
 
 def test_failed_commit_after_closing_reopens_public_data(
         owner, make_dataset, upload, monkeypatch):
-    dataset, res = stored(make_dataset, upload, private=False)
+    dataset, res = stored_in_s3(make_dataset, upload, private=False)
     url = res["s3_url"]
     original_commit = sa.orm.SessionTransaction.commit
     calls = []
@@ -173,7 +166,7 @@ def test_a_tagger_undoes_its_tag_when_the_state_changed_meanwhile(
 
 def test_store_failure_after_commit_is_repaired_by_the_sync_job(
         owner, make_dataset, upload, monkeypatch):
-    dataset, res = stored(make_dataset, upload, private=True)
+    dataset, res = stored_in_s3(make_dataset, upload, private=True)
     real_set_public = object_store.set_public
 
     def down(*args, **kwargs):
@@ -192,8 +185,8 @@ def test_store_failure_after_commit_is_repaired_by_the_sync_job(
 @pytest.mark.ckan_config("dcor_object_store.bucket_name", SYNC_TEMPLATE)
 def test_sync_visibility_repairs_tags_and_dry_run_changes_nothing(
         cli, owner, make_dataset, upload):
-    public, res_public = stored(make_dataset, upload, private=False)
-    private, res_private = stored(make_dataset, upload, private=True)
+    public, res_public = stored_in_s3(make_dataset, upload, private=False)
+    private, res_private = stored_in_s3(make_dataset, upload, private=True)
     bucket = object_store.bucket_name(owner["org"]["id"])
     # Tags out of step, as a restored bucket or an outage leaves them.
     object_store.set_public(bucket, layout.object_key(res_public["id"]),
