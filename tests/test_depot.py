@@ -18,6 +18,8 @@ from werkzeug.datastructures import FileStorage
 
 from ckanext.dcor_depot import config, depot, layout
 
+from . import temp_helpers
+
 MiB = 2**20
 
 
@@ -280,3 +282,49 @@ def test_hostile_resource_name_stays_inside_the_depot(owner, make_dataset,
     assert "\x00" not in str(path)
     assert len(path.name.encode()) <= 255
 
+
+@pytest.mark.parametrize("leads_to", ["upload", "copy elsewhere"])
+def test_symlink_at_the_target_is_never_taken_for_a_copy(
+        owner, make_dataset, upload, tmp_path, leads_to):
+    data = os.urandom(200_000)
+    dataset = make_dataset()
+    res = upload(dataset, data)
+    path = layout.ckan_upload_path(res["id"])
+    target = depot_target(owner, dataset, res)
+    target.parent.mkdir(parents=True)
+    if leads_to == "upload":
+        # Following it reaches the upload itself: "the same file".
+        os.symlink(path, target)
+    else:
+        # The same bytes, but in a file the depot does not own.
+        elsewhere = tmp_path / "elsewhere.rtdc"
+        elsewhere.write_bytes(data)
+        os.symlink(elsewhere, target)
+
+    assert depot.symlink_user_dataset(res["id"]) is True
+
+    assert path.is_symlink() and Path(os.readlink(path)) == target
+    assert not target.is_symlink() and target.is_file()
+    assert target.read_bytes() == data
+    assert path.read_bytes() == data
+    assert hidden_files(target.parent) == []
+    if leads_to == "copy elsewhere":
+        elsewhere.unlink()
+        assert path.read_bytes() == data
+
+
+def test_stale_temporary_files_are_removed(owner, make_dataset, upload):
+    dataset = make_dataset()
+    res = upload(dataset, b"new upload")
+    target = depot_target(owner, dataset, res)
+    # Left by killed runs for other resources in the same folders.
+    in_depot = temp_helpers.plant_set(target.parent, "pkg_other_x.rtdc",
+                                      "part")
+    upload_dir = layout.ckan_upload_path(res["id"]).parent
+    in_uploads = temp_helpers.plant_set(upload_dir, "other", "symlink")
+
+    assert depot.symlink_user_dataset(res["id"]) is True
+
+    temp_helpers.assert_only_dead_removed(in_depot)
+    temp_helpers.assert_only_dead_removed(in_uploads)
+    assert target.read_bytes() == b"new upload"

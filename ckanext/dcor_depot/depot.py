@@ -14,15 +14,15 @@ import fcntl
 import logging
 import os
 import shutil
+import stat
 from contextlib import contextmanager
 from pathlib import Path
 
-from . import ckan_data, layout
+from . import ckan_data, layout, tempfiles
 from .checksums import copy_verified, file_sha256
 from .durability import fsync_dir
 
 log = logging.getLogger(__name__)
-
 
 
 class DepotError(Exception):
@@ -76,10 +76,7 @@ def move_and_link(source: Path, target: Path) -> bool:
     with locked_dir(source.parent):
         if source.is_symlink() or not source.is_file():
             return False  # another worker was faster
-        # Whoever else works on this resource waits for the lock, so
-        # temporary files found now are left by runs that died.
-        _remove_stale_temps(target, "part")
-        _remove_stale_temps(source, "symlink")
+        _remove_stale_temps(source, target)
         if not _holds_same_bytes(source, target):
             _place_copy(source, target)
         _replace_with_symlink(source, target)
@@ -88,44 +85,41 @@ def move_and_link(source: Path, target: Path) -> bool:
 
 
 def _holds_same_bytes(source: Path, target: Path) -> bool:
-    """Whether ``target`` already is a complete copy (crash recovery)."""
-    if not target.is_file():
+    """Whether ``target`` already is a complete copy (crash recovery).
+
+    Only a regular file counts. A symlink never does, whatever it leads
+    to: one leading back to the upload would make the upload a link to
+    itself (its bytes lost), one leading elsewhere would make the depot
+    depend on a file it does not own. It is replaced by a real copy.
+    """
+    try:
+        info = target.lstat()
+    except FileNotFoundError:
         return False
-    if os.path.samefile(source, target):
-        return True
-    if source.stat().st_size != target.stat().st_size:
+    if not stat.S_ISREG(info.st_mode):
+        return False
+    if os.path.samestat(source.stat(), info):
+        return True  # the hard link of a run that died before the symlink
+    if source.stat().st_size != info.st_size:
         return False
     return file_sha256(source) == file_sha256(target)
 
 
-def _temp_path(path: Path, kind: str) -> Path:
-    """Hidden temporary name next to ``path`` for this process."""
-    return path.with_name(f"{_temp_prefix(path)}{os.getpid()}.{kind}")
-
-
-def _temp_prefix(path: Path) -> str:
-    # Cut in bytes, not characters: with multi-byte names the temporary
-    # name must still fit the 255-byte limit of file names.
-    stem = path.name.encode()[:200].decode(errors="ignore")
-    return f".{stem}."
-
-
-def _remove_stale_temps(path: Path, kind: str) -> None:
-    """Delete temporary files of ``path`` that dead runs left behind."""
-    prefix, suffix = _temp_prefix(path), f".{kind}"
-    try:
-        entries = list(os.scandir(path.parent))
-    except FileNotFoundError:
-        return
-    for entry in entries:
-        name = entry.name
-        if (name.startswith(prefix) and name.endswith(suffix)
-                and name[len(prefix):-len(suffix)].isdigit()):
-            Path(entry.path).unlink(missing_ok=True)
+def _remove_stale_temps(source: Path, target: Path) -> None:
+    """Delete temporary files that dead runs left behind."""
+    # Whoever else works on this resource waits for the lock, so
+    # temporary files of it found now are left by runs that died.
+    tempfiles.remove_stale(target.parent, name=target.name, max_age=0,
+                           owner_gone=False)
+    tempfiles.remove_stale(source.parent, name=source.name, max_age=0,
+                           owner_gone=False)
+    # Those of other resources: when they are old and their runs gone.
+    tempfiles.remove_stale(target.parent)
+    tempfiles.remove_stale(source.parent)
 
 
 def _place_copy(source: Path, target: Path) -> None:
-    temp = _temp_path(target, "part")
+    temp = tempfiles.temp_for(target, "part")
     try:
         try:
             os.link(source, temp)
@@ -150,11 +144,9 @@ def _copy_verified(source: Path, temp: Path) -> None:
 
 
 def _replace_with_symlink(source: Path, target: Path) -> None:
-    link = _temp_path(source, "symlink")
+    link = tempfiles.temp_for(source, "symlink")
     link.unlink(missing_ok=True)
     os.symlink(target, link)
     # rename() swaps the regular file for the symlink atomically.
     os.replace(link, source)
     fsync_dir(source.parent)
-
-
