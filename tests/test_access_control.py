@@ -11,7 +11,6 @@ import uuid
 
 import pytest
 import requests
-from ckan.tests import helpers
 
 from ckanext.dcor_depot import layout, object_store
 
@@ -385,16 +384,6 @@ def test_object_url_of_a_new_public_resource(site, org_a):
     assert anon_status(object_url(org_a.id, res["id"])) == 403  # no object
     run_jobs()
     assert anon_status(object_url(org_a.id, res["id"])) == 200
-
-
-def test_a_moved_dataset_closes_its_old_objects(site, org_a, public_data):
-    ds, res, url = public_data
-    org_b = organization()
-    helpers.call_action("organization_member_create", id=org_b.id,
-                        username=org_a.editor.name, role="editor")
-    site.action("package_patch", org_a.editor.token, id=ds["id"],
-                owner_org=org_b.id)
-    assert anon_status(url) == 403
 
 
 def test_the_web_form_edits_metadata_and_keeps_the_file(site, org_a):

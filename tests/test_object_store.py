@@ -34,16 +34,17 @@ def test_public_tag_opens_and_closes_anonymous_access(s3_client,
     assert not object_store.is_public(fresh_bucket, key)
 
 
-def test_untagging_keeps_other_tags(s3_client, fresh_bucket):
+def test_the_plugin_owns_the_tag_set(s3_client, fresh_bucket):
+    """One request per change, no read first: other tags do not survive
+    (the plugin owns the tags of its objects)."""
     key = "preview/aaa/bbb/ccc"
     put(s3_client, fresh_bucket, key)
     s3_client.put_object_tagging(Bucket=fresh_bucket, Key=key, Tagging={
         "TagSet": [{"Key": "owner", "Value": "dcor"}]})
     object_store.set_public(fresh_bucket, key, True)
-    assert object_store.get_tags(fresh_bucket, key) == {
-        "owner": "dcor", "public": "true"}
+    assert object_store.get_tags(fresh_bucket, key) == {"public": "true"}
     object_store.set_public(fresh_bucket, key, False)
-    assert object_store.get_tags(fresh_bucket, key) == {"owner": "dcor"}
+    assert object_store.get_tags(fresh_bucket, key) == {}
 
 
 def test_tagging_is_idempotent(s3_client, fresh_bucket):

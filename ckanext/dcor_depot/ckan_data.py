@@ -11,9 +11,10 @@ several jobs updating one dataset keep each other's fields.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,6 +128,9 @@ class DatasetState:
     active_resources: frozenset[str]
     #: ids of all its resources, deleted ones included
     all_resources: frozenset[str]
+    #: ``s3_url`` of the resources that have one (where their data are
+    #: stored; another organization's bucket while the dataset moves)
+    s3_urls: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
 def dataset_states(dataset_ids: Iterable[str],
@@ -156,12 +160,16 @@ def _dataset_states(connection: sa.engine.Connection,
         .where(pkg.c.id.in_(dataset_ids))).all()
     active: dict[str, set[str]] = {}
     every: dict[str, set[str]] = {}
-    for rid, dataset_id, state in connection.execute(
-            sa.select(res.c.id, res.c.package_id, res.c.state)
+    urls: dict[str, dict[str, str]] = {}
+    for rid, dataset_id, state, extras in connection.execute(
+            sa.select(res.c.id, res.c.package_id, res.c.state, res.c.extras)
             .where(res.c.package_id.in_(dataset_ids))):
         every.setdefault(dataset_id, set()).add(rid)
         if state == "active":
             active.setdefault(dataset_id, set()).add(rid)
+        url = _extras(extras).get("s3_url")
+        if isinstance(url, str) and url:
+            urls.setdefault(dataset_id, {})[rid] = url
     return {
         row.id: DatasetState(
             name=row.name,
@@ -169,8 +177,19 @@ def _dataset_states(connection: sa.engine.Connection,
                         and row.owner_org),
             owner_org=row.owner_org or None,
             active_resources=frozenset(active.get(row.id, ())),
-            all_resources=frozenset(every.get(row.id, ())))
+            all_resources=frozenset(every.get(row.id, ())),
+            s3_urls=urls.get(row.id, {}))
         for row in packages}
+
+
+def _extras(value: Any) -> dict[str, Any]:
+    """A resource's extras (CKAN's column type decodes the JSON)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return {}
+    return value if isinstance(value, dict) else {}
 
 
 def resource_datasets(resource_ids: Iterable[str]) -> dict[str, str]:
@@ -192,3 +211,40 @@ def organization_ids() -> set[str]:
     with model.meta.engine.connect() as fresh:
         return {row[0] for row in fresh.execute(
             sa.select(grp.c.id).where(grp.c.is_organization.is_(True)))}
+
+
+@dataclass(frozen=True)
+class StoredResource:
+    """A resource whose data are in the object store (it has ``s3_url``)."""
+    id: str
+    dataset_id: str
+    dataset_name: str
+    owner_org: str | None
+    s3_url: str
+    sha256: str | None
+    size: int
+
+
+def stored_resources(dataset_id: str | None = None) -> list[StoredResource]:
+    """Resources (any state) with an ``s3_url``: of one dataset, or of
+    every dataset; freshly read."""
+    res, pkg = model.resource_table, model.package_table
+    query = (sa.select(res.c.id, res.c.package_id, pkg.c.name,
+                       pkg.c.owner_org, res.c.extras, res.c.size)
+             .join(pkg, pkg.c.id == res.c.package_id)
+             .where(sa.cast(res.c.extras, sa.Text).like('%"s3_url"%')))
+    if dataset_id is not None:
+        query = query.where(res.c.package_id == dataset_id)
+    found = []
+    with model.meta.engine.connect() as fresh:
+        for row in fresh.execute(query.order_by(res.c.id)):
+            extras = _extras(row.extras)
+            url = extras.get("s3_url")
+            if not isinstance(url, str) or not url:
+                continue
+            found.append(StoredResource(
+                id=row.id, dataset_id=row.package_id,
+                dataset_name=row.name, owner_org=row.owner_org or None,
+                s3_url=url, sha256=extras.get("sha256") or None,
+                size=int(row.size or 0)))
+    return found

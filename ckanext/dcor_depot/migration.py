@@ -17,6 +17,7 @@ from . import (
     ckan_data,
     inventory,
     layout,
+    move,
     object_store,
     search_index,
     transfer,
@@ -64,6 +65,8 @@ def migrate_resource_to_s3(resource_id: str) -> bool:
                                   changes)
     log.info("Resource %s %s s3://%s/%s", resource_id,
              "uploaded to" if result.uploaded else "already at", bucket, key)
+    # The dataset may have changed organization during the upload.
+    move.request_move_if_needed(dataset["id"])
     return result.uploaded
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import random
+import re
 import threading
 import time
 from typing import Any
@@ -20,6 +21,10 @@ import botocore.exceptions
 from . import config
 
 PUBLIC_TAG = "public"
+
+# Characters of a bucket name (S3 naming rules) standing in for the
+# organization id.
+_ORG_ID_PATTERN = r"[a-z0-9][a-z0-9.-]*"
 
 # Part of the S3 error vocabulary that means "no such thing".
 _NOT_FOUND_CODES = {"404", "NoSuchKey", "NoSuchBucket", "NotFound",
@@ -106,6 +111,48 @@ def bucket_name(organization_id: str) -> str:
 def object_url(bucket: str, key: str) -> str:
     """Path-style URL of an object."""
     return f"{config.s3_settings().endpoint_url}/{bucket}/{key}"
+
+
+def parse_object_url(url: str) -> tuple[str, str] | None:
+    """``(bucket, key)`` of a URL made by :func:`object_url` (None for a
+    URL of another store or another form)."""
+    head = f"{config.s3_settings().endpoint_url}/"
+    if not isinstance(url, str) or not url.startswith(head):
+        return None
+    bucket, sep, key = url[len(head):].partition("/")
+    return (bucket, key) if bucket and sep and key else None
+
+
+def bucket_regex(template: str | None = None) -> re.Pattern[str]:
+    """Regex matching the bucket names made from the bucket template."""
+    template = template or config.s3_settings().bucket_template
+    head, sep, tail = template.partition("{organization_id}")
+    if not sep:
+        raise ValueError(f"bucket template {template!r} lacks "
+                         "{organization_id}")
+    return re.compile(f"^{re.escape(head)}(?P<org>{_ORG_ID_PATTERN})"
+                      f"{re.escape(tail)}$")
+
+
+def bucket_organization(bucket: str) -> str | None:
+    """The organization id a site bucket was named for (None: not ours)."""
+    match = bucket_regex().match(bucket)
+    return match.group("org") if match else None
+
+
+def url_organization(url: str | None) -> str | None:
+    """The organization whose bucket an object URL names (None: no URL,
+    or not one of this site's buckets)."""
+    parsed = parse_object_url(url) if url else None
+    return bucket_organization(parsed[0]) if parsed else None
+
+
+def site_buckets() -> list[str]:
+    """Names of the existing buckets that belong to this site."""
+    pattern = bucket_regex()
+    resp = get_client().list_buckets()
+    return sorted(b["Name"] for b in resp.get("Buckets", [])
+                  if pattern.match(b["Name"]))
 
 
 def error_code(exc: BaseException) -> str:
@@ -217,24 +264,28 @@ def is_public(bucket: str, key: str) -> bool:
 
 
 @translate_errors
-def set_public(bucket: str, key: str, public: bool,
-               report_change: bool = False) -> bool:
-    """Add or remove the ``public=true`` tag, keeping other tags.
+def set_public(bucket: str, key: str, public: bool) -> bool:
+    """Open (tag ``public=true``) or close (no tags) an object.
 
-    Returns False when the object does not exist (nothing to tag), else
-    True; with ``report_change`` only True when the tag had to change.
+    The plugin owns the objects' tag sets, so this is one
+    PutObjectTagging or DeleteObjectTagging request, with no read first.
+    Returns False when the object does not exist (nothing to tag).
     Retried when another worker changes the object's tags at the same time.
     """
+    s3 = get_client()
     attempt = 1
     while True:
         try:
-            outcome = _set_public_once(bucket, key, public)
-            return outcome == "changed" or (outcome == "unchanged"
-                                            and not report_change)
-        except (botocore.exceptions.ClientError, ObjectStoreError) as exc:
-            cause = exc.__cause__ if isinstance(exc, ObjectStoreError) \
-                else exc
-            if (error_code(cause) not in _CONFLICT_CODES
+            if public:
+                s3.put_object_tagging(Bucket=bucket, Key=key, Tagging={
+                    "TagSet": [{"Key": PUBLIC_TAG, "Value": "true"}]})
+            else:
+                s3.delete_object_tagging(Bucket=bucket, Key=key)
+            return True
+        except botocore.exceptions.ClientError as exc:
+            if is_not_found(exc):
+                return False
+            if (error_code(exc) not in _CONFLICT_CODES
                     or attempt == _CONFLICT_ATTEMPTS):
                 raise
         # Random back-off, so that the racing requests drift apart.
@@ -242,31 +293,21 @@ def set_public(bucket: str, key: str, public: bool,
         attempt += 1
 
 
-def _set_public_once(bucket: str, key: str, public: bool) -> str:
-    """"missing", "unchanged" or "changed"."""
-    tags = get_tags(bucket, key)
-    if tags is None:
-        return "missing"
-    if public:
-        if tags.get(PUBLIC_TAG) == "true":
-            return "unchanged"
-        tags[PUBLIC_TAG] = "true"
-    else:
-        if PUBLIC_TAG not in tags:
-            return "unchanged"
-        tags.pop(PUBLIC_TAG)
+@translate_errors
+def delete_objects(bucket: str, keys: list[str]) -> None:
+    """Delete ``keys`` from ``bucket`` (missing ones are no error)."""
     s3 = get_client()
-    try:
-        if tags:
-            s3.put_object_tagging(Bucket=bucket, Key=key, Tagging={
-                "TagSet": [{"Key": k, "Value": v} for k, v in tags.items()]})
-        else:
-            s3.delete_object_tagging(Bucket=bucket, Key=key)
-    except botocore.exceptions.ClientError as exc:
-        if is_not_found(exc):
-            return "missing"
-        raise
-    return "changed"
+    for start in range(0, len(keys), 1000):  # the request's limit
+        resp = s3.delete_objects(Bucket=bucket, Delete={
+            "Objects": [{"Key": key} for key in keys[start:start + 1000]],
+            "Quiet": True})
+        errors = [e for e in resp.get("Errors", [])
+                  if e.get("Code") not in _NOT_FOUND_CODES]
+        if errors:
+            raise ObjectStoreError(
+                f"could not delete {len(errors)} objects of bucket "
+                f"{bucket}, e.g. {errors[0].get('Key')}: "
+                f"{errors[0].get('Code')} {errors[0].get('Message', '')}")
 
 
 @translate_errors

@@ -7,18 +7,13 @@ names match this site's bucket template are touched.
 from __future__ import annotations
 
 import datetime
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import botocore.exceptions
 
-from . import config, object_store
-
-# Characters of a bucket name (S3 naming rules) standing in for the
-# organization id.
-_ORG_ID_PATTERN = r"[a-z0-9][a-z0-9.-]*"
+from . import object_store
 
 
 @dataclass(frozen=True)
@@ -37,29 +32,10 @@ class PruneOutcome:
     error: str = ""
 
 
-def bucket_regex(template: str | None = None) -> re.Pattern[str]:
-    """Regex matching the bucket names made from the bucket template."""
-    template = template or config.s3_settings().bucket_template
-    head, sep, tail = template.partition("{organization_id}")
-    if not sep:
-        raise ValueError(f"bucket template {template!r} lacks "
-                         "{organization_id}")
-    return re.compile(f"^{re.escape(head)}(?P<org>{_ORG_ID_PATTERN})"
-                      f"{re.escape(tail)}$")
-
-
-def bucket_organization(bucket: str) -> str | None:
-    """The organization id a site bucket was named for (None: not ours)."""
-    match = bucket_regex().match(bucket)
-    return match.group("org") if match else None
-
-
-def site_buckets() -> list[str]:
-    """Names of the existing buckets that belong to this site."""
-    pattern = bucket_regex()
-    resp = object_store.get_client().list_buckets()
-    return sorted(b["Name"] for b in resp.get("Buckets", [])
-                  if pattern.match(b["Name"]))
+# Where the site's buckets are recognised (kept here for existing callers).
+bucket_regex = object_store.bucket_regex
+bucket_organization = object_store.bucket_organization
+site_buckets = object_store.site_buckets
 
 
 def multipart_uploads(bucket: str) -> Iterator[StaleUpload]:

@@ -35,7 +35,7 @@ import ckan.plugins.toolkit as tk
 import sqlalchemy as sa
 from sqlalchemy import event, orm
 
-from . import ckan_data, config, jobs, object_store, visibility
+from . import ckan_data, config, jobs, move, object_store, visibility
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,8 @@ class TouchedDataset:
     required_org: str | None = None
     #: objects were closed before the commit
     pre_closed: bool = False
+    #: the dataset changed organization: its data move after the commit
+    owner_changed: bool = False
 
 
 @dataclass
@@ -92,7 +94,8 @@ def touch(session: orm.Session, dataset_id: str, *, whole: bool = False,
           resources: set[str] | frozenset[str] = frozenset(),
           new_resources: set[str] | frozenset[str] = frozenset(),
           old_orgs: set[str] | frozenset[str] = frozenset(),
-          required_org: str | None = None) -> None:
+          required_org: str | None = None,
+          owner_changed: bool = False) -> None:
     """Note that a dataset's objects may have to change at the commit."""
     datasets = _pending(session).datasets
     if dataset_id not in datasets:
@@ -101,6 +104,7 @@ def touch(session: orm.Session, dataset_id: str, *, whole: bool = False,
     if required_org is None:
         entry.required_org = None  # noted for another reason too
     entry.whole = entry.whole or whole
+    entry.owner_changed = entry.owner_changed or owner_changed
     entry.resources.update(resources)
     entry.new_resources.update(new_resources)
     entry.old_orgs.update(org for org in old_orgs if org)
@@ -151,7 +155,8 @@ def _before_flush(session: orm.Session, flush_context: Any,
             old = _changed(obj, _PACKAGE_FIELDS)
             if old:
                 touch(session, obj.id, whole=True,
-                      old_orgs=set(old.get("owner_org", [])))
+                      old_orgs=set(old.get("owner_org", [])),
+                      owner_changed="owner_org" in old)
         elif isinstance(obj, model.Resource):
             old = _changed(obj, _RESOURCE_FIELDS)
             if old:
@@ -200,8 +205,8 @@ def _refs(dataset_id: str, touched: TouchedDataset,
     if touched.whole or state is None:
         return visibility.dataset_refs(state, dataset_id, touched.old_orgs,
                                        resources)
-    owner = state.owner_org
-    orgs = touched.old_orgs | ({owner} if owner else set())
+    orgs = touched.old_orgs | {org for org in [state.owner_org, *(
+        visibility.home_org(state, rid) for rid in resources)] if org}
     return visibility.dataset_refs(None, dataset_id, orgs, resources)
 
 
@@ -252,6 +257,8 @@ def _after_commit(session: orm.Session) -> None:
         return
     if config.s3_available():
         _reconcile(pending.datasets)
+        _queue_moves([dataset_id for dataset_id, touched
+                      in pending.datasets.items() if touched.owner_changed])
     for resource in pending.new_uploads.values():
         try:
             jobs.enqueue_resource_jobs(resource)
@@ -259,6 +266,17 @@ def _after_commit(session: orm.Session) -> None:
             log.exception("Could not queue the jobs of resource %s; "
                           "run-jobs-dcor-depot will do them",
                           resource["id"])
+
+
+def _queue_moves(dataset_ids: list[str]) -> None:
+    """Data follow their dataset to its new organization's bucket."""
+    for dataset_id in dataset_ids:
+        try:
+            move.enqueue_move(dataset_id)
+        except Exception:  # noqa: BLE001 - the request has committed
+            log.exception("Could not queue the move of dataset %s: run "
+                          "dcor-depot-move-dataset %s", dataset_id,
+                          dataset_id)
 
 
 def _after_transaction_end(session: orm.Session,

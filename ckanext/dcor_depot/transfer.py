@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+import boto3.s3.transfer
 import botocore.exceptions
 
 from . import object_store
@@ -49,6 +50,8 @@ DEFAULT_PART_SIZE = 16 * MiB
 #: Threads sending parts / fetching ranges. The work is network bound
 #: (hashlib releases the GIL), so a few more threads than cores pay off.
 DEFAULT_THREADS = 4
+#: Parts of server-side copies (copies of larger objects are multipart).
+COPY_PART_SIZE = 256 * MiB
 #: Upper bound for the part/range buffers held at once by one transfer.
 #: The window of parts in flight shrinks when parts grow (huge files).
 MEMORY_BUDGET = 192 * MiB
@@ -200,6 +203,41 @@ def object_sha256(bucket: str, key: str, *,
             botocore.exceptions.ClientError) as exc:
         raise object_store.ObjectStoreError(
             f"cannot read {_where(bucket, key)}: {_describe(exc)}") from exc
+
+
+def copy_verified(source_bucket: str, key: str, bucket: str, *,
+                  expected_sha256: str | None = None) -> str:
+    """Copy an object server-side to ``bucket`` (same key), untagged.
+
+    The copy is checked by a streamed SHA256 against ``expected_sha256``,
+    or against the source's when none is given (a multipart copy's ETag
+    differs from its source's, so ETags prove nothing). A copy that does
+    not match is removed (never the source) and VerificationError raised.
+    Returns the SHA256.
+    """
+    expected = expected_sha256 or object_sha256(source_bucket, key)
+    try:
+        object_store.get_client().copy(
+            {"Bucket": source_bucket, "Key": key}, bucket, key,
+            # The copy starts closed: its tags are set by the caller from
+            # the dataset's state (a plain copy would copy the source's).
+            ExtraArgs={"TaggingDirective": "REPLACE"},
+            Config=boto3.s3.transfer.TransferConfig(
+                multipart_threshold=COPY_PART_SIZE,
+                multipart_chunksize=COPY_PART_SIZE,
+                max_concurrency=DEFAULT_THREADS))
+    except (botocore.exceptions.BotoCoreError,
+            botocore.exceptions.ClientError) as exc:
+        raise object_store.ObjectStoreError(
+            f"cannot copy {_where(source_bucket, key)} to "
+            f"{_where(bucket, key)}: {_describe(exc)}") from exc
+    found = object_sha256(bucket, key)
+    if found != expected:
+        object_store.delete_objects(bucket, [key])
+        raise VerificationError(
+            f"copy at {_where(bucket, key)} has SHA256 {found}, expected "
+            f"{expected}; the copy was removed, the source kept")
+    return found
 
 
 def download_verified(bucket: str, key: str, dest: str | os.PathLike[str],

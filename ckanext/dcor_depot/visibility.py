@@ -22,6 +22,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import TypeVar
 
 from . import ckan_data, config, layout, object_store
@@ -36,6 +37,9 @@ R = TypeVar("R")
 MAX_ROUNDS = 5
 #: Tagging requests in flight at once (each is a round trip to the store).
 TAGGING_THREADS = 16
+#: Objects of one bucket from which on their existence is learnt from a
+#: listing instead of from one failed tagging request per missing object.
+LISTING_THRESHOLD = 32
 
 
 @dataclass(frozen=True)
@@ -56,27 +60,40 @@ class ObjectRef:
         return layout.object_key(self.resource_id, self.artifact)
 
 
+def home_org(state: ckan_data.DatasetState, resource_id: str) -> str | None:
+    """The organization whose bucket ``s3_url`` names (None: no URL)."""
+    return object_store.url_organization(state.s3_urls.get(resource_id))
+
+
 def should_be_public(ref: ObjectRef,
                      states: Mapping[str, ckan_data.DatasetState]) -> bool:
-    """The one visibility predicate: may anybody read this object?"""
+    """The one visibility predicate: may anybody read this object?
+
+    Yes if its dataset is public and active, its resource active, and it
+    lies in the bucket of the dataset's organization or in the bucket its
+    ``s3_url`` names (while a moved dataset's data are copied, both).
+    """
     state = states.get(ref.dataset_id)
-    return bool(state is not None and state.public
-                and state.owner_org == ref.org_id
-                and ref.resource_id in state.active_resources)
+    if (state is None or not state.public or not state.owner_org
+            or ref.resource_id not in state.active_resources):
+        return False
+    return ref.org_id in (state.owner_org,
+                          home_org(state, ref.resource_id))
 
 
 def dataset_refs(state: ckan_data.DatasetState | None, dataset_id: str,
                  extra_orgs: Iterable[str] = (),
                  extra_resources: Iterable[str] = ()) -> list[ObjectRef]:
     """Every object a dataset may have: all artifacts of all its resources
-    (deleted ones too) in its bucket and in the buckets of ``extra_orgs``
-    (organizations that owned it before)."""
+    (deleted ones too) in its bucket, the buckets its resources' ``s3_url``
+    name, and the buckets of ``extra_orgs`` (organizations that owned it
+    before)."""
     resources = set(extra_resources)
     orgs = {org for org in extra_orgs if org}
     if state is not None:
         resources |= state.all_resources
-        if state.owner_org:
-            orgs.add(state.owner_org)
+        orgs |= {org for org in [state.owner_org, *map(
+            partial(home_org, state), state.s3_urls)] if org}
     usable = set()
     for rid in resources:
         try:
@@ -94,7 +111,7 @@ def reconcile(refs: Iterable[ObjectRef],
 
     ``assume_closed`` are objects known to carry no public tag (fresh
     uploads): no request is spent on them while they are to stay closed.
-    Returns the number of objects whose tags changed. Raises
+    Returns the number of tagging requests sent to existing objects. Raises
     ObjectStoreError when the store fails (tags may then be half done:
     the caller retries or queues the sync job).
     """
@@ -141,12 +158,13 @@ def close(refs: Iterable[ObjectRef]) -> int:
     """Remove the public tag of ``refs`` without looking at the database.
 
     Used before a commit that makes objects private: whatever the
-    outcome, closing is never a leak. Returns the number changed.
+    outcome, closing is never a leak. Returns the number of objects.
     """
     return _set_tags(dict.fromkeys(refs, False))
 
 
 def _set_tags(wanted: Mapping[ObjectRef, bool]) -> int:
+    """One tagging request per existing object; the number sent."""
     if not wanted:
         return 0
     for bucket in {ref.bucket for ref, public in wanted.items() if public}:
@@ -154,10 +172,34 @@ def _set_tags(wanted: Mapping[ObjectRef, bool]) -> int:
 
     def apply(item: tuple[ObjectRef, bool]) -> bool:
         ref, public = item
-        return object_store.set_public(ref.bucket, ref.key, public,
-                                       report_change=True)
+        return object_store.set_public(ref.bucket, ref.key, public)
 
-    return sum(_in_parallel(apply, list(wanted.items())))
+    return sum(_in_parallel(apply, _without_missing(wanted)))
+
+
+def _without_missing(wanted: Mapping[ObjectRef, bool]
+                     ) -> list[tuple[ObjectRef, bool]]:
+    """``wanted`` without the objects a bucket listing shows missing.
+
+    Most resources have no condensed or preview artifact; for many refs
+    in a bucket, one listing (a request per 1000 objects, bounded to a
+    hundredth of the tagging requests) is cheaper than a failed tagging
+    request per missing object. An object created after the listing is
+    untagged (closed) and tagged by its creator, so skipping it is safe.
+    """
+    by_bucket: dict[str, list[tuple[ObjectRef, bool]]] = {}
+    for ref, public in wanted.items():
+        by_bucket.setdefault(ref.bucket, []).append((ref, public))
+    kept: list[tuple[ObjectRef, bool]] = []
+    for bucket, items in by_bucket.items():
+        if len(items) < LISTING_THRESHOLD:
+            kept += items
+            continue
+        listing = object_store.BucketListing(
+            bucket, max_pages=max(1, len(items) // 100))
+        kept += [(ref, public) for ref, public in items
+                 if not listing.knows(ref.key) or listing.get(ref.key)]
+    return kept
 
 
 def _in_parallel(func: Callable[[T], R], items: list[T]) -> list[R]:

@@ -7,7 +7,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import append, figshare, inspect, jobs, migrate, prune, visibility
+from . import (
+    append,
+    figshare,
+    inspect,
+    jobs,
+    migrate,
+    move,
+    prune,
+    visibility,
+)
 
 
 def get_commands() -> list[Any]:
@@ -20,4 +29,5 @@ def get_commands() -> list[Any]:
         inspect.list_all_resources,
         prune.prune_stale_multipart_uploads,
         visibility.sync_visibility,
+        move.move_dataset,
     ]
