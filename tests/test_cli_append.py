@@ -11,6 +11,7 @@ from ckan.tests import helpers
 from ckanext.dcor_depot import append, jobs, layout, object_store
 from ckanext.dcor_depot.sample_data import make_rtdc_file
 
+from . import temp_helpers
 from .cli_helpers import (
     bucket_keys,
     bucket_of,
@@ -251,3 +252,29 @@ def test_unreachable_store_creates_nothing_and_keeps_source(
     assert dataset_resources(dataset["id"]) == []
     assert rtdc_file.exists()
     assert object_store.config.s3_available()
+
+
+@pytest.mark.ckan_config("dcor_object_store.access_key_id", "")
+@pytest.mark.ckan_config("dcor_object_store.secret_access_key", "")
+def test_stale_temporary_files_are_removed(cli, owner, make_dataset,
+                                           rtdc_file):
+    dataset = make_dataset()
+    rid = append.resource_id_for(dataset["id"], rtdc_file.name,
+                                 sha256(rtdc_file))
+    dest = layout.ckan_upload_path(rid)
+    planted = temp_helpers.plant_set(dest.parent, dest.name, "part")
+    # The name earlier versions gave the copy (no .tmp), same rules.
+    legacy_dead = dest.with_name(f".{dest.name}.{temp_helpers.dead_pid()}"
+                                 ".part")
+    legacy_alive = dest.with_name(f".{dest.name}.{os.getpid()}.part")
+    for legacy in (legacy_dead, legacy_alive):
+        legacy.write_bytes(b"half")
+        os.utime(legacy, (0, 0))
+
+    result = invoke(cli, "append-resource", rtdc_file, dataset["id"])
+
+    assert result.exit_code == 0, result.output
+    assert dest.read_bytes() == rtdc_file.read_bytes()
+    temp_helpers.assert_only_dead_removed(planted)
+    assert not legacy_dead.exists()
+    assert legacy_alive.exists()

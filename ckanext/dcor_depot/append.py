@@ -27,6 +27,7 @@ from . import (
     layout,
     object_store,
     rtdc,
+    tempfiles,
     transfer,
     visibility,
 )
@@ -200,7 +201,9 @@ def _store_locally(source: Path, rid: str, sha: str, new: bool,
         # do not put a second copy next to it.
         return str(dest), False
     dest.parent.mkdir(parents=True, exist_ok=True)
-    temp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
+    # Copies of killed runs stay otherwise: this is where they would be.
+    tempfiles.remove_stale(dest.parent)
+    temp = tempfiles.create(dest.parent, dest.name, "part")
     try:
         read, written = copy_verified(source, temp, progress)
         # Both what was read and what landed on disk must be the file
