@@ -10,6 +10,8 @@ import pytest
 
 from ckanext.dcor_depot import object_store, transfer
 
+from . import temp_helpers
+
 MiB = 2**20
 # S3's smallest part: lets a ~12 MiB file be a 3-part upload.
 PART = 5 * MiB
@@ -483,3 +485,29 @@ def test_download_of_missing_object(fresh_bucket, tmp_path):
         transfer.download_verified(fresh_bucket, "resource/no/such/key",
                                    tmp_path / "x")
     assert not (tmp_path / "x").exists()
+
+
+def test_download_removes_stale_temporary_files(s3_client, fresh_bucket,
+                                                tmp_path):
+    data = os.urandom(MiB)
+    key = "resource/sta/le/temps"
+    s3_client.put_object(Bucket=fresh_bucket, Key=key, Body=data)
+    dest = tmp_path / "dl" / "copy.rtdc"
+    planted = temp_helpers.plant_set(dest.parent, dest.name, "download")
+    planted.update({f"{case} other": path for case, path in
+                    temp_helpers.plant_set(dest.parent, "other.rtdc",
+                                           "download").items()})
+    seen = []
+
+    def progress(_n):
+        # The temporary file of a running download names its process.
+        seen.extend(name for name in os.listdir(dest.parent)
+                    if name.startswith(f".copy.rtdc.{os.getpid()}-")
+                    and name.endswith(".download.tmp"))
+
+    transfer.download_verified(fresh_bucket, key, dest, progress=progress)
+
+    assert dest.read_bytes() == data
+    assert seen
+    temp_helpers.assert_only_dead_removed(planted)
+    assert not any(name in os.listdir(dest.parent) for name in seen)

@@ -24,7 +24,6 @@ import contextlib
 import hashlib
 import logging
 import os
-import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
@@ -35,7 +34,7 @@ from typing import IO, Any
 import boto3.s3.transfer
 import botocore.exceptions
 
-from . import object_store
+from . import object_store, tempfiles
 from .durability import fsync_dir
 
 logger = logging.getLogger(__name__)
@@ -563,14 +562,14 @@ def _download(s3, bucket: str, key: str, dest: Path, head: dict[str, Any],
               expected: str | None, label: str, progress: Progress,
               chunk_size: int, threads: int) -> DownloadResult:
     size = head["ContentLength"]
-    # A unique name per download, so concurrent downloads do not collide;
-    # os.open with 0o666 lets the umask decide the final permissions.
-    tmp = dest.parent / f".{dest.name}.{uuid.uuid4().hex}.part"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    # Downloads of killed runs stay otherwise: this is where they would be.
+    tempfiles.remove_stale(dest.parent)
+    # A unique name per download, so concurrent downloads do not collide.
+    tmp = tempfiles.create(dest.parent, dest.name, "download")
     try:
         sha = hashlib.sha256()
         written = 0
-        with os.fdopen(fd, "wb") as out, contextlib.closing(_iter_object(
+        with open(tmp, "wb") as out, contextlib.closing(_iter_object(
                 s3, bucket, key, size, head["ETag"], chunk_size,
                 threads)) as chunks:
             for chunk in chunks:
