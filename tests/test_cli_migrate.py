@@ -597,3 +597,51 @@ def test_merge_reports_resources_it_could_not_find(owner, make_dataset,
 
     assert changed == {res["id"]}
     assert tk.asbool(resource_show(res["id"])["s3_available"])
+
+
+@pytest.mark.parametrize("change", ["replaced", "rewritten", "relinked"])
+def test_delete_keeps_a_file_that_changed_after_verification(
+        cli, owner, on_block_storage, monkeypatch, tmp_path, change):
+    item, = on_block_storage(1)
+    data = item["files"]["resource"]
+    upload_path = layout.ckan_upload_path(item["id"])
+    depot_file = upload_path.resolve()
+    newer = os.urandom(len(data))
+    real_object_sha256 = transfer.object_sha256
+
+    def deep_check_then_file_changes(bucket, key, *args, **kwargs):
+        found = real_object_sha256(bucket, key, *args, **kwargs)
+        if key == layout.object_key(item["id"]):
+            # Someone stores new data at the path while the (long) deep
+            # check of the uploaded object runs.
+            if change == "replaced":
+                fresh = depot_file.with_name("fresh")
+                fresh.write_bytes(newer)
+                os.replace(fresh, depot_file)
+            elif change == "rewritten":
+                with open(depot_file, "r+b") as fh:
+                    fh.write(newer)
+            else:
+                other = tmp_path / "other-file"
+                other.write_bytes(newer)
+                link = upload_path.with_name("new-link")
+                os.symlink(other, link)
+                os.replace(link, upload_path)
+        return found
+
+    with monkeypatch.context() as patch:
+        patch.setattr(transfer, "object_sha256",
+                      deep_check_then_file_changes)
+        result = invoke(cli, COMMAND, "--delete-after-migration")
+
+    assert result.exit_code == 1
+    assert "changed after it was verified" in result.stderr
+    assert "local file kept" in result.stderr
+    assert str(upload_path) in result.stderr
+    assert upload_path.read_bytes() == newer
+    if change != "relinked":
+        assert depot_file.read_bytes() == newer
+    else:
+        assert depot_file.read_bytes() == data
+    # The verified object is in the store, untouched.
+    assert resource_object(owner, item["id"]) == data

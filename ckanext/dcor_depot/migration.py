@@ -256,6 +256,10 @@ def _transfer_artifact(plan: ResourcePlan, artifact: str,
     # Only the resource itself has a checksum on record.
     expected = plan.record.sha256 if artifact == "resource" else None
     local = path.is_file()  # follows symlinks; a dangling one is missing
+    # Taken before anything reads the file: deletion later checks that
+    # the file is still the one that was read and verified.
+    verified_file = (file_identity(path) if options.delete_local and local
+                     else None)
     local_sha: str | None = None  # SHA256 of the local file, if read
     object_sha: str | None = None  # SHA256 of the stored object, if read
     notes = []
@@ -336,7 +340,7 @@ def _transfer_artifact(plan: ResourcePlan, artifact: str,
                 f"{where} does not match the local file {path} after "
                 f"upload: expected SHA256 {result.sha256}, found "
                 f"{object_sha}; local file kept")
-        deleted = delete_local_file(path)
+        deleted = delete_local_file(path, verified_file)
         out.deleted = True
         out.action += ", local file deleted" + (
             "" if deleted else " (symlink only: target outside depots)")
@@ -388,14 +392,64 @@ def _remove_dangling_symlink(path: Path, bucket: str, key: str,
     return True
 
 
-def delete_local_file(path: Path) -> bool:
+@dataclass(frozen=True)
+class FileIdentity:
+    """Which file a path leads to, as far as ``lstat`` can tell."""
+    #: the text of the symlink at the path (None: a regular file)
+    link: str | None
+    #: the path of the file itself (symlinks resolved)
+    real: str
+    dev: int
+    ino: int
+    size: int
+    mtime_ns: int
+
+
+def file_identity(path: Path) -> FileIdentity:
+    """The identity of the file at ``path`` (behind a symlink)."""
+    try:
+        link: str | None = os.readlink(path)
+    except OSError:
+        link = None  # not a symlink (or gone: lstat below says so)
+    real = os.path.realpath(path)
+    info = os.lstat(real)
+    return FileIdentity(link, real, info.st_dev, info.st_ino,
+                        info.st_size, info.st_mtime_ns)
+
+
+def _what_changed(before: FileIdentity, now: FileIdentity) -> str:
+    if before.link != now.link or before.real != now.real:
+        return f"it now leads to {now.real}"
+    if (before.dev, before.ino) != (now.dev, now.ino):
+        return "another file was put in its place"
+    return "its size or modification time differs"
+
+
+def delete_local_file(path: Path,
+                      verified: FileIdentity | None = None) -> bool:
     """Delete an artifact's file: the real file behind a symlink, then it.
+
+    With ``verified`` (the identity taken before the file was read and
+    its object verified), the path is looked at again right before the
+    deletion and nothing is deleted (MigrationError) unless it still leads
+    to that file, unchanged: the verification can take minutes, and
+    whatever was put at the path meanwhile has no verified copy.
 
     The target goes first: an interruption leaves a dangling symlink
     (which a rerun reports as missing), never an unreachable orphan in
     the depot. A target outside the depots and the backup location is not
     deleted (returns False): the plugin does not own it.
     """
+    if verified is not None:
+        try:
+            now = file_identity(path)
+        except FileNotFoundError:
+            raise MigrationError(f"{path} disappeared after it was "
+                                 "verified; nothing deleted") from None
+        if now != verified:
+            raise MigrationError(
+                f"{path} changed after it was verified "
+                f"({_what_changed(verified, now)}); local file kept")
     if not path.is_symlink():
         path.unlink()
         return True
