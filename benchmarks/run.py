@@ -397,8 +397,96 @@ def bench_e2e(args, s3, bucket: str) -> None:
            "s3_available / (1.5 x upload POST + 2 s)", ratios, "<= 1.0")
 
 
+def bench_visibility(args, s3, bucket: str) -> None:
+    """A click on "public"/"private" of a dataset of many resources: from
+    the start of package_patch until every object answers anonymous GETs
+    with the new status. The baseline is the least the store needs: one
+    tagging request per object, 16 at once, from a plain client."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import requests
+
+    from ckanext.dcor_depot import layout, object_store
+    env = load_env()
+    session = requests.Session()
+    session.headers["Authorization"] = env["CKAN_API_TOKEN"]
+    api = f"{env['CKAN_URL']}/api/3/action"
+
+    def action(action_name, **data):
+        body = session.post(f"{api}/{action_name}", json=data,
+                            timeout=600).json()
+        assert body["success"], body
+        return body["result"]
+    suffix = uuid.uuid4().hex[:8]
+    org = action("organization_create", name=f"bench-{suffix}")
+    org_bucket = object_store.bucket_name(org["id"])
+    object_store.ensure_bucket(org_bucket)
+    rids = [str(uuid.uuid4()) for _ in range(args.visibility_count)]
+    keys = [layout.object_key(rid) for rid in rids]
+    pool = ThreadPoolExecutor(16)
+    list(pool.map(lambda key: s3.put_object(Bucket=org_bucket, Key=key,
+                                            Body=b"bench"), keys))
+    ds = action("package_create", name=f"bench-{suffix}-visibility",
+                owner_org=org["id"], private=True, resources=[
+                    {"id": rid, "name": f"r{i}", "url": "https://x.org/r",
+                     "s3_available": True,
+                     "s3_url": object_store.object_url(org_bucket, key)}
+                    for i, (rid, key)
+                    in enumerate(zip(rids, keys, strict=True))])
+    urls = [object_store.object_url(org_bucket, key) for key in keys]
+    anonymous = requests.Session()
+    adapter = requests.adapters.HTTPAdapter(pool_maxsize=16)
+    anonymous.mount("http://", adapter)
+
+    def until_all(status: int, start: float) -> float:
+        waiting = list(urls)
+        while waiting:
+            codes = list(pool.map(
+                lambda u: anonymous.get(u, timeout=30).status_code, waiting))
+            waiting = [u for u, c in zip(waiting, codes, strict=True)
+                       if c != status]
+            if time.perf_counter() - start > 300:
+                sys.exit("bench: objects never reached the new status")
+        return time.perf_counter() - start
+
+    def baseline() -> float:
+        def tag(key: str, public: bool) -> None:
+            if public:
+                s3.put_object_tagging(Bucket=org_bucket, Key=key, Tagging={
+                    "TagSet": [{"Key": "public", "Value": "true"}]})
+            else:
+                s3.delete_object_tagging(Bucket=org_bucket, Key=key)
+        start = time.perf_counter()
+        list(pool.map(lambda k: tag(k, True), keys))
+        list(pool.map(lambda k: tag(k, False), keys))
+        return (time.perf_counter() - start) / 2
+
+    public_s, private_s, ratios = [], [], []
+    for _ in range(args.rounds):
+        base = baseline()
+        start = time.perf_counter()
+        action("package_patch", id=ds["id"], private=False)
+        public_s.append(until_all(200, start))
+        start = time.perf_counter()
+        action("package_patch", id=ds["id"], private=True)
+        private_s.append(until_all(403, start))
+        ratios += [public_s[-1] / base, private_s[-1] / base]
+        print(f"  round: public {public_s[-1]:.2f} s, private "
+              f"{private_s[-1]:.2f} s, plain tagging {base:.2f} s",
+              flush=True)
+    pool.shutdown()
+    for name, figures in (("public", public_s), ("private", private_s)):
+        print(f"visibility of {len(rids)} resources, made {name}: min "
+              f"{min(figures):.2f} s, median {statistics.median(figures):.2f}"
+              f" s (target <= 2 s)", flush=True)
+    report("visibility click / plain tagging of the same objects", ratios,
+           "as low as it goes: the click tags each object twice when "
+           "closing, before and after the commit")
+
+
 FIGURES = {"large": bench_large, "deep": bench_deep, "small": bench_small,
-           "rss": bench_rss, "e2e": bench_e2e}
+           "rss": bench_rss, "e2e": bench_e2e,
+           "visibility": bench_visibility}
 
 
 def main() -> None:
@@ -411,6 +499,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=16)
     parser.add_argument("--rss-size", type=int, default=4 * GiB)
     parser.add_argument("--e2e-size", type=int, default=256 * MiB)
+    parser.add_argument("--visibility-count", type=int, default=300)
     parser.add_argument("--rss-child", help=argparse.SUPPRESS)
     parser.add_argument("--bucket", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -6,6 +6,8 @@ repair command.
 """
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 
 import pytest
@@ -20,6 +22,7 @@ from ckanext.dcor_depot import (
     layout,
     migration,
     object_store,
+    visibility,
 )
 
 from .cli_helpers import invoke, summary
@@ -147,8 +150,8 @@ def test_a_tagger_undoes_its_tag_when_the_state_changed_meanwhile(
     real_states = ckan_data.dataset_states
     reads = []
 
-    def read_then_hide(ids, connection=None):
-        states = real_states(ids, connection)
+    def read_then_hide(ids, connection=None, **kwargs):
+        states = real_states(ids, connection, **kwargs)
         if connection is None and not reads:
             reads.append(1)
             # Made private right after the job read "public".
@@ -162,6 +165,46 @@ def test_a_tagger_undoes_its_tag_when_the_state_changed_meanwhile(
     assert helpers.call_action("package_show",
                                id=dataset["id"])["private"] is True
     assert anonymous_get(resource_show(rid)["s3_url"]).status_code == 403
+
+
+def test_a_tagger_racing_with_a_closing_commit_never_leaves_data_open(
+        owner, make_dataset, upload, monkeypatch, run_concurrently):
+    """A commit closes its objects once, before it commits. A tagger that
+    read "public" before that commit and opens the object after the
+    closing must see the commit when it re-reads, and close again."""
+    dataset, res = stored_in_s3(make_dataset, upload, private=False)
+    ref = visibility.ObjectRef(dataset["owner_org"], dataset["id"],
+                               res["id"])
+    closed, opened = threading.Event(), threading.Event()
+    real_close, real_set_public = visibility.close, object_store.set_public
+
+    def close_and_hold_the_commit(refs):
+        changed = real_close(refs)
+        closed.set()
+        opened.wait(30)  # the tagger opens while this commit is pending
+        time.sleep(0.5)  # and re-reads meanwhile
+        return changed
+
+    def set_public(bucket, key, public):
+        done = real_set_public(bucket, key, public)
+        if public:
+            opened.set()
+        return done
+
+    monkeypatch.setattr(visibility, "close", close_and_hold_the_commit)
+    monkeypatch.setattr(object_store, "set_public", set_public)
+
+    def make_private():
+        helpers.call_action("package_patch", id=dataset["id"], private=True)
+
+    def tagger():
+        closed.wait(30)
+        visibility.reconcile([ref])  # first read: "public", not committed
+
+    _, errors = run_concurrently(make_private, tagger)
+    assert errors == []
+    assert opened.is_set()
+    assert anonymous_get(res["s3_url"]).status_code == 403
 
 
 def test_store_failure_after_commit_is_repaired_by_the_sync_job(

@@ -134,13 +134,17 @@ class DatasetState:
 
 
 def dataset_states(dataset_ids: Iterable[str],
-                   connection: sa.engine.Connection | None = None
-                   ) -> dict[str, DatasetState]:
+                   connection: sa.engine.Connection | None = None,
+                   settled: bool = False) -> dict[str, DatasetState]:
     """The visibility-relevant state of datasets (absent: no such dataset).
 
     Read in a transaction of its own on a fresh connection, so that it
     shows what is committed now, never a session's cached objects; pass
     ``connection`` to read inside a transaction instead (before a commit).
+    With ``settled`` the read waits for transactions that have changed the
+    datasets but not committed yet (share locks on their rows): a tagger
+    that re-reads this way cannot miss a commit whose closing ran before
+    its own tagging (see visibility.reconcile).
     """
     wanted = sorted(set(dataset_ids))
     if not wanted:
@@ -148,16 +152,23 @@ def dataset_states(dataset_ids: Iterable[str],
     if connection is not None:
         return _dataset_states(connection, wanted)
     with model.meta.engine.connect() as fresh:
-        return _dataset_states(fresh, wanted)
+        if settled:
+            # Never wait forever (a caller holding a lock itself): the
+            # error hands the work to the sync job.
+            fresh.execute(sa.text("SET LOCAL lock_timeout = '30s'"))
+        return _dataset_states(fresh, wanted, settled)
 
 
 def _dataset_states(connection: sa.engine.Connection,
-                    dataset_ids: list[str]) -> dict[str, DatasetState]:
+                    dataset_ids: list[str], settled: bool = False
+                    ) -> dict[str, DatasetState]:
     pkg, res = model.package_table, model.resource_table
-    packages = connection.execute(
-        sa.select(pkg.c.id, pkg.c.name, pkg.c.private, pkg.c.state,
-                  pkg.c.owner_org)
-        .where(pkg.c.id.in_(dataset_ids))).all()
+    query = (sa.select(pkg.c.id, pkg.c.name, pkg.c.private, pkg.c.state,
+                       pkg.c.owner_org)
+             .where(pkg.c.id.in_(dataset_ids)))
+    if settled:
+        query = query.order_by(pkg.c.id).with_for_update(read=True)
+    packages = connection.execute(query).all()
     active: dict[str, set[str]] = {}
     every: dict[str, set[str]] = {}
     urls: dict[str, dict[str, str]] = {}

@@ -14,8 +14,11 @@ the database session itself:
   clear message: data never stay readable behind a private dataset.
 - **After the commit** it sets every noted object's tag from the database
   state read in a fresh transaction (opening happens only here), with the
-  re-check of :func:`visibility.reconcile`. A store failure does not fail
-  the request (it has committed); a sync job with a fixed id repairs it.
+  re-check of :func:`visibility.reconcile`; objects it closed before the
+  commit are not closed again (a tagger racing with the commit re-reads
+  after it, see :mod:`visibility`), so a click costs one request per
+  object either way. A store failure does not fail the request (it has
+  committed); a sync job with a fixed id repairs it.
 - **After a rollback** the objects closed before the failed commit are
   reconciled with the state that stands.
 
@@ -63,6 +66,8 @@ class TouchedDataset:
     required_org: str | None = None
     #: objects were closed before the commit
     pre_closed: bool = False
+    #: the objects closed before the commit (not closed again after it)
+    closed: set[visibility.ObjectRef] = field(default_factory=set)
     #: the dataset changed organization: its data move after the commit
     owner_changed: bool = False
 
@@ -240,6 +245,7 @@ def _before_commit(session: orm.Session) -> None:
         touched.pre_closed = True
         try:
             visibility.close(to_close)
+            touched.closed.update(to_close)
         except object_store.ObjectStoreError as exc:
             state = states.get(dataset_id)
             name = state.name if state is not None else dataset_id
@@ -307,7 +313,8 @@ def _reconcile(datasets: dict[str, TouchedDataset]) -> None:
                 raise object_store.ObjectStoreError("no database state")
             refs = _refs(dataset_id, touched, states)
             visibility.reconcile(refs, assume_closed=[
-                ref for ref in refs if _only_new(touched, ref)])
+                ref for ref in refs
+                if _only_new(touched, ref) or ref in touched.closed])
         except Exception:  # noqa: BLE001 - handed to the sync job
             log.exception("Tagging the objects of dataset %s failed; "
                           "queueing the sync job", dataset_id)

@@ -9,12 +9,16 @@ the state the database demands:
 
 1. read the datasets' and resources' state in a fresh transaction;
 2. set the tags of the objects accordingly;
-3. read the state again in a new transaction; if it changed meanwhile,
-   set the tags of the affected objects again (and re-check).
+3. read the state again in a new transaction, waiting for transactions
+   that changed the datasets and have not committed yet; if it changed
+   meanwhile, set the tags of the affected objects again (and re-check).
 
 Whoever tags last has read the state after its own tagging, so a tag set
-from a stale read is always undone. When to call it (before and after a
-commit) is decided by :mod:`transaction_hooks`.
+from a stale read is always undone. Because the re-read waits for pending
+commits, a commit that closed objects before it committed (see
+:mod:`transaction_hooks`) need not close them again afterwards: a tagger
+that opened them after that closing re-reads after the commit. When to
+call it (before and after a commit) is decided by :mod:`transaction_hooks`.
 """
 from __future__ import annotations
 
@@ -128,7 +132,7 @@ def reconcile(refs: Iterable[ObjectRef],
         changed += _set_tags({ref: public for ref, public in wanted.items()
                               if public or ref not in known_closed})
         known_closed.clear()  # what we tagged is no longer "known"
-        states = ckan_data.dataset_states(dataset_ids)
+        states = ckan_data.dataset_states(dataset_ids, settled=True)
         again = _per_object({ref: should_be_public(ref, states)
                              for ref in pending})
         moved = {(ref.bucket, ref.key) for ref, public in wanted.items()
