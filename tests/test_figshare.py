@@ -25,6 +25,7 @@ from ckan.tests import helpers
 from ckanext.dcor_depot import config, figshare, layout, object_store
 from ckanext.dcor_depot.sample_data import make_rtdc_file
 
+from . import temp_helpers
 from .cli_helpers import invoke
 from .conftest import anonymous_get, run_jobs
 
@@ -40,6 +41,10 @@ class FakeFigshare:
         self.requests: list[str] = []
         #: path -> status codes to answer with before answering properly
         self.failures: dict[str, list[int]] = {}
+        #: path -> Location of a redirect (302) answered instead
+        self.redirects: dict[str, str] = {}
+        #: path -> bytes of the body written before the client went away
+        self.sent: dict[str, int] = {}
         self._ids = itertools.count(random.randint(10**6, 10**7))
         handler = self._handler()
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
@@ -55,6 +60,11 @@ class FakeFigshare:
                 pending = fake.failures.get(self.path)
                 if pending:
                     self.send(pending.pop(0), b"temporary failure")
+                elif self.path in fake.redirects:
+                    self.send_response(302)
+                    self.send_header("Location", fake.redirects[self.path])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
                 elif self.path in fake.articles:
                     self.send(200, json.dumps(fake.articles[self.path])
                               .encode(), "application/json")
@@ -70,7 +80,16 @@ class FakeFigshare:
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(body)
+                # In pieces, counting what the client took before it hung
+                # up (a download that stops early).
+                fake.sent[self.path] = 0
+                step = 64 * 1024
+                try:
+                    for start in range(0, len(body), step):
+                        self.wfile.write(body[start:start + step])
+                        fake.sent[self.path] += len(body[start:start + step])
+                except (BrokenPipeError, ConnectionResetError):
+                    self.close_connection = True
 
             def log_message(self, *args):
                 pass
@@ -99,10 +118,12 @@ class FakeFigshare:
             self.files[path] = data
             md5 = item.get("md5") or hashlib.md5(data).hexdigest()
             entries.append({
-                "id": file_id, "name": item["name"], "size": len(data),
+                "id": file_id, "name": item["name"],
+                "size": item.get("size", len(data)),
                 "is_link_only": False,
-                "download_url": self.url + path,
-                "supplied_md5": "", "computed_md5": md5})
+                "download_url": item.get("download_url", self.url + path),
+                "supplied_md5": item.get("supplied_md5", ""),
+                "computed_md5": md5})
         article = {
             "id": article_id,
             "version": version,
@@ -542,3 +563,225 @@ def test_files_already_in_the_depot_are_not_downloaded(site, rtdc_data):
     assert dataset["state"] == "active"
     assert sorted(r["name"] for r in dataset["resources"]) == [
         "a.rtdc", "b.rtdc"]
+
+
+# ------------------------------------------------- integrity (issue 11)
+def own_bytes_everywhere(dataset: dict, files: list[tuple[str, bytes]]
+                         ) -> list[Path]:
+    """Every file's resource reads back its own bytes (depot file, upload
+    path, object); returns the depot files."""
+    by_id = {r["id"]: r for r in dataset["resources"]}
+    bucket = object_store.bucket_name(dataset["owner_org"])
+    s3 = object_store.get_client()
+    targets = []
+    for name, data in files:
+        sha = hashlib.sha256(data).hexdigest()
+        rid = figshare.resource_id(dataset["id"],
+                                   hashlib.md5(data).hexdigest())
+        res = by_id[rid]
+        assert res["name"] == name
+        assert res["sha256"] == sha
+        upload = layout.ckan_upload_path(rid)
+        target = Path(os.readlink(upload))
+        assert config.figshare_depot_path() in target.parents
+        assert target.is_file() and not target.is_symlink()
+        assert len(target.name.encode()) <= 255
+        assert hashlib.sha256(target.read_bytes()).hexdigest() == sha, name
+        assert hashlib.sha256(upload.read_bytes()).hexdigest() == sha, name
+        stored = s3.get_object(Bucket=bucket,
+                               Key=layout.object_key(rid))["Body"].read()
+        assert hashlib.sha256(stored).hexdigest() == sha, name
+        targets.append(target)
+    return targets
+
+
+def test_look_alike_names_never_share_a_depot_file(site, rtdc_data,
+                                                   tmp_path):
+    third = make_rtdc_file(tmp_path / "gen" / "c.rtdc", events=130,
+                           seed=3).read_bytes()
+    files = [("data.rtdc", rtdc_data[0]), ("_data.rtdc", rtdc_data[1]),
+             (" data.rtdc", third),
+             # same size, other bytes: a size check cannot tell them apart
+             ("a/b", b"first " * 100), ("a_b", b"other " * 100)]
+    art = site.fake.add_article([{"name": n, "data": d} for n, d in files])
+    site.write_dois(doi_of(art))
+
+    result = site.run()
+
+    assert result.exit_code == 0, result.output
+    dataset = show(name_of(art))
+    assert dataset["state"] == "active"
+    assert len(dataset["resources"]) == len(files)
+    targets = own_bytes_everywhere(dataset, files)
+    assert len(set(targets)) == len(files)
+    # Names that need no change keep their plain depot name.
+    assert depot_file(art, "data.rtdc") in targets
+    assert depot_file(art, "a_b") in targets
+    for target in targets:
+        assert layout.safe_component(target.name) == target.name
+
+    # The names are stable: a rerun finds every file where it put it.
+    downloads = len(site.fake.downloads())
+    again = site.run()
+    assert again.exit_code == 0, again.output
+    assert "complete, skipped" in again.stdout
+    assert len(site.fake.downloads()) == downloads
+    assert own_bytes_everywhere(show(name_of(art)), files) == targets
+
+
+def test_rerun_judges_completeness_by_checksum(site):
+    data = b"measured " * 200
+    art = site.fake.add_article([{"name": "m.txt", "data": data}])
+    site.write_dois(doi_of(art))
+    assert site.run().exit_code == 0
+    # Same size, other bytes (e.g. overwritten by hand or by bit rot).
+    depot_file(art, "m.txt").write_bytes(b"x" * len(data))
+
+    result = site.run()
+
+    assert result.exit_code == 0, result.output
+    assert "complete, skipped" not in result.stdout
+    assert len(site.fake.downloads()) == 2
+    own_bytes_everywhere(show(name_of(art)), [("m.txt", data)])
+
+
+@pytest.mark.parametrize("other_fs", [False, True],
+                         ids=["same-fs", "tmp-on-other-fs"])
+def test_long_non_ascii_name(site, rtdc_data, monkeypatch, ckan_config,
+                             other_fs):
+    tmp = site.tmp_dir
+    if other_fs:
+        shm = Path("/dev/shm")
+        if not shm.is_dir() or (os.stat(shm).st_dev
+                                == os.stat(site.tmp_dir.parent).st_dev):
+            pytest.skip("no second filesystem for tmp_dir")
+        tmp = shm / f"dcor-figshare-test-{uuid.uuid4()}"
+        monkeypatch.setitem(ckan_config, "ckanext.dcor_depot.tmp_dir",
+                            str(tmp))
+    name = "ü" * 200 + ".rtdc"  # 405 bytes of UTF-8
+    art = site.fake.add_article([{"name": name, "data": rtdc_data[0]}])
+    site.write_dois(doi_of(art))
+    try:
+        result = site.run()
+
+        assert result.exit_code == 0, result.output
+        dataset = show(name_of(art))
+        assert dataset["state"] == "active"
+        target, = own_bytes_everywhere(dataset, [(name, rtdc_data[0])])
+        assert target.name.endswith(".rtdc")  # dclab and users see RT-DC
+        assert dataset["resources"][0]["format"] == "RT-DC"
+        assert files_below(tmp) == []
+    finally:
+        if other_fs:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_stale_temporary_files_are_removed(site):
+    art = site.fake.add_article([{"name": "x.txt", "data": b"x"}])
+    site.write_dois(doi_of(art))
+    in_tmp = temp_helpers.plant_set(site.tmp_dir, "x.txt", "figshare")
+    in_depot = temp_helpers.plant_set(depot_file(art, "x.txt").parent,
+                                      "x.txt", "part")
+    foreign = site.tmp_dir / ".x.txt.1.other"  # not a name of ours
+    foreign.write_bytes(b"not ours")
+    old = os.stat(in_tmp["old_dead"]).st_mtime
+    os.utime(foreign, (old, old))
+
+    result = site.run()
+
+    assert result.exit_code == 0, result.output
+    temp_helpers.assert_only_dead_removed(in_tmp)
+    temp_helpers.assert_only_dead_removed(in_depot)
+    assert foreign.exists()
+
+
+@pytest.mark.parametrize("url", ["file:///etc/hostname",
+                                 "ftp://127.0.0.1/x.txt",
+                                 "gopher://127.0.0.1/x.txt"])
+def test_download_url_must_be_http_or_https(site, url):
+    art = site.fake.add_article([
+        {"name": "fine.txt", "data": b"fine"},
+        {"name": "elsewhere.txt", "data": b"secret", "download_url": url},
+    ])
+    site.write_dois(doi_of(art))
+
+    result = site.run()
+
+    assert result.exit_code == 1
+    assert "elsewhere.txt" in result.stderr and url in result.stderr
+    assert "only http and https" in result.stderr
+    assert "Traceback" not in result.output
+    dataset = show(name_of(art))
+    assert dataset["state"] == "draft"
+    assert [r["name"] for r in dataset["resources"]] == ["fine.txt"]
+    assert not depot_file(art, "elsewhere.txt").exists()
+    assert files_below(site.tmp_dir) == []
+
+
+def test_redirect_to_another_scheme_is_refused(site):
+    art = site.fake.add_article([
+        {"name": "moved.txt", "data": b"moved"},
+        {"name": "fine.txt", "data": b"fine"},
+    ])
+    moved, fine = (f["download_url"].removeprefix(site.fake.url)
+                   for f in art["files"])
+    site.fake.redirects[moved] = "file:///etc/hostname"
+    # A redirect to http(s) is followed as before.
+    site.fake.files["/elsewhere/fine"] = b"fine"
+    site.fake.redirects[fine] = site.fake.url + "/elsewhere/fine"
+    site.write_dois(doi_of(art))
+
+    result = site.run()
+
+    assert result.exit_code == 1
+    assert "moved.txt" in result.stderr
+    assert "file:///etc/hostname" in result.stderr
+    assert "only http and https" in result.stderr
+    dataset = show(name_of(art))
+    assert [r["name"] for r in dataset["resources"]] == ["fine.txt"]
+    assert not depot_file(art, "moved.txt").exists()
+    assert files_below(site.tmp_dir) == []
+
+
+def test_download_stops_at_the_announced_size(site):
+    body = os.urandom(32 * 2**20)
+    announced = 1000
+    art = site.fake.add_article([{
+        "name": "big.bin", "data": body, "size": announced,
+        "md5": hashlib.md5(body[:announced]).hexdigest()}])
+    site.write_dois(doi_of(art))
+    path = art["files"][0]["download_url"].removeprefix(site.fake.url)
+
+    result = site.run()
+
+    assert result.exit_code == 1
+    assert "big.bin" in result.stderr
+    assert f"more than the {announced} bytes figshare announced" \
+        in result.stderr
+    # It hung up early instead of reading all 32 MiB first.
+    assert site.fake.sent[path] < len(body) // 2
+    assert not depot_file(art, "big.bin").exists()
+    assert files_below(site.tmp_dir) == []
+    assert show(name_of(art))["resources"] == []
+
+
+def test_differing_supplied_md5_is_reported(site):
+    data = b"payload " * 50
+    computed = hashlib.md5(data).hexdigest()
+    supplied = "0123456789abcdef" * 2
+    art = site.fake.add_article([{"name": "p.txt", "data": data,
+                                  "supplied_md5": supplied}])
+    site.write_dois(doi_of(art))
+
+    result = site.run()
+
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.stderr.splitlines()
+                if "warning" in line.lower()]
+    assert len(warnings) == 1, result.stderr
+    assert "p.txt" in warnings[0]
+    assert supplied in warnings[0] and computed in warnings[0]
+    # computed_md5 is still the one used (and the one the bytes match).
+    dataset = show(name_of(art))
+    assert [r["id"] for r in dataset["resources"]] == [
+        figshare.resource_id(dataset["id"], computed)]

@@ -8,13 +8,20 @@ path is a symlink to the depot file, the file is copied to S3 when S3 is
 configured, and finally the dataset is made active.
 
 Everything derives from the DOI: the dataset id (uuid5 of DOI and name), the
-resource ids (uuid5 of dataset id and MD5) and the depot paths. A second
-run therefore finds what the first one did, downloads nothing that is
-complete, and continues where an interrupted run stopped.
+resource ids (uuid5 of dataset id and MD5) and the depot paths (distinct
+for distinct files, see :func:`depot_names`). A second run therefore finds
+what the first one did, downloads nothing that is complete (each depot file
+is checked against figshare's MD5), and continues where an interrupted run
+stopped.
+
+Downloads use http(s) only, also after redirects, and stop as soon as more
+bytes arrive than figshare announced.
 """
 from __future__ import annotations
 
+import collections
 import contextlib
+import dataclasses
 import errno
 import fcntl
 import hashlib
@@ -22,13 +29,14 @@ import logging
 import os
 import re
 import shutil
-import tempfile
+import stat
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 import ckan.model as model
 import ckan.plugins.toolkit as tk
@@ -41,6 +49,7 @@ from . import (
     layout,
     object_store,
     rtdc,
+    tempfiles,
     transfer,
     visibility,
 )
@@ -65,12 +74,17 @@ TIMEOUT = (10, 60)
 CHUNK_SIZE = 1024 * 1024
 #: HTTP status codes that are worth retrying.
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+#: The only URL schemes downloads use (also after redirects).
+URL_SCHEMES = frozenset({"http", "https"})
+#: Hex digits of the MD5 that tell files with look-alike names apart.
+MD5_TAG_LENGTH = 12
 
 _DOI_RE = re.compile(
     r"^(?:doi:|https?://(?:dx\.)?doi\.org/)?"
     r"10\.6084/m9\.figshare\.(?P<id>[1-9][0-9]*)\.v(?P<version>[1-9][0-9]*)$",
     re.IGNORECASE)
 _BARE_DOI_RE = re.compile(r"^10\.\d{4,9}/\S+$")
+_EXTENSION_RE = re.compile(r"\.[A-Za-z0-9]{1,16}$")
 _CC_RE = re.compile(
     r"^CC[\s-]*(?P<kind>0|BY(?:[\s-]+(?:NC|SA|ND))*)"
     r"(?:[\s-]+(?:\d+(?:\.\d+)*|INTERNATIONAL|UNPORTED))*$")
@@ -102,6 +116,9 @@ class Feedback:
 
     def info(self, message: str) -> None:
         log.info(message)
+
+    def warning(self, message: str) -> None:
+        log.warning(message)
 
     def error(self, message: str) -> None:
         log.error(message)
@@ -247,12 +264,23 @@ class FigshareFile:
     size: int
     md5: str
     download_url: str
+    #: says so when figshare's supplied_md5 and computed_md5 differ
+    md5_warning: str = ""
+    #: the file's name in the depot (see :func:`depot_names`)
+    depot_name: str = ""
 
     @classmethod
     def from_api(cls, data: dict[str, Any]) -> FigshareFile:
         name = str(data.get("name") or "")
-        md5 = (data.get("computed_md5") or data.get("supplied_md5")
-               or "").strip().lower()
+        computed = str(data.get("computed_md5") or "").strip().lower()
+        supplied = str(data.get("supplied_md5") or "").strip().lower()
+        md5 = computed or supplied
+        warning = ""
+        if computed and supplied and computed != supplied:
+            # computed_md5 is what figshare found in the bytes it serves.
+            warning = (f"file {name!r}: figshare's supplied_md5 {supplied} "
+                       f"differs from its computed_md5 {computed}; using "
+                       "computed_md5")
         if not re.fullmatch(r"[0-9a-f]{32}", md5):
             raise FigshareError(f"file {name!r}: figshare gives no valid MD5 "
                                 f"({md5 or 'none'}), so it cannot be "
@@ -261,12 +289,84 @@ class FigshareFile:
             raise FigshareError(f"file {name!r}: figshare gives no "
                                 "download_url")
         return cls(name=name, size=int(data.get("size") or 0), md5=md5,
-                   download_url=str(data["download_url"]))
+                   download_url=str(data["download_url"]),
+                   md5_warning=warning)
+
+
+def depot_names(files: list[FigshareFile]) -> list[str]:
+    """The depot file names of an article version's files, all distinct.
+
+    A file keeps its name when that is a safe file name no other file of
+    the article has. Otherwise the depot would store distinct files under
+    one name (``data.rtdc``, ``_data.rtdc`` and ``data.rtdc`` with a
+    leading blank all become ``data.rtdc``; ``a/b`` becomes ``a_b``), so
+    the name gets the start of the file's MD5 before its extension. Both
+    depend only on the article version, which figshare never changes: a
+    rerun finds the same names.
+    """
+    counts = collections.Counter(f.name for f in files)
+    names = [f.name if counts[f.name] == 1 and _is_plain(f.name)
+             else _tagged_name(f) for f in files]
+    # A kept name may equal a tagged one ("x.<md5 start>.rtdc").
+    taken = collections.Counter(names)
+    names = [_tagged_name(f) if taken[n] > 1 and n == f.name else n
+             for f, n in zip(files, names, strict=True)]
+    if len(set(names)) != len(names):
+        raise FigshareError("the files of this article cannot be given "
+                            "distinct depot names: "
+                            + ", ".join(repr(f.name) for f in files))
+    return names
+
+
+def _is_plain(name: str) -> bool:
+    return layout.safe_component(name, fallback="file") == name
+
+
+def _tagged_name(fig: FigshareFile) -> str:
+    """``{stem}.{md5 start}{extension}``, a safe name of at most 255 bytes.
+
+    The extension stays last (users and dclab recognise files by it).
+    """
+    name = fig.name.rstrip()
+    match = _EXTENSION_RE.search(name)
+    extension = match.group(0) if match else ""
+    tag = f".{fig.md5[:MD5_TAG_LENGTH]}{extension}"
+    stem = layout.safe_component(name[:len(name) - len(extension)],
+                                 layout.NAME_MAX - len(tag.encode()),
+                                 fallback="file")
+    return stem + tag
 
 
 # ------------------------------------------------------------------ HTTP
+def check_url(url: str, what: str) -> None:
+    """FigshareError unless ``url`` is an http(s) URL."""
+    scheme = urlsplit(url).scheme.lower()
+    if scheme not in URL_SCHEMES:
+        raise FigshareError(f"{what} {url} is not an http(s) URL; only http "
+                            "and https are allowed")
+
+
+class _Session(requests.Session):
+    """A session that follows redirects only to http(s) URLs.
+
+    requests has no adapter for other schemes today, but the refusal must
+    not depend on which adapters happen to be mounted.
+    """
+
+    def get_redirect_target(self, resp: requests.Response) -> str | None:
+        target = super().get_redirect_target(resp)
+        if target is not None:
+            try:
+                check_url(urljoin(resp.url, target),
+                          f"{resp.url} redirects to")
+            except FigshareError:
+                resp.close()
+                raise
+        return target
+
+
 def _session() -> requests.Session:
-    session = requests.Session()
+    session = _Session()
     session.headers["User-Agent"] = "ckanext-dcor_depot import-figshare"
     return session
 
@@ -336,7 +436,13 @@ class Checksums:
 
 def _download_to(session: requests.Session, fig: FigshareFile, dest: Path,
                  progress: Callable[[int], Any]) -> Checksums:
-    """Stream one file to ``dest`` (truncated first), hashing as it comes."""
+    """Stream one file to ``dest`` (truncated first), hashing as it comes.
+
+    Stops (FigshareError) as soon as more bytes arrive than figshare
+    announced: a wrong or hostile server cannot fill the disk.
+    """
+    check_url(fig.download_url, "download_url")
+
     def attempt() -> Checksums:
         md5 = hashlib.md5(usedforsecurity=False)
         sha = hashlib.sha256()
@@ -345,8 +451,11 @@ def _download_to(session: requests.Session, fig: FigshareFile, dest: Path,
             with session.get(fig.download_url, stream=True,
                              timeout=TIMEOUT) as resp:
                 _check_status(resp, f"file {fig.name!r}")
+                _check_length(resp, fig)
                 with open(dest, "wb") as fh:
                     for chunk in resp.iter_content(CHUNK_SIZE):
+                        if size + len(chunk) > fig.size:
+                            raise _too_large(fig, size + len(chunk))
                         fh.write(chunk)
                         md5.update(chunk)
                         sha.update(chunk)
@@ -361,6 +470,22 @@ def _download_to(session: requests.Session, fig: FigshareFile, dest: Path,
         return Checksums(size, md5.hexdigest(), sha.hexdigest())
 
     return _with_retries(f"downloading {fig.name!r}", attempt)
+
+
+def _check_length(resp: requests.Response, fig: FigshareFile) -> None:
+    """Refuse before reading when the server announces too many bytes."""
+    try:
+        length = int(resp.headers.get("Content-Length", ""))
+    except ValueError:
+        return  # none (chunked) or garbage: the byte count decides
+    if length > fig.size:
+        raise _too_large(fig, length)
+
+
+def _too_large(fig: FigshareFile, size: int) -> FigshareError:
+    return FigshareError(f"the download sends more than the {fig.size} "
+                         f"bytes figshare announced (stopped at {size} "
+                         "bytes); not added")
 
 
 # ----------------------------------------------------------------- files
@@ -388,7 +513,7 @@ def _place(tmp: Path, target: Path, expected_md5: str) -> None:
     except OSError as exc:
         if exc.errno != errno.EXDEV:
             raise
-        part = target.with_name(f".{target.name[:200]}.{os.getpid()}.part")
+        part = tempfiles.temp_for(target, "part")
         try:
             with open(tmp, "rb") as src, open(part, "wb") as dst:
                 shutil.copyfileobj(src, dst, 8 * CHUNK_SIZE)
@@ -406,6 +531,18 @@ def _place(tmp: Path, target: Path, expected_md5: str) -> None:
     fsync_dir(target.parent)
 
 
+def _target(entry: DOIEntry, fig: FigshareFile) -> Path:
+    """The depot path of a file of an article version."""
+    return layout.figshare_depot_path(entry.article_id, entry.version,
+                                      fig.depot_name)
+
+
+def _article_folder(entry: DOIEntry) -> Path:
+    """The depot folder of an article version (any name gives it)."""
+    return layout.figshare_depot_path(entry.article_id, entry.version,
+                                      "file").parent
+
+
 def _link(upload_path: Path, target: Path) -> None:
     """Make CKAN's upload path a symlink to the depot file."""
     if upload_path.is_symlink():
@@ -416,8 +553,8 @@ def _link(upload_path: Path, target: Path) -> None:
         raise FigshareError(f"{upload_path} exists and is not a symlink; "
                             "not replaced")
     upload_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_link = upload_path.with_name(f".{upload_path.name}.{os.getpid()}"
-                                     ".symlink")
+    tempfiles.remove_stale(upload_path.parent)
+    tmp_link = tempfiles.temp_for(upload_path, "symlink")
     tmp_link.unlink(missing_ok=True)
     os.symlink(target, tmp_link)
     os.replace(tmp_link, upload_path)
@@ -514,6 +651,10 @@ class Importer:
         self.feedback = feedback or Feedback()
         self.session = _session()
         self.org: dict[str, Any] = {}
+        #: checksums of depot files read in this run, by (device, inode,
+        #: size, mtime): the completeness check and the import that may
+        #: follow it read each file once
+        self._checked: dict[tuple[int, int, int, int], Checksums] = {}
 
     def run(self, limit: int | None = None) -> Summary:
         path = config.figshare_dois_path()
@@ -522,6 +663,8 @@ class Importer:
             entries = entries[:limit]
         summary = Summary()
         with _import_lock():
+            # Downloads of killed runs stay otherwise.
+            tempfiles.remove_stale(config.tmp_dir())
             self.org = ensure_organization()
             for entry in entries:
                 self._one(entry, path, summary)
@@ -569,6 +712,8 @@ class Importer:
                 notes.append(f"  {name}: link-only, skipped")
                 continue
             fig = FigshareFile.from_api(item)
+            if fig.md5_warning:
+                self.feedback.warning(f"{entry.doi}: {fig.md5_warning}")
             if fig.md5 in by_md5:
                 # Resource ids derive from the MD5: the same bytes are
                 # one resource.
@@ -577,7 +722,12 @@ class Importer:
                 continue
             by_md5[fig.md5] = fig.name
             files.append(fig)
+        files = [dataclasses.replace(fig, depot_name=name)
+                 for fig, name in zip(files, depot_names(files),
+                                     strict=True)]
         article = _Article(entry, data, files)
+        # Copies of killed runs stay otherwise.
+        tempfiles.remove_stale(_article_folder(entry))
 
         dataset = _find_dataset(data)
         if dataset is not None and self._complete(dataset, article):
@@ -618,8 +768,11 @@ class Importer:
         return True
 
     def _complete(self, dataset: dict[str, Any], article: _Article) -> bool:
-        """Active with every resource, file and S3 copy in place (no I/O
-        beyond ``stat``)."""
+        """Active with every resource, file and S3 copy in place.
+
+        Each depot file is read and compared with figshare's MD5: a file
+        of the right size may still hold other bytes.
+        """
         if dataset["state"] != "active":
             return False
         resources = {r["id"]: r for r in dataset.get("resources", [])}
@@ -628,26 +781,37 @@ class Importer:
             res = resources.get(rid)
             if res is None:
                 return False
-            target = layout.figshare_depot_path(
-                article.entry.article_id, article.entry.version, fig.name)
+            target = _target(article.entry, fig)
             upload = layout.ckan_upload_path(rid)
-            try:
-                if target.stat().st_size != fig.size:
-                    return False
-            except OSError:
-                return False
             if not upload.is_symlink() or os.readlink(upload) != str(target):
                 return False
             if config.s3_available() and not tk.asbool(
                     res.get("s3_available")):
                 return False
+            if self._verified(target, fig) is None:
+                return False
         return True
+
+    def _verified(self, path: Path, fig: FigshareFile) -> Checksums | None:
+        """The checksums of ``path`` if it is a regular file with the bytes
+        figshare describes, else None."""
+        try:
+            info = os.lstat(path)
+        except FileNotFoundError:
+            return None
+        # A symlink or a file of the wrong size is not worth reading.
+        if not stat.S_ISREG(info.st_mode) or info.st_size != fig.size:
+            return None
+        key = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+        if key not in self._checked:
+            self._checked[key] = file_checksums(path)
+        found = self._checked[key]
+        return found if found.md5 == fig.md5 else None
 
     def _import_file(self, dataset: dict[str, Any], entry: DOIEntry,
                      fig: FigshareFile,
                      existing: dict[str, dict[str, Any]]) -> None:
-        target = layout.figshare_depot_path(entry.article_id, entry.version,
-                                            fig.name)
+        target = _target(entry, fig)
         rid = resource_id(dataset["id"], fig.md5)
         resource = existing.get(rid)
         if resource is None and model.Resource.get(rid) is not None:
@@ -655,8 +819,7 @@ class Importer:
                 f"resource {rid} exists but is not an active resource of "
                 f"{dataset['name']} (deleted?); not re-created")
 
-        checksums = self._ensure_depot_file(fig, target,
-                                            trust_size=resource is not None)
+        checksums = self._ensure_depot_file(fig, target)
         _link(layout.ckan_upload_path(rid), target)
 
         if resource is not None:
@@ -668,7 +831,6 @@ class Importer:
                 self.feedback.info(f"  {fig.name}: copied to S3")
             return
 
-        assert checksums is not None
         data: dict[str, Any] = {
             "id": rid,
             "package_id": dataset["id"],
@@ -690,30 +852,17 @@ class Importer:
         existing[rid] = data
         self.feedback.info(f"  {fig.name}: resource {rid} created")
 
-    def _ensure_depot_file(self, fig: FigshareFile, target: Path,
-                           trust_size: bool) -> Checksums | None:
-        """Make sure the depot holds the verified file; download if not.
-
-        Returns the checksums, or None when ``trust_size`` let a file of
-        the right size pass without reading it (its resource exists, so it
-        was verified when it was placed).
-        """
-        if target.is_file() and target.stat().st_size == fig.size:
-            if trust_size:
-                return None
-            found = file_checksums(target)
-            if found.md5 == fig.md5:
-                self.feedback.info(f"  {fig.name}: already in the depot "
-                                   "(MD5 verified)")
-                return found
+    def _ensure_depot_file(self, fig: FigshareFile,
+                           target: Path) -> Checksums:
+        """Make sure the depot holds the verified file; download if not."""
+        found = self._verified(target, fig)
+        if found is not None:
+            self.feedback.info(f"  {fig.name}: already in the depot "
+                               "(MD5 verified)")
+            return found
         tmp_root = config.tmp_dir()
         tmp_root.mkdir(parents=True, exist_ok=True)
-        # The suffix keeps the extension: dclab recognises files by it.
-        fd, tmp_name = tempfile.mkstemp(
-            dir=tmp_root, prefix=".figshare-",
-            suffix="-" + layout.safe_component(fig.name, 100))
-        os.close(fd)
-        tmp = Path(tmp_name)
+        tmp = tempfiles.create(tmp_root, fig.name, "figshare")
         try:
             with self.feedback.progress(f"  {fig.name}", fig.size) as step:
                 found = _download_to(self.session, fig, tmp, step)
@@ -723,7 +872,9 @@ class Importer:
                     f"bytes), downloaded {found.md5} ({found.size} bytes); "
                     "not added")
             if rtdc.claims_rtdc(fig.name):
-                rtdc.check_rtdc(tmp)  # refuse before it enters the depot
+                # Refused before it enters the depot (dclab recognises
+                # HDF5 by its content, the temporary name does not matter).
+                rtdc.check_rtdc(tmp)
             _place(tmp, target, fig.md5)
         finally:
             tmp.unlink(missing_ok=True)

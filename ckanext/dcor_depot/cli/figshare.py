@@ -18,6 +18,9 @@ class ClickFeedback(figshare.Feedback):
     def info(self, message: str) -> None:
         click.echo(message)
 
+    def warning(self, message: str) -> None:
+        click.echo(f"warning: {message}", err=True)
+
     def error(self, message: str) -> None:
         tk.error_shout(message)
 
