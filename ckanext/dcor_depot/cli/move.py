@@ -62,9 +62,7 @@ def _report_pending(dataset_id: str | None) -> None:
     total = 0
     for did, resources in sorted(found.items(),
                                  key=lambda item: item[1][0].dataset_name):
-        sources = sorted({object_store.parse_object_url(res.s3_url)[0]
-                          if object_store.parse_object_url(res.s3_url)
-                          else res.s3_url for res in resources})
+        sources = sorted({_bucket(res.s3_url) for res in resources})
         target = object_store.bucket_name(str(resources[0].owner_org))
         click.echo(f"dataset {resources[0].dataset_name} ({did}): "
                    f"{len(resources)} resources to move from "
@@ -72,3 +70,9 @@ def _report_pending(dataset_id: str | None) -> None:
         total += len(resources)
     click.echo(f"{COMMAND} (pending): {len(found)} datasets, {total} "
                "resources to move")
+
+
+def _bucket(url: str) -> str:
+    """The bucket an ``s3_url`` names (the URL itself if of another store)."""
+    parsed = object_store.parse_object_url(url)
+    return parsed[0] if parsed else url
