@@ -127,7 +127,9 @@ class Walk:
 
     def hostile(self) -> None:
         picked = self.some_dataset()
-        if not picked:
+        if not picked or picked[1].id in self.deleted_orgs:
+            # A deleted organization leaves its datasets unowned, which
+            # the live site lets any user edit (create_unowned_dataset).
             return
         token = self.rng.choice([None, self.outsider.token,
                                  picked[1].member.token])
