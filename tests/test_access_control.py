@@ -154,15 +154,17 @@ FORGED = {
     "s3_url": "http://127.0.0.1:7480/other-bucket/resource/abc/def/ghi",
     "sha256": "0" * 64,
 }
+#: Owned too, but only present while a dataset's data move.
+MOVE_MARKER = {"s3_moved_from": FORGED["s3_url"]}
 
 
-@pytest.mark.parametrize("field", sorted(FORGED))
+@pytest.mark.parametrize("field", sorted(FORGED | MOVE_MARKER))
 def test_editor_cannot_create_a_resource_with_owned_fields(
         site, org_a, field):
     ds = dataset(site, org_a)
     resp = site.call("resource_create", org_a.editor.token,
                      package_id=ds["id"], url="http://example.org/x",
-                     name="forged", **{field: FORGED[field]})
+                     name="forged", **{field: (FORGED | MOVE_MARKER)[field]})
     assert resp.status_code == 409
     assert field in resp.json()["error"]
     assert fresh_dataset(ds["id"])["resources"] == []
@@ -178,13 +180,14 @@ def test_forged_owned_fields_with_an_upload_store_nothing(site, org_a):
     assert fresh_dataset(ds["id"])["resources"] == []
 
 
-@pytest.mark.parametrize("field", sorted(FORGED))
+@pytest.mark.parametrize("field", sorted(FORGED | MOVE_MARKER))
 def test_editor_cannot_change_owned_fields(site, org_a, field):
     ds = dataset(site, org_a)
     res = stored_resource(site, org_a.editor, ds["id"])
     before = {k: res[k] for k in FORGED}
     value = {"s3_available": False, "s3_url": FORGED["s3_url"],
-             "sha256": FORGED["sha256"]}[field]
+             "sha256": FORGED["sha256"],
+             "s3_moved_from": MOVE_MARKER["s3_moved_from"]}[field]
     for action, extra in (("resource_patch", {}),
                           ("resource_update", {"url": res["url"]})):
         resp = site.call(action, org_a.editor.token, id=res["id"],

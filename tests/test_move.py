@@ -271,3 +271,115 @@ def test_a_corrupt_copy_is_never_switched_to(site, orgs, monkeypatch):
     assert stored_bytes(org_a.id, rid) == data
     assert anon_status(after["s3_url"]) == 200
     assert gone(org_b.id, rid)
+
+
+def test_a_dataset_moved_back_during_its_move_keeps_its_data(
+        site, orgs, monkeypatch):
+    """A -> B, and back to A while the job copies into B: nothing in A (the
+    owner's bucket again) is deleted, and the data end in A."""
+    org_a, org_b = orgs
+    ds = dataset(site, org_a, private=False)
+    data = b"there and back"
+    res = stored_resource(site, org_a.editor, ds["id"], data)
+    change_owner(site, org_a.editor, ds, org_b)
+    copy = transfer.copy_verified
+
+    def copy_then_move_back(*args, **kwargs):
+        sha = copy(*args, **kwargs)
+        if fresh_dataset(ds["id"])["owner_org"] == org_b.id:
+            change_owner(site, org_a.editor, ds, org_a)
+        return sha
+
+    monkeypatch.setattr(transfer, "copy_verified", copy_then_move_back)
+    run_jobs()
+    move.move_dataset(ds["id"])  # the job queued by the move back
+    after = fresh_resource(res["id"])
+    assert after["s3_url"] == object_url(org_a.id, res["id"])
+    assert stored_bytes(org_a.id, res["id"]) == data
+    assert anon_status(after["s3_url"]) == 200
+    assert gone(org_b.id, res["id"])
+    assert move.pending_moves(ds["id"]) == {}
+
+
+def test_a_crash_after_the_switch_leaves_nothing_open_or_lost(
+        site, orgs, monkeypatch):
+    org_a, org_b = orgs
+    ds = dataset(site, org_a, private=False)
+    data = b"switched, then killed"
+    res = stored_resource(site, org_a.editor, ds["id"], data)
+    change_owner(site, org_a.editor, ds, org_b)
+
+    finish, calls = move._finish, []
+
+    def killed(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # the worker dies right after the switch
+            raise KeyboardInterrupt
+        return finish(*args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(move, "_finish", killed)
+        with pytest.raises(KeyboardInterrupt):
+            move.move_dataset(ds["id"])
+    after = fresh_resource(res["id"])
+    assert after["s3_url"] == object_url(org_b.id, res["id"])
+    assert after["s3_moved_from"] == res["s3_url"]
+    assert move.pending_moves(ds["id"])  # reported by --pending
+    # Made private now: the old objects close too.
+    site.action("package_patch", org_a.editor.token, id=ds["id"],
+                private=True)
+    assert anon_status(res["s3_url"]) == 403
+    assert anon_status(after["s3_url"]) == 403
+    # The command finishes the move.
+    result = CliRunner().invoke(move_cli.move_dataset, [ds["id"]])
+    assert result.exit_code == 0, result.output
+    assert "1 resources moved, 0 failed" in result.output
+    assert_moved(res, org_a, org_b, data)
+    assert "s3_moved_from" not in fresh_resource(res["id"])
+    assert move.pending_moves(ds["id"]) == {}
+
+
+def test_purging_a_dataset_whose_move_is_pending_closes_its_objects(
+        site, orgs):
+    org_a, org_b = orgs
+    ds = dataset(site, org_a, private=False)
+    res = stored_resource(site, org_a.editor, ds["id"], b"purged")
+    change_owner(site, org_a.editor, ds, org_b)
+    assert anon_status(res["s3_url"]) == 200
+    site.action("dataset_purge", person(sysadmin=True).token, id=ds["id"])
+    assert anon_status(res["s3_url"]) == 403
+    assert stored_bytes(org_a.id, res["id"]) == b"purged"  # kept
+
+
+def test_data_at_an_unexpected_key_are_never_moved_or_deleted(site, orgs):
+    """s3_url naming the organization's bucket under another key (set by
+    a sysadmin): source and target would be the same bucket."""
+    org_a, _ = orgs
+    ds = dataset(site, org_a, private=False)
+    made = direct_resources(org_a, ds["id"], count=1, size=512)
+    (rid, data), = made.items()
+    bucket = object_store.bucket_name(org_a.id)
+    odd = object_store.object_url(bucket, "legacy/" + rid)
+    object_store.get_client().put_object(Bucket=bucket, Key="legacy/" + rid,
+                                         Body=data)
+    helpers.call_action("resource_patch", context=sysadmin_context(),
+                        id=rid, s3_url=odd)
+    outcome = move.move_dataset(ds["id"])
+    assert outcome.moved == []
+    assert "not where this plugin stores" in outcome.failed[rid]
+    assert stored_bytes(org_a.id, rid) == data
+    assert fresh_resource(rid)["s3_url"] == odd
+
+
+def test_the_upload_job_leaves_moving_data_to_the_move(site, orgs):
+    """A resource still on block storage whose data are in the old bucket:
+    the S3 upload job does not write a second copy under the new owner."""
+    org_a, org_b = orgs
+    ds = dataset(site, org_a, private=True)
+    res = stored_resource(site, org_a.editor, ds["id"], b"uploaded once")
+    change_owner(site, org_a.editor, ds, org_b)
+    from ckanext.dcor_depot import migration
+    assert migration.migrate_resource_to_s3(res["id"]) is False
+    assert gone(org_b.id, res["id"])
+    run_jobs()  # the move job
+    assert_moved(res, org_a, org_b, b"uploaded once")

@@ -23,6 +23,10 @@ import ckan.plugins.toolkit as tk
 import sqlalchemy as sa
 from ckan.lib import search
 
+#: Plugin-owned resource field: the ``s3_url`` of the data before a move
+#: switched ``s3_url`` to the copies, until the old objects are deleted.
+MOVED_FROM = "s3_moved_from"
+
 #: Organizations whose data are placed in depots by hand.
 HAND_MANAGED_ORGANIZATIONS = ("figshare-import", "internal-guck")
 
@@ -112,6 +116,30 @@ def merge_resource_fields(changes: dict[str, dict[str, dict[str, Any]]]
     return changed
 
 
+def remove_resource_field(dataset_id: str, resource_ids: Iterable[str],
+                          field: str) -> None:
+    """Remove a plugin field from resources' extras (one statement, with
+    the locks :func:`merge_resource_fields` takes)."""
+    ids = sorted(set(resource_ids))
+    if not ids:
+        return
+    try:
+        model.Session.execute(sa.text(
+            "SELECT id FROM package WHERE id = :dataset FOR UPDATE"),
+            {"dataset": dataset_id})
+        model.Session.execute(sa.text(
+            "UPDATE resource SET extras = (COALESCE(NULLIF(extras, ''), "
+            "'{}')::jsonb - CAST(:field AS text))::text "
+            "WHERE package_id = :dataset AND id IN "
+            "(SELECT jsonb_array_elements_text(CAST(:ids AS jsonb)))"),
+            {"dataset": dataset_id, "ids": json.dumps(ids), "field": field})
+        model.Session.commit()
+    except BaseException:
+        model.Session.rollback()
+        raise
+    model.Session.expire_all()
+
+
 def reindex_dataset(dataset_id: str) -> None:
     """Update the search index of one dataset from the database."""
     search.rebuild(dataset_id)
@@ -131,6 +159,9 @@ class DatasetState:
     #: ``s3_url`` of the resources that have one (where their data are
     #: stored; another organization's bucket while the dataset moves)
     s3_urls: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    #: where the data of resources were before a move that is not finished
+    #: (``s3_moved_from``): never public, deleted by the move
+    moved_from: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
 def dataset_states(dataset_ids: Iterable[str],
@@ -172,15 +203,17 @@ def _dataset_states(connection: sa.engine.Connection,
     active: dict[str, set[str]] = {}
     every: dict[str, set[str]] = {}
     urls: dict[str, dict[str, str]] = {}
+    previous: dict[str, dict[str, str]] = {}
     for rid, dataset_id, state, extras in connection.execute(
             sa.select(res.c.id, res.c.package_id, res.c.state, res.c.extras)
             .where(res.c.package_id.in_(dataset_ids))):
         every.setdefault(dataset_id, set()).add(rid)
         if state == "active":
             active.setdefault(dataset_id, set()).add(rid)
-        url = _extras(extras).get("s3_url")
-        if isinstance(url, str) and url:
-            urls.setdefault(dataset_id, {})[rid] = url
+        extras = resource_extras(extras)
+        for field, found in (("s3_url", urls), (MOVED_FROM, previous)):
+            if isinstance(extras.get(field), str) and extras[field]:
+                found.setdefault(dataset_id, {})[rid] = extras[field]
     return {
         row.id: DatasetState(
             name=row.name,
@@ -189,11 +222,12 @@ def _dataset_states(connection: sa.engine.Connection,
             owner_org=row.owner_org or None,
             active_resources=frozenset(active.get(row.id, ())),
             all_resources=frozenset(every.get(row.id, ())),
-            s3_urls=urls.get(row.id, {}))
+            s3_urls=urls.get(row.id, {}),
+            moved_from=previous.get(row.id, {}))
         for row in packages}
 
 
-def _extras(value: Any) -> dict[str, Any]:
+def resource_extras(value: Any) -> dict[str, Any]:
     """A resource's extras (CKAN's column type decodes the JSON)."""
     if isinstance(value, str):
         try:
@@ -234,6 +268,8 @@ class StoredResource:
     s3_url: str
     sha256: str | None
     size: int
+    #: ``s3_moved_from``: where the data were before an unfinished move
+    moved_from: str | None = None
 
 
 def stored_resources(dataset_id: str | None = None) -> list[StoredResource]:
@@ -249,7 +285,7 @@ def stored_resources(dataset_id: str | None = None) -> list[StoredResource]:
     found = []
     with model.meta.engine.connect() as fresh:
         for row in fresh.execute(query.order_by(res.c.id)):
-            extras = _extras(row.extras)
+            extras = resource_extras(row.extras)
             url = extras.get("s3_url")
             if not isinstance(url, str) or not url:
                 continue
@@ -257,5 +293,6 @@ def stored_resources(dataset_id: str | None = None) -> list[StoredResource]:
                 id=row.id, dataset_id=row.package_id,
                 dataset_name=row.name, owner_org=row.owner_org or None,
                 s3_url=url, sha256=extras.get("sha256") or None,
-                size=int(row.size or 0)))
+                size=int(row.size or 0),
+                moved_from=extras.get(MOVED_FROM) or None))
     return found

@@ -49,6 +49,13 @@ def migrate_resource_to_s3(resource_id: str) -> bool:
     ref = visibility.ObjectRef(dataset["owner_org"], dataset["id"],
                                resource_id)
     bucket, key = ref.bucket, ref.key
+    if _moving(resource.get("s3_url"), bucket, key):
+        # In the store already, in a former organization's bucket: the
+        # move job copies it (an upload here would orphan the old data).
+        move.request_move_if_needed(dataset["id"])
+        log.info("Resource %s: its data move to s3://%s/%s",
+                 resource_id, bucket, key)
+        return False
     result = transfer.upload_verified(
         path, bucket, key, expected_sha256=resource.get("sha256") or None,
         label=f"resource {resource_id}")
@@ -194,6 +201,12 @@ class ResourceOutcome:
         return "; ".join(parts) or "nothing to do"
 
 
+def _moving(s3_url: str | None, bucket: str, key: str) -> bool:
+    """The resource's data are in another bucket (a dataset that changed
+    organization, see :mod:`move`)."""
+    return bool(s3_url) and s3_url != object_store.object_url(bucket, key)
+
+
 def skip_reason(record: inventory.ResourceRecord,
                 options: MigrationOptions) -> str:
     """Why a resource needs no look at its files ("" if it does).
@@ -203,6 +216,11 @@ def skip_reason(record: inventory.ResourceRecord,
     """
     if record.url_type != "upload":
         return "not an upload (link to elsewhere)"
+    if record.owner_org and _moving(
+            record.s3_url, object_store.bucket_name(record.owner_org),
+            layout.object_key(record.id)):
+        return ("its data move to the bucket of its organization "
+                "(dcor-depot-move-dataset)")
     if record.s3_available and not (options.verify or options.delete_local):
         return "already in S3 (s3_available)"
     return ""
@@ -517,6 +535,12 @@ class RevisionBatch:
             for rid in resources.keys() - changed:
                 errors[rid] = ("recording the S3 state failed: the resource "
                                "was deleted or moved meanwhile")
+        for dataset_id in changes:
+            try:  # it may have changed organization during the transfer
+                move.request_move_if_needed(dataset_id)
+            except Exception:  # noqa: BLE001 - found by --pending
+                log.exception("Could not queue the move of dataset %s",
+                              dataset_id)
         return errors
 
 

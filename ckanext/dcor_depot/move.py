@@ -11,15 +11,21 @@ dataset's organization's:
    (untagged, i.e. closed) and verifies the copy by a streamed SHA256
    against ``sha256`` (other artifacts: against the source's);
 2. tags the copies from the dataset's state at that moment;
-3. deletes the old objects (their copies are verified) and
-4. switches ``s3_url`` to the copies, then reconciles both buckets.
+3. switches ``s3_url`` to the copies, recording the old URL in the
+   plugin-owned field ``s3_moved_from`` in the same statement;
+4. closes the old objects (nothing may open them: they are neither in the
+   organization's bucket nor where ``s3_url`` points, and every
+   visibility change also closes the objects ``s3_moved_from`` names),
+   deletes them and removes ``s3_moved_from``.
 
-A crash at any point leaves a state the next run finishes: ``s3_url``
-names the old bucket until step 4, so the dataset still counts as pending
-(that is how ``--pending`` finds datasets), and a copy whose source is gone
-was verified before the source was deleted. A lock per dataset (held by
-the database connection, so a killed process releases it) keeps two moves
-of one dataset from running at once.
+The database always points at verified data, and a crash at any point
+leaves a state the next run finishes: a resource whose ``s3_url`` is not
+in its organization's bucket, or that has ``s3_moved_from``, is *pending*
+(that is how ``--pending`` finds it). Old objects in the bucket of the
+dataset's organization or where ``s3_url`` points (a dataset moved back
+during its move) are never deleted. A lock per dataset (held by a
+database connection, so a killed process releases it) keeps two moves of
+one dataset from running at once.
 """
 from __future__ import annotations
 
@@ -49,6 +55,8 @@ QUEUE = "dcor-normal"
 BASE_TIMEOUT = 600
 BYTES_PER_SECOND = 20 * 1024 * 1024
 
+OnResource = Callable[[str, str | None], None]
+
 
 class MoveError(object_store.ObjectStoreError):
     """A resource could not be moved; its data stay where they were."""
@@ -63,6 +71,7 @@ class ResourceMove:
     resource_id: str
     source_org: str
     target_org: str
+    source_url: str
     sha256: str | None
 
 
@@ -73,36 +82,50 @@ class MoveOutcome:
     failed: dict[str, str] = field(default_factory=dict)
 
 
+def _home_url(res: ckan_data.StoredResource) -> str | None:
+    """Where the resource's data belong: its organization's bucket."""
+    if not res.owner_org:
+        return None
+    return object_store.object_url(object_store.bucket_name(res.owner_org),
+                                   layout.object_key(res.id))
+
+
 def pending_moves(dataset_id: str | None = None
                   ) -> dict[str, list[ckan_data.StoredResource]]:
-    """Datasets (of all, or the one given) with resources whose ``s3_url``
-    is not in their organization's bucket: ``{dataset id: resources}``."""
+    """Datasets (of all, or the one given) with resources whose data are
+    not (only) in their organization's bucket: ``{dataset id: resources}``.
+    """
     pending: dict[str, list[ckan_data.StoredResource]] = {}
     for res in ckan_data.stored_resources(dataset_id):
-        if res.owner_org and res.s3_url != object_store.object_url(
-                object_store.bucket_name(res.owner_org),
-                layout.object_key(res.id)):
+        home = _home_url(res)
+        if res.moved_from or (home is not None and res.s3_url != home):
             pending.setdefault(res.dataset_id, []).append(res)
     return pending
 
 
 def plan_moves(dataset_id: str) -> tuple[list[ResourceMove], dict[str, str]]:
-    """The resources to move now, and those that cannot be (with why)."""
+    """The resources to copy now, and those that cannot be (with why)."""
     moves, unmovable = [], {}
     for res in pending_moves(dataset_id).get(dataset_id, []):
+        if res.s3_url == _home_url(res):
+            continue  # copied already; only the old objects are left
+        parsed = object_store.parse_object_url(res.s3_url)
         source = object_store.url_organization(res.s3_url)
-        if source is None:
+        if parsed is None or source is None:
             unmovable[res.id] = (f"its s3_url {res.s3_url} is not in a "
                                  "bucket of this site's object store")
-            continue
-        moves.append(ResourceMove(res.id, source, str(res.owner_org),
-                                  res.sha256))
+        elif parsed[1] != layout.object_key(res.id) \
+                or source == res.owner_org:
+            unmovable[res.id] = (f"its s3_url {res.s3_url} is not where "
+                                 "this plugin stores the resource's data")
+        else:
+            moves.append(ResourceMove(res.id, source, str(res.owner_org),
+                                      res.s3_url, res.sha256))
     return moves, unmovable
 
 
 def move_dataset(dataset_id: str, *, wait: bool = True,
-                 on_resource: Callable[[str, str | None], None] | None = None
-                 ) -> MoveOutcome:
+                 on_resource: OnResource | None = None) -> MoveOutcome:
     """Move every object of a dataset to its organization's bucket.
 
     ``on_resource(resource_id, error)`` is called per resource (error None
@@ -111,21 +134,25 @@ def move_dataset(dataset_id: str, *, wait: bool = True,
     """
     outcome = MoveOutcome()
     with _dataset_lock(dataset_id, wait):
+        _finish(dataset_id, outcome, on_resource)  # an interrupted run's
         for _ in range(MAX_ROUNDS):
             moves, unmovable = plan_moves(dataset_id)
             for rid, why in unmovable.items():
                 _note(outcome, on_resource, rid, why)
             if not moves:
                 break
-            if not _move_round(dataset_id, moves, outcome, on_resource):
+            all_moved = _move_round(dataset_id, moves, outcome, on_resource)
+            _finish(dataset_id, outcome, on_resource)
+            if not all_moved:
                 break  # failures: retrying at once would fail again
     return outcome
 
 
-def _note(outcome: MoveOutcome,
-          on_resource: Callable[[str, str | None], None] | None,
+def _note(outcome: MoveOutcome, on_resource: OnResource | None,
           resource_id: str, error: str | None) -> None:
     if error is None:
+        if resource_id in outcome.moved:
+            return
         outcome.moved.append(resource_id)
     else:
         outcome.failed[resource_id] = error
@@ -135,10 +162,9 @@ def _note(outcome: MoveOutcome,
 
 
 def _move_round(dataset_id: str, moves: list[ResourceMove],
-                outcome: MoveOutcome,
-                on_resource: Callable[[str, str | None], None] | None
+                outcome: MoveOutcome, on_resource: OnResource | None
                 ) -> bool:
-    """Copy, verify, tag, delete, switch. Returns whether all moved."""
+    """Copy, verify, tag, switch. Returns whether all were switched."""
     with ThreadPoolExecutor(min(MOVE_THREADS, len(moves)),
                             thread_name_prefix="dcor-move") as pool:
         copied = list(pool.map(_copy_resource, moves))
@@ -154,15 +180,42 @@ def _move_round(dataset_id: str, moves: list[ResourceMove],
     visibility.reconcile(
         [visibility.ObjectRef(move.target_org, dataset_id, move.resource_id,
                               artifact)
-         for move, artifacts in done.items() for artifact in artifacts],
-        assume_closed=())
-    _delete_sources(done)
+         for move, artifacts in done.items() for artifact in artifacts])
     _switch(dataset_id, done)
-    visibility.sync_dataset(dataset_id,
-                            extra_orgs={move.source_org for move in done})
-    for move in done:
-        _note(outcome, on_resource, move.resource_id, None)
     return len(done) == len(moves)
+
+
+def _finish(dataset_id: str, outcome: MoveOutcome,
+            on_resource: OnResource | None) -> None:
+    """Close and delete the old objects of switched resources."""
+    switched = [res for res in ckan_data.stored_resources(dataset_id)
+                if res.moved_from]
+    if not switched:
+        return
+    state = ckan_data.dataset_states([dataset_id]).get(dataset_id)
+    refs, keep = [], set()
+    for res in switched:
+        org = object_store.url_organization(res.moved_from)
+        if org is None:
+            continue  # not a bucket of this site: nothing of ours to delete
+        if state is not None and org in (
+                state.owner_org, visibility.home_org(state, res.id)):
+            keep.add(res.id)  # moved back meanwhile: these are its data
+            continue
+        refs += [visibility.ObjectRef(org, dataset_id, res.id, artifact)
+                 for artifact in layout.ARTIFACTS]
+    visibility.close(refs)
+    by_bucket: dict[str, list[str]] = {}
+    for ref in refs:
+        by_bucket.setdefault(ref.bucket, []).append(ref.key)
+    for bucket, keys in by_bucket.items():
+        object_store.delete_objects(bucket, keys)
+    ckan_data.remove_resource_field(
+        dataset_id, [res.id for res in switched], ckan_data.MOVED_FROM)
+    for res in switched:
+        log.info("Resource %s: %s", res.id, "old objects kept (moved back)"
+                 if res.id in keep else "old objects deleted")
+        _note(outcome, on_resource, res.id, None)
 
 
 def _copy_resource(move: ResourceMove) -> dict[str, str] | str:
@@ -211,26 +264,17 @@ def _copy_artifact(source: str, target: str, key: str,
                                   expected_sha256=expected)
 
 
-def _delete_sources(done: dict[ResourceMove, dict[str, str]]) -> None:
-    by_bucket: dict[str, list[str]] = {}
-    for move, artifacts in done.items():
-        by_bucket.setdefault(object_store.bucket_name(move.source_org),
-                             []).extend(
-            layout.object_key(move.resource_id, artifact)
-            for artifact in artifacts)
-    for bucket, keys in by_bucket.items():
-        object_store.delete_objects(bucket, keys)
-
-
 def _switch(dataset_id: str, done: dict[ResourceMove, dict[str, str]]
             ) -> None:
-    """Point ``s3_url`` at the copies (and record a missing sha256)."""
+    """Point ``s3_url`` at the verified copies, noting where the data were
+    (and record a missing sha256)."""
     fields = {}
     for move, artifacts in done.items():
         url = object_store.object_url(
             object_store.bucket_name(move.target_org),
             layout.object_key(move.resource_id))
-        fields[move.resource_id] = {"s3_url": url}
+        fields[move.resource_id] = {"s3_url": url,
+                                    ckan_data.MOVED_FROM: move.source_url}
         if not move.sha256:
             fields[move.resource_id]["sha256"] = artifacts["resource"]
     ckan_data.merge_resource_fields({dataset_id: fields})
@@ -285,13 +329,22 @@ def move_dataset_job(dataset_id: str) -> list[str]:
 def enqueue_move(dataset_id: str) -> str | None:
     """Queue the move job of a dataset; returns its id (None: a queued job
     will see the change anyway)."""
+    connection = ckan_jobs.connect_to_redis()
     for jid in (move_job_id(dataset_id), move_job_id(dataset_id, True)):
-        status = _job_status(jid)
+        try:
+            job = Job.fetch(jid, connection=connection)
+        except NoSuchJobError:
+            job = None
+        status = job.get_status(refresh=False) if job else None
         if status in (JobStatus.QUEUED, JobStatus.DEFERRED,
                       JobStatus.SCHEDULED):
             return None  # reads the state when it starts
         if status == JobStatus.STARTED:
             continue  # may have planned already: queue a second one
+        if job is not None:
+            # An ended job's key expires; a new job under its id would
+            # inherit the expiry and could vanish before it runs.
+            job.delete()
         ckan_jobs.enqueue(move_dataset_job, [dataset_id],
                           title=f"Move the data of dataset {dataset_id}",
                           queue=QUEUE, rq_kwargs={
@@ -305,14 +358,6 @@ def move_timeout(dataset_id: str) -> int:
     size = sum(res.size for res in ckan_data.stored_resources(dataset_id))
     # Each byte is copied once and read back once (sometimes twice).
     return BASE_TIMEOUT + 3 * size // BYTES_PER_SECOND
-
-
-def _job_status(jid: str) -> JobStatus | None:
-    try:
-        job = Job.fetch(jid, connection=ckan_jobs.connect_to_redis())
-    except NoSuchJobError:
-        return None
-    return job.get_status(refresh=False)
 
 
 def request_move_if_needed(dataset_id: str) -> str | None:

@@ -29,7 +29,7 @@ import ckan.plugins.toolkit as tk
 from . import layout
 
 #: Resource fields only the plugin (or a sysadmin) writes.
-OWNED_FIELDS = ("s3_available", "s3_url", "sha256")
+OWNED_FIELDS = ("s3_available", "s3_url", "sha256", "s3_moved_from")
 
 
 def is_trusted(context: dict[str, Any]) -> bool:

@@ -46,7 +46,9 @@ INFO_KEY = "dcor_depot_pending"
 PLUGIN_NAME = "dcor_depot"
 #: Package columns that decide whether its objects may be public.
 _PACKAGE_FIELDS = ("private", "state", "owner_org")
-_RESOURCE_FIELDS = ("state", "package_id")
+_RESOURCE_FIELDS = ("state", "package_id", "extras")
+#: Resource extras that say where its data are (see visibility).
+_LOCATION_FIELDS = ("s3_url", ckan_data.MOVED_FROM)
 
 
 @dataclass
@@ -164,19 +166,19 @@ def _before_flush(session: orm.Session, flush_context: Any,
                       owner_changed="owner_org" in old)
         elif isinstance(obj, model.Resource):
             old = _changed(obj, _RESOURCE_FIELDS)
+            moved_data = _old_data_orgs(obj, old)
             if old:
                 for dataset_id in {obj.package_id,
                                    *old.get("package_id", [])}:
                     if dataset_id:
-                        touch(session, dataset_id, resources={obj.id})
+                        touch(session, dataset_id, resources={obj.id},
+                              old_orgs=moved_data)
     for obj in list(session.deleted):
         if isinstance(obj, model.Package):
-            res = model.resource_table
-            with session.no_autoflush:
-                rids = {row[0] for row in session.execute(
-                    sa.select(res.c.id).where(res.c.package_id == obj.id))}
-            touch(session, obj.id, whole=True, resources=rids,
-                  old_orgs={obj.owner_org} if obj.owner_org else set())
+            rids, orgs = _stored_where(session, obj.id)
+            if obj.owner_org:
+                orgs.add(obj.owner_org)
+            touch(session, obj.id, whole=True, resources=rids, old_orgs=orgs)
         elif isinstance(obj, model.Resource) and obj.package_id:
             touch(session, obj.package_id, resources={obj.id})
 
@@ -196,6 +198,41 @@ def _after_flush(session: orm.Session, flush_context: Any) -> None:
                 _pending(session).new_uploads[obj.id] = {
                     "id": obj.id, "url_type": obj.url_type,
                     "s3_available": extras.get("s3_available", False)}
+
+
+def _old_data_orgs(resource: model.Resource,
+                   old: dict[str, list[Any]]) -> set[str]:
+    """Organizations whose buckets held a resource's data before this
+    change of its ``s3_url`` (by a sysadmin): closed at the commit."""
+    if "extras" not in old:
+        return set()
+    before = (old["extras"] or [{}])[0] or {}
+    after = resource.extras or {}
+    if all(before.get(f) == after.get(f) for f in _LOCATION_FIELDS):
+        del old["extras"]  # another extra changed: nothing to tag
+        return set()
+    return {org for org in map(object_store.url_organization,
+                               [before.get(f) for f in _LOCATION_FIELDS])
+            if org}
+
+
+def _stored_where(session: orm.Session, dataset_id: str
+                  ) -> tuple[set[str], set[str]]:
+    """Ids of a dataset's resources and the organizations whose buckets
+    their ``s3_url`` / ``s3_moved_from`` name (a purged dataset's objects
+    are closed wherever they are)."""
+    res = model.resource_table
+    rids, orgs = set(), set()
+    with session.no_autoflush:
+        for rid, extras in session.execute(
+                sa.select(res.c.id, res.c.extras)
+                .where(res.c.package_id == dataset_id)):
+            rids.add(rid)
+            values = ckan_data.resource_extras(extras)
+            orgs |= {org for org in map(
+                object_store.url_organization,
+                [values.get(f) for f in _LOCATION_FIELDS]) if org}
+    return rids, orgs
 
 
 def _is_nested(session: orm.Session) -> bool:
@@ -228,6 +265,12 @@ def _before_commit(session: orm.Session) -> None:
     pending = session.info.get(INFO_KEY)
     if pending is None or not pending.datasets:
         return
+    # Taggers' re-reads wait for this commit (visibility.reconcile): hold
+    # the rows even if CKAN wrote none of them (package_update may not).
+    pkg = model.package_table
+    session.execute(sa.select(pkg.c.id)
+                    .where(pkg.c.id.in_(sorted(pending.datasets)))
+                    .order_by(pkg.c.id).with_for_update())
     states = ckan_data.dataset_states(pending.datasets,
                                       connection=session.connection())
     for dataset_id in [d for d, t in pending.datasets.items()

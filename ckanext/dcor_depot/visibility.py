@@ -22,11 +22,11 @@ call it (before and after a commit) is decided by :mod:`transaction_hooks`.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import partial
 from typing import TypeVar
 
 from . import ckan_data, config, layout, object_store
@@ -97,7 +97,8 @@ def dataset_refs(state: ckan_data.DatasetState | None, dataset_id: str,
     if state is not None:
         resources |= state.all_resources
         orgs |= {org for org in [state.owner_org, *map(
-            partial(home_org, state), state.s3_urls)] if org}
+            object_store.url_organization,
+            [*state.s3_urls.values(), *state.moved_from.values()])] if org}
     usable = set()
     for rid in resources:
         try:
@@ -132,7 +133,7 @@ def reconcile(refs: Iterable[ObjectRef],
         changed += _set_tags({ref: public for ref, public in wanted.items()
                               if public or ref not in known_closed})
         known_closed.clear()  # what we tagged is no longer "known"
-        states = ckan_data.dataset_states(dataset_ids, settled=True)
+        states = _read_again_or_close(dataset_ids, wanted)
         again = _per_object({ref: should_be_public(ref, states)
                              for ref in pending})
         moved = {(ref.bucket, ref.key) for ref, public in wanted.items()
@@ -145,6 +146,21 @@ def reconcile(refs: Iterable[ObjectRef],
             "the visibility of the datasets kept changing while their "
             "objects were tagged; run dcor-depot-sync-visibility")
     return changed
+
+
+def _read_again_or_close(dataset_ids: set[str],
+                         wanted: Mapping[ObjectRef, bool]
+                         ) -> dict[str, ckan_data.DatasetState]:
+    """The re-read of :func:`reconcile`. If it fails (a lock wait timed
+    out, the database went away), what was just opened is closed again:
+    it may rest on a stale read, and a commit that closed it before
+    committing will not close it again."""
+    try:
+        return ckan_data.dataset_states(dataset_ids, settled=True)
+    except Exception:
+        with contextlib.suppress(Exception):
+            close([ref for ref, public in wanted.items() if public])
+        raise
 
 
 def _per_object(wanted: dict[ObjectRef, bool]) -> dict[ObjectRef, bool]:
