@@ -438,13 +438,23 @@ def bench_visibility(args, s3, bucket: str) -> None:
     adapter = requests.adapters.HTTPAdapter(pool_maxsize=16)
     anonymous.mount("http://", adapter)
 
-    def until_all(status: int, start: float) -> float:
-        waiting = list(urls)
+    def until_all(status: int, start: float, answered: float) -> float:
+        """Seconds from ``start`` until every object answers ``status``.
+
+        The plugin tags before the response; if the first check after the
+        response finds every object changed, they changed by then (the
+        check itself, 300 GETs, is not counted); otherwise the time runs
+        until the check that finds the last one changed.
+        """
+        waiting, first = list(urls), True
         while waiting:
             codes = list(pool.map(
                 lambda u: anonymous.get(u, timeout=30).status_code, waiting))
             waiting = [u for u, c in zip(waiting, codes, strict=True)
                        if c != status]
+            if first and not waiting:
+                return answered - start
+            first = False
             if time.perf_counter() - start > 300:
                 sys.exit("bench: objects never reached the new status")
         return time.perf_counter() - start
@@ -462,26 +472,28 @@ def bench_visibility(args, s3, bucket: str) -> None:
         return (time.perf_counter() - start) / 2
 
     public_s, private_s, ratios = [], [], []
-    for _ in range(args.rounds):
+    for i in range(args.rounds):
         base = baseline()
+        # The same request without a visibility change: CKAN's own share.
+        ckan_only = timed(action, "package_patch", id=ds["id"],
+                          title=f"round {i}")
         start = time.perf_counter()
         action("package_patch", id=ds["id"], private=False)
-        public_s.append(until_all(200, start))
+        public_s.append(until_all(200, start, time.perf_counter()))
         start = time.perf_counter()
         action("package_patch", id=ds["id"], private=True)
-        private_s.append(until_all(403, start))
+        private_s.append(until_all(403, start, time.perf_counter()))
         ratios += [public_s[-1] / base, private_s[-1] / base]
         print(f"  round: public {public_s[-1]:.2f} s, private "
-              f"{private_s[-1]:.2f} s, plain tagging {base:.2f} s",
-              flush=True)
+              f"{private_s[-1]:.2f} s; plain tagging {base:.2f} s, "
+              f"package_patch of the title {ckan_only:.2f} s", flush=True)
     pool.shutdown()
     for name, figures in (("public", public_s), ("private", private_s)):
         print(f"visibility of {len(rids)} resources, made {name}: min "
               f"{min(figures):.2f} s, median {statistics.median(figures):.2f}"
               f" s (target <= 2 s)", flush=True)
     report("visibility click / plain tagging of the same objects", ratios,
-           "as low as it goes: the click tags each object twice when "
-           "closing, before and after the commit")
+           "as low as it goes; the rest is CKAN's own package_patch")
 
 
 FIGURES = {"large": bench_large, "deep": bench_deep, "small": bench_small,

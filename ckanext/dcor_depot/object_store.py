@@ -136,7 +136,14 @@ def bucket_regex(template: str | None = None) -> re.Pattern[str]:
 
 def bucket_organization(bucket: str) -> str | None:
     """The organization id a site bucket was named for (None: not ours)."""
-    match = bucket_regex().match(bucket)
+    return _bucket_organization(bucket,
+                                config.s3_settings().bucket_template)
+
+
+@functools.lru_cache(maxsize=4096)
+def _bucket_organization(bucket: str, template: str) -> str | None:
+    # Cached: the visibility predicate asks for every object it decides.
+    match = bucket_regex(template).match(bucket)
     return match.group("org") if match else None
 
 

@@ -131,7 +131,8 @@ def reconcile(refs: Iterable[ObjectRef],
         wanted = _per_object({ref: should_be_public(ref, states)
                               for ref in pending})
         changed += _set_tags({ref: public for ref, public in wanted.items()
-                              if public or ref not in known_closed})
+                              if public or ref not in known_closed},
+                             present=_present(wanted, states))
         known_closed.clear()  # what we tagged is no longer "known"
         states = _read_again_or_close(dataset_ids, wanted)
         again = _per_object({ref: should_be_public(ref, states)
@@ -183,18 +184,45 @@ def close(refs: Iterable[ObjectRef]) -> int:
     return _set_tags(dict.fromkeys(refs, False))
 
 
-def _set_tags(wanted: Mapping[ObjectRef, bool]) -> int:
-    """One tagging request per existing object; the number sent."""
+def _set_tags(wanted: Mapping[ObjectRef, bool],
+              present: Iterable[ObjectRef] = ()) -> int:
+    """One tagging request per existing object; the number sent.
+
+    ``present`` are objects known to exist (a resource's object where its
+    ``s3_url`` points): they are tagged at once, while one listing finds
+    out which of the others exist.
+    """
     if not wanted:
         return 0
     for bucket in {ref.bucket for ref, public in wanted.items() if public}:
         object_store.ensure_bucket(bucket)  # repairs a missing policy
+    known = set(present) & wanted.keys()
 
     def apply(item: tuple[ObjectRef, bool]) -> bool:
         ref, public = item
         return object_store.set_public(ref.bucket, ref.key, public)
 
-    return sum(_in_parallel(apply, _without_missing(wanted)))
+    with ThreadPoolExecutor(TAGGING_THREADS,
+                            thread_name_prefix="dcor-tags") as pool:
+        others = pool.submit(_without_missing, {
+            ref: public for ref, public in wanted.items()
+            if ref not in known})
+        done = sum(pool.map(apply, [(ref, wanted[ref]) for ref in known]))
+        return done + sum(pool.map(apply, others.result()))
+
+
+def _present(refs: Iterable[ObjectRef],
+             states: Mapping[str, ckan_data.DatasetState]
+             ) -> set[ObjectRef]:
+    """Refs of resource objects where the resources' ``s3_url`` point."""
+    found = set()
+    for ref in refs:
+        state = states.get(ref.dataset_id)
+        if (ref.artifact == "resource" and state is not None
+                and state.s3_urls.get(ref.resource_id)
+                == object_store.object_url(ref.bucket, ref.key)):
+            found.add(ref)
+    return found
 
 
 def _without_missing(wanted: Mapping[ObjectRef, bool]
