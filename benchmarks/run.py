@@ -352,7 +352,9 @@ def rss_child(path: str, bucket: str) -> None:
     print(f"VmHWM_KiB={hwm}")
 
 
-def bench_e2e(args, s3, bucket: str) -> None:
+def ckan_api(timeout: float):
+    """``(session, API URL, action(name, **data) -> result)`` of the dev
+    site, as its sysadmin."""
     import requests
     env = load_env()
     session = requests.Session()
@@ -361,9 +363,14 @@ def bench_e2e(args, s3, bucket: str) -> None:
 
     def action(action_name, **data):
         body = session.post(f"{api}/{action_name}", json=data,
-                            timeout=60).json()
+                            timeout=timeout).json()
         assert body["success"], body
         return body["result"]
+    return session, api, action
+
+
+def bench_e2e(args, s3, bucket: str) -> None:
+    session, api, action = ckan_api(timeout=60)
     suffix = uuid.uuid4().hex[:8]
     org = action("organization_create", name=f"bench-{suffix}")
     path = random_file(WORK / "e2e.bin", args.e2e_size)
@@ -407,16 +414,7 @@ def bench_visibility(args, s3, bucket: str) -> None:
     import requests
 
     from ckanext.dcor_depot import layout, object_store
-    env = load_env()
-    session = requests.Session()
-    session.headers["Authorization"] = env["CKAN_API_TOKEN"]
-    api = f"{env['CKAN_URL']}/api/3/action"
-
-    def action(action_name, **data):
-        body = session.post(f"{api}/{action_name}", json=data,
-                            timeout=600).json()
-        assert body["success"], body
-        return body["result"]
+    _, _, action = ckan_api(timeout=600)
     suffix = uuid.uuid4().hex[:8]
     org = action("organization_create", name=f"bench-{suffix}")
     org_bucket = object_store.bucket_name(org["id"])
