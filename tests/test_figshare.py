@@ -785,3 +785,22 @@ def test_differing_supplied_md5_is_reported(site):
     dataset = show(name_of(art))
     assert [r["id"] for r in dataset["resources"]] == [
         figshare.resource_id(dataset["id"], computed)]
+
+
+def test_depot_names_do_not_depend_on_figshare_s_listing_order():
+    """Same bytes under two names, and a name shared by other bytes: any
+    order of the listing gives the same resources and depot names."""
+    import itertools
+
+    from ckanext.dcor_depot.figshare import FigshareFile, distinct_files
+    listing = [FigshareFile("data.rtdc", 1, "a" * 32, "https://x/1"),
+               FigshareFile("data.rtdc", 1, "b" * 32, "https://x/2"),
+               FigshareFile("x.rtdc", 1, "a" * 32, "https://x/3")]
+    outcomes = set()
+    for order in itertools.permutations(listing):
+        files, notes = distinct_files(list(order))
+        outcomes.add(frozenset((f.name, f.md5, f.depot_name) for f in files))
+        assert len(notes) == 1
+    assert outcomes == {frozenset({
+        ("data.rtdc", "a" * 32, "data." + "a" * 12 + ".rtdc"),
+        ("data.rtdc", "b" * 32, "data." + "b" * 12 + ".rtdc")})}

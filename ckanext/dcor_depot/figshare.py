@@ -293,7 +293,31 @@ class FigshareFile:
                    md5_warning=warning)
 
 
-def depot_names(files: list[FigshareFile]) -> list[str]:
+def distinct_files(candidates: list[FigshareFile]
+                   ) -> tuple[list[FigshareFile], list[str]]:
+    """The files of an article to import, with their depot names, and a
+    note per file skipped.
+
+    Resource ids derive from the MD5: the same bytes are one resource, the
+    file first by name (not by figshare's listing order, which may change
+    between reruns, and with it the depot names).
+    """
+    kept: dict[str, FigshareFile] = {}
+    notes = []
+    for fig in sorted(candidates, key=lambda f: (f.name, f.md5)):
+        if fig.md5 in kept:
+            notes.append(f"  {fig.name}: same bytes as "
+                         f"{kept[fig.md5].name}, skipped")
+        else:
+            kept[fig.md5] = fig
+    files = [fig for fig in candidates if kept[fig.md5] is fig]
+    names = depot_names(files, [fig.name for fig in candidates])
+    return [dataclasses.replace(fig, depot_name=name)
+            for fig, name in zip(files, names, strict=True)], notes
+
+
+def depot_names(files: list[FigshareFile],
+                all_names: list[str] | None = None) -> list[str]:
     """The depot file names of an article version's files, all distinct.
 
     A file keeps its name when that is a safe file name no other file of
@@ -302,9 +326,12 @@ def depot_names(files: list[FigshareFile]) -> list[str]:
     leading blank all become ``data.rtdc``; ``a/b`` becomes ``a_b``), so
     the name gets the start of the file's MD5 before its extension. Both
     depend only on the article version, which figshare never changes: a
-    rerun finds the same names.
+    rerun finds the same names. ``all_names`` are the names of every file
+    of the article, also of those skipped as duplicates (so that a name
+    is plain or tagged whatever the order of figshare's listing).
     """
-    counts = collections.Counter(f.name for f in files)
+    counts = collections.Counter(all_names if all_names is not None
+                                 else [f.name for f in files])
     names = [f.name if counts[f.name] == 1 and _is_plain(f.name)
              else _tagged_name(f) for f in files]
     # A kept name may equal a tagged one ("x.<md5 start>.rtdc").
@@ -448,7 +475,10 @@ def _download_to(session: requests.Session, fig: FigshareFile, dest: Path,
         sha = hashlib.sha256()
         size = 0
         try:
+            # No compressed transfer: the size limit holds for what
+            # arrives, and no decompression can balloon in memory.
             with session.get(fig.download_url, stream=True,
+                             headers={"Accept-Encoding": "identity"},
                              timeout=TIMEOUT) as resp:
                 _check_status(resp, f"file {fig.name!r}")
                 _check_length(resp, fig)
@@ -664,7 +694,8 @@ class Importer:
         summary = Summary()
         with _import_lock():
             # Downloads of killed runs stay otherwise.
-            tempfiles.remove_stale(config.tmp_dir())
+            tempfiles.remove_stale(config.tmp_dir(),
+                                   kinds=frozenset({"figshare"}))
             self.org = ensure_organization()
             for entry in entries:
                 self._one(entry, path, summary)
@@ -703,9 +734,8 @@ class Importer:
         """Import one article version; False if it was already complete."""
         raw = fetch_article(self.session, entry.article_id, entry.version)
         data = dataset_dict(raw, entry, self.org["id"])
-        files: list[FigshareFile] = []
+        candidates: list[FigshareFile] = []
         notes: list[str] = []
-        by_md5: dict[str, str] = {}
         for item in raw.get("files") or []:
             if item.get("is_link_only"):
                 name = item.get("name") or item.get("download_url")
@@ -714,17 +744,9 @@ class Importer:
             fig = FigshareFile.from_api(item)
             if fig.md5_warning:
                 self.feedback.warning(f"{entry.doi}: {fig.md5_warning}")
-            if fig.md5 in by_md5:
-                # Resource ids derive from the MD5: the same bytes are
-                # one resource.
-                notes.append(f"  {fig.name}: same bytes as "
-                             f"{by_md5[fig.md5]}, skipped")
-                continue
-            by_md5[fig.md5] = fig.name
-            files.append(fig)
-        files = [dataclasses.replace(fig, depot_name=name)
-                 for fig, name in zip(files, depot_names(files),
-                                     strict=True)]
+            candidates.append(fig)
+        files, skipped = distinct_files(candidates)
+        notes += skipped
         article = _Article(entry, data, files)
         # Copies of killed runs stay otherwise.
         tempfiles.remove_stale(_article_folder(entry))

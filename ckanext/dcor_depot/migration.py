@@ -421,6 +421,8 @@ class FileIdentity:
     ino: int
     size: int
     mtime_ns: int
+    #: changes with every write and cannot be set back (unlike mtime)
+    ctime_ns: int
 
 
 def file_identity(path: Path) -> FileIdentity:
@@ -432,7 +434,7 @@ def file_identity(path: Path) -> FileIdentity:
     real = os.path.realpath(path)
     info = os.lstat(real)
     return FileIdentity(link, real, info.st_dev, info.st_ino,
-                        info.st_size, info.st_mtime_ns)
+                        info.st_size, info.st_mtime_ns, info.st_ctime_ns)
 
 
 def _what_changed(before: FileIdentity, now: FileIdentity) -> str:
@@ -440,7 +442,7 @@ def _what_changed(before: FileIdentity, now: FileIdentity) -> str:
         return f"it now leads to {now.real}"
     if (before.dev, before.ino) != (now.dev, now.ino):
         return "another file was put in its place"
-    return "its size or modification time differs"
+    return "its size, modification or change time differs"
 
 
 def delete_local_file(path: Path,
@@ -471,7 +473,9 @@ def delete_local_file(path: Path,
     if not path.is_symlink():
         path.unlink()
         return True
-    real = Path(os.path.realpath(path))
+    # The file checked above, not what a new lookup would find.
+    real = Path(verified.real if verified is not None
+                else os.path.realpath(path))
     owned = any(str(real).startswith(root.rstrip(os.sep) + os.sep)
                 for root in uploader.allowed_link_roots())
     if owned:

@@ -120,8 +120,13 @@ def process_exists(pid: int) -> bool:
 
 def remove_stale(folder: Path, *, name: str | None = None,
                  max_age: float = STALE_AFTER,
-                 owner_gone: bool = True) -> list[Path]:
+                 owner_gone: bool = True,
+                 kinds: frozenset[str] | None = None) -> list[Path]:
     """Remove the stale temporary files in ``folder``; returns them.
+
+    ``kinds`` limits the removal to temporary files of those kinds and of
+    the current naming (a shared folder such as the system's temporary
+    folder, where names of earlier versions never were written).
 
     Stale means: not modified for ``max_age`` seconds and (with
     ``owner_gone``) its process is gone. ``name`` limits the removal to
@@ -141,6 +146,9 @@ def remove_stale(folder: Path, *, name: str | None = None,
         temp = parse(entry.name)
         if temp is None or (wanted is not None and temp.name != wanted):
             continue
+        if kinds is not None and (temp.kind not in kinds
+                                  or not entry.name.endswith(".tmp")):
+            continue
         if (_is_stale(entry, temp, now, max_age, owner_gone)
                 and _remove(entry.path)):
             removed.append(Path(entry.path))
@@ -154,7 +162,9 @@ def _is_stale(entry: os.DirEntry, temp: TempName, now: float,
             info = entry.stat(follow_symlinks=False)
         except OSError:
             return False  # gone already
-        if now - info.st_mtime < max_age:
+        # ctime too: a hard link or copystat gives a fresh temporary file
+        # the old mtime of the file it copies.
+        if now - max(info.st_mtime, info.st_ctime) < max_age:
             return False
     return not owner_gone or not process_exists(temp.pid)
 
