@@ -182,7 +182,9 @@ def dataset_states(dataset_ids: Iterable[str],
         return {}
     if connection is not None:
         return _dataset_states(connection, wanted)
-    with model.meta.engine.connect() as fresh:
+    # An explicit transaction (SQLAlchemy 1.4 of CKAN 2.11 would
+    # autocommit each statement, and SET LOCAL would not hold).
+    with model.meta.engine.connect() as fresh, fresh.begin():
         if settled:
             # Never wait forever (a caller holding a lock itself): the
             # error hands the work to the sync job.

@@ -286,24 +286,29 @@ def _dataset_lock(dataset_id: str, wait: bool) -> Iterator[None]:
     """A PostgreSQL advisory lock on the dataset, held by a connection of
     its own: released when the process dies, whatever the way."""
     key = f"dcor-depot-move:{dataset_id}"
+    lock = "pg_advisory_lock" if wait else "pg_try_advisory_lock"
     with model.meta.engine.connect() as conn:
-        if wait:
-            conn.execute(sa.text(
-                "SELECT pg_advisory_lock(hashtextextended(:k, 0))"),
-                {"k": key})
-        elif not conn.execute(sa.text(
-                "SELECT pg_try_advisory_lock(hashtextextended(:k, 0))"),
-                {"k": key}).scalar():
+        # A session-level lock outlives these short transactions (no
+        # transaction stays open while the data move).
+        with conn.begin():
+            got = conn.execute(sa.text(
+                f"SELECT {lock}(hashtextextended(:k, 0))"),
+                {"k": key}).scalar()
+        if got is False:
             raise MoveBusy(f"dataset {dataset_id} is being moved by another "
                            "process; try again when it has finished")
-        conn.commit()  # no transaction stays open while the data move
         try:
             yield
         finally:
-            conn.execute(sa.text(
-                "SELECT pg_advisory_unlock(hashtextextended(:k, 0))"),
-                {"k": key})
-            conn.commit()
+            try:
+                with conn.begin():
+                    conn.execute(sa.text(
+                        "SELECT pg_advisory_unlock(hashtextextended(:k, 0))"),
+                        {"k": key})
+            except Exception:
+                # The lock must not outlive the move in a pooled connection.
+                conn.invalidate()
+                raise
 
 
 # --- the background job ----------------------------------------------------
