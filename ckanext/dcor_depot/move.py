@@ -155,6 +155,8 @@ def _note(outcome: MoveOutcome, on_resource: OnResource | None,
             return
         outcome.moved.append(resource_id)
     else:
+        if outcome.failed.get(resource_id) == error:
+            return  # the same finding in a later round
         outcome.failed[resource_id] = error
         log.error("Moving resource %s failed: %s", resource_id, error)
     if on_resource is not None:
