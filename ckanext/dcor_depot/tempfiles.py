@@ -162,9 +162,9 @@ def _is_stale(entry: os.DirEntry, temp: TempName, now: float,
             info = entry.stat(follow_symlinks=False)
         except OSError:
             return False  # gone already
-        # ctime too: a hard link or copystat gives a fresh temporary file
-        # the old mtime of the file it copies.
-        if now - max(info.st_mtime, info.st_ctime) < max_age:
+        # (A hard link or copystat gives a fresh temporary file the old
+        # mtime of the file it copies: then the pid check protects it.)
+        if now - info.st_mtime < max_age:
             return False
     return not owner_gone or not process_exists(temp.pid)
 
