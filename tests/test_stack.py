@@ -5,6 +5,7 @@ import subprocess
 import uuid
 from pathlib import Path
 
+import ckan
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,7 +40,10 @@ def free_port() -> int:
 
 
 def start_services(devstack: Path, **ports) -> subprocess.CompletedProcess:
+    # The CKAN version under test: its venv is the one that exists (a
+    # fresh clone testing 2.11 only has no 2.12 venv, the default).
     env = {"DEVSTACK": str(devstack), "PATH": "/usr/bin:/bin:/usr/sbin:/sbin",
+           "CKAN_VERSION": ckan.__version__,
            **{key: str(value) for key, value in ports.items()}}
     return subprocess.run(["bash", str(ROOT / "stack" / "start.sh"),
                            "services"], env=env, capture_output=True,
