@@ -24,6 +24,7 @@ import ckan.plugins.toolkit as tk
 from . import (
     ckan_data,
     config,
+    errors,
     layout,
     object_store,
     rtdc,
@@ -49,7 +50,7 @@ def _no_bars(_label: str, _length: int) -> Iterator[Progress]:
     yield lambda _n: None
 
 
-class AppendError(Exception):
+class AppendError(errors.SourceError):
     """The file cannot be appended; the message says why (one line)."""
 
 

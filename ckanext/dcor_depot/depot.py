@@ -18,14 +18,14 @@ import stat
 from contextlib import contextmanager
 from pathlib import Path
 
-from . import ckan_data, layout, tempfiles
+from . import ckan_data, errors, layout, tempfiles
 from .checksums import copy_verified, file_sha256
 from .durability import fsync_dir
 
 log = logging.getLogger(__name__)
 
 
-class DepotError(Exception):
+class DepotError(errors.LocalFileError):
     """Moving a file into the depot failed; the upload path is unchanged."""
 
 

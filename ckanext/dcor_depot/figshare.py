@@ -46,6 +46,7 @@ import requests
 from . import (
     ckan_data,
     config,
+    errors,
     layout,
     object_store,
     rtdc,
@@ -102,7 +103,7 @@ LICENSES = {
 }
 
 
-class FigshareError(Exception):
+class FigshareError(errors.SourceError):
     """An expected failure; the message is one line for the operator."""
 
 

@@ -18,7 +18,7 @@ import boto3
 import botocore.config
 import botocore.exceptions
 
-from . import config
+from . import config, errors
 
 PUBLIC_TAG = "public"
 
@@ -40,8 +40,8 @@ _known_buckets: set[str] = set()
 _bucket_lock = threading.Lock()
 
 
-class ObjectStoreError(Exception):
-    """The object store failed or refused a request; the message says how."""
+#: The object store failed or refused a request; the message says how.
+ObjectStoreError = errors.StoreError
 
 
 class ObjectStoreNotConfigured(ObjectStoreError):

@@ -3,12 +3,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from . import errors
+
 #: Mimetype and format of RT-DC resources created by this plugin.
 RTDC_MIMETYPE = "RT-DC"
 RTDC_FORMAT = "RT-DC"
 
 
-class RTDCError(ValueError):
+class RTDCError(errors.SourceError, ValueError):
     """A file claims to be RT-DC but dclab cannot open it."""
 
 

@@ -159,20 +159,9 @@ def _before_flush(session: orm.Session, flush_context: Any,
         return
     for obj in list(session.dirty):
         if isinstance(obj, model.Package):
-            old = _changed(obj, _PACKAGE_FIELDS)
-            if old:
-                touch(session, obj.id, whole=True,
-                      old_orgs=set(old.get("owner_org", [])),
-                      owner_changed="owner_org" in old)
+            _note_changed_dataset(session, obj)
         elif isinstance(obj, model.Resource):
-            old = _changed(obj, _RESOURCE_FIELDS)
-            moved_data = _old_data_orgs(obj, old)
-            if old:
-                for dataset_id in {obj.package_id,
-                                   *old.get("package_id", [])}:
-                    if dataset_id:
-                        touch(session, dataset_id, resources={obj.id},
-                              old_orgs=moved_data)
+            _note_changed_resource(session, obj)
     for obj in list(session.deleted):
         if isinstance(obj, model.Package):
             rids, orgs = _stored_where(session, obj.id)
@@ -181,6 +170,26 @@ def _before_flush(session: orm.Session, flush_context: Any,
             touch(session, obj.id, whole=True, resources=rids, old_orgs=orgs)
         elif isinstance(obj, model.Resource) and obj.package_id:
             touch(session, obj.package_id, resources={obj.id})
+
+
+def _note_changed_dataset(session: orm.Session, pkg: model.Package) -> None:
+    old = _changed(pkg, _PACKAGE_FIELDS)
+    if old:
+        touch(session, pkg.id, whole=True,
+              old_orgs=set(old.get("owner_org", [])),
+              owner_changed="owner_org" in old)
+
+
+def _note_changed_resource(session: orm.Session,
+                           resource: model.Resource) -> None:
+    old = _changed(resource, _RESOURCE_FIELDS)
+    moved_data = _old_data_orgs(resource, old)
+    if not old:
+        return
+    for dataset_id in {resource.package_id, *old.get("package_id", [])}:
+        if dataset_id:
+            touch(session, dataset_id, resources={resource.id},
+                  old_orgs=moved_data)
 
 
 def _after_flush(session: orm.Session, flush_context: Any) -> None:
