@@ -11,10 +11,11 @@ several jobs updating one dataset keep each other's fields.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,14 +86,7 @@ def merge_resource_fields(changes: dict[str, dict[str, dict[str, Any]]]
             for dataset_id, resources in changes.items()
             for resource_id, fields in resources.items()}
     now = datetime.datetime.utcnow()
-    try:
-        # Lock the datasets first, in the order CKAN's updates do (package
-        # row, then its resources): no deadlock with a user's edit, and an
-        # edit that read the resource before waits and sees the merge.
-        model.Session.execute(sa.text(
-            "SELECT id FROM package WHERE id IN "
-            "(SELECT jsonb_array_elements_text(CAST(:ids AS jsonb))) "
-            "ORDER BY id FOR UPDATE"), {"ids": json.dumps(sorted(changes))})
+    with _locked_datasets(changes):
         # The parentheses matter: || and -> bind equally, left to right.
         changed = {row[0] for row in model.Session.execute(sa.text(
             "UPDATE resource AS r SET extras = (COALESCE(NULLIF(r.extras, "
@@ -106,13 +100,6 @@ def merge_resource_fields(changes: dict[str, dict[str, dict[str, Any]]]
             "UPDATE package SET metadata_modified = :now WHERE id IN "
             "(SELECT jsonb_array_elements_text(CAST(:ids AS jsonb)))"),
             {"ids": json.dumps(sorted(changes)), "now": now})
-        model.Session.commit()
-    except BaseException:
-        # Also on Ctrl-C: no half-done transaction stays on the session.
-        model.Session.rollback()
-        raise
-    # Objects loaded before are stale now (written behind the ORM).
-    model.Session.expire_all()
     return changed
 
 
@@ -123,20 +110,37 @@ def remove_resource_field(dataset_id: str, resource_ids: Iterable[str],
     ids = sorted(set(resource_ids))
     if not ids:
         return
-    try:
-        model.Session.execute(sa.text(
-            "SELECT id FROM package WHERE id = :dataset FOR UPDATE"),
-            {"dataset": dataset_id})
+    with _locked_datasets([dataset_id]):
         model.Session.execute(sa.text(
             "UPDATE resource SET extras = (COALESCE(NULLIF(extras, ''), "
             "'{}')::jsonb - CAST(:field AS text))::text "
             "WHERE package_id = :dataset AND id IN "
             "(SELECT jsonb_array_elements_text(CAST(:ids AS jsonb)))"),
             {"dataset": dataset_id, "ids": json.dumps(ids), "field": field})
+
+
+@contextlib.contextmanager
+def _locked_datasets(dataset_ids: Iterable[str]) -> Iterator[None]:
+    """One transaction writing resources behind the ORM, committed at the
+    end (rolled back on any error, also Ctrl-C).
+
+    The datasets are locked first, in the order CKAN's updates do (package
+    row, then its resources): no deadlock with a user's edit, and an edit
+    that read the resource before waits and sees the write.
+    """
+    try:
+        model.Session.execute(sa.text(
+            "SELECT id FROM package WHERE id IN "
+            "(SELECT jsonb_array_elements_text(CAST(:ids AS jsonb))) "
+            "ORDER BY id FOR UPDATE"),
+            {"ids": json.dumps(sorted(set(dataset_ids)))})
+        yield
         model.Session.commit()
     except BaseException:
+        # No half-done transaction stays on the session.
         model.Session.rollback()
         raise
+    # Objects loaded before are stale now (written behind the ORM).
     model.Session.expire_all()
 
 

@@ -12,6 +12,7 @@ import random
 import re
 import threading
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import boto3
@@ -152,6 +153,11 @@ def url_organization(url: str | None) -> str | None:
     or not one of this site's buckets)."""
     parsed = parse_object_url(url) if url else None
     return bucket_organization(parsed[0]) if parsed else None
+
+
+def url_organizations(urls: Iterable[str | None]) -> set[str]:
+    """The organizations whose buckets these object URLs name."""
+    return {org for org in map(url_organization, urls) if org}
 
 
 def site_buckets() -> list[str]:

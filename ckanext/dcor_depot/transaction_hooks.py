@@ -220,9 +220,8 @@ def _old_data_orgs(resource: model.Resource,
     if all(before.get(f) == after.get(f) for f in _LOCATION_FIELDS):
         del old["extras"]  # another extra changed: nothing to tag
         return set()
-    return {org for org in map(object_store.url_organization,
-                               [before.get(f) for f in _LOCATION_FIELDS])
-            if org}
+    return object_store.url_organizations(
+        before.get(f) for f in _LOCATION_FIELDS)
 
 
 def _stored_where(session: orm.Session, dataset_id: str
@@ -238,9 +237,8 @@ def _stored_where(session: orm.Session, dataset_id: str
                 .where(res.c.package_id == dataset_id)):
             rids.add(rid)
             values = ckan_data.resource_extras(extras)
-            orgs |= {org for org in map(
-                object_store.url_organization,
-                [values.get(f) for f in _LOCATION_FIELDS]) if org}
+            orgs |= object_store.url_organizations(
+                values.get(f) for f in _LOCATION_FIELDS)
     return rids, orgs
 
 
@@ -256,8 +254,10 @@ def _refs(dataset_id: str, touched: TouchedDataset,
     if touched.whole or state is None:
         return visibility.dataset_refs(state, dataset_id, touched.old_orgs,
                                        resources)
-    orgs = touched.old_orgs | {org for org in [state.owner_org, *(
-        visibility.home_org(state, rid) for rid in resources)] if org}
+    orgs = touched.old_orgs | object_store.url_organizations(
+        state.s3_urls.get(rid) for rid in resources)
+    if state.owner_org:
+        orgs.add(state.owner_org)
     return visibility.dataset_refs(None, dataset_id, orgs, resources)
 
 

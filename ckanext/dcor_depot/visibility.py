@@ -96,9 +96,10 @@ def dataset_refs(state: ckan_data.DatasetState | None, dataset_id: str,
     orgs = {org for org in extra_orgs if org}
     if state is not None:
         resources |= state.all_resources
-        orgs |= {org for org in [state.owner_org, *map(
-            object_store.url_organization,
-            [*state.s3_urls.values(), *state.moved_from.values()])] if org}
+        orgs |= object_store.url_organizations(
+            [*state.s3_urls.values(), *state.moved_from.values()])
+        if state.owner_org:
+            orgs.add(state.owner_org)
     usable = set()
     for rid in resources:
         try:
