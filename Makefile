@@ -6,8 +6,9 @@ export CKAN_VERSION
 VENV := .devstack/venv-$(CKAN_VERSION)
 TEST_INI := .devstack/ckan-$(CKAN_VERSION)/test.ini
 PYTEST_ARGS ?=
+TESTS ?= tests
 
-.PHONY: setup start stop demo test test-slow lint bench clean
+.PHONY: setup start stop demo test test-unit test-slow lint bench clean
 
 setup:  ## install Debian packages, a venv with CKAN and this plugin
 	bash stack/install.sh
@@ -21,16 +22,22 @@ stop:  ## stop everything the stack runs
 demo: start  ## the plugin at work: upload, jobs, object store, visibility
 	$(VENV)/bin/python stack/demo.py
 
-test: setup  ## the whole test suite against the real stack
+test: setup  ## the whole test suite (unit and integration tiers)
 	bash stack/start.sh test
-	$(VENV)/bin/python -m pytest --ckan-ini=$(TEST_INI) -m "not slow" $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest --ckan-ini=$(TEST_INI) -m "not slow" $(PYTEST_ARGS) $(TESTS)
+
+test-unit: setup  ## the unit tier only: no service, no CKAN config
+	$(VENV)/bin/python -m pytest -p no:ckan $(PYTEST_ARGS) tests/unit
 
 test-slow: setup  ## long scenarios (multi-GB files, killed workers)
 	bash stack/start.sh test
-	$(VENV)/bin/python -m pytest --ckan-ini=$(TEST_INI) -m slow $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest --ckan-ini=$(TEST_INI) -m slow $(PYTEST_ARGS) $(TESTS)
 
-lint: setup
+lint: setup  ## ruff (complexity too), sizes, layer contract, mypy
 	$(VENV)/bin/ruff check ckanext tests benchmarks stack
+	$(VENV)/bin/python stack/check_sizes.py ckanext
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 
 bench: start  ## benchmarks against the running stack
 	$(VENV)/bin/python benchmarks/run.py

@@ -102,7 +102,7 @@ def bench_ini(env: dict[str, str]) -> str:
 def background_worker(ini: str):
     """A worker of the benchmark site, as every DCOR site runs them (the
     migration hands search-index updates to it)."""
-    from ckanext.dcor_depot import search_index
+    from ckanext.dcor_depot.records import search_index
     ckan = Path(sys.executable).with_name("ckan")
     with open(WORK / "worker.log", "ab") as log:
         proc = subprocess.Popen(
@@ -152,8 +152,8 @@ def resources_on_block_storage(files: list[Path],
     ``files``), not yet in the object store. Returns the resource ids."""
     import ckan.plugins.toolkit as tk
 
-    from ckanext.dcor_depot import layout
-    from ckanext.dcor_depot.ckan_data import site_context
+    from ckanext.dcor_depot.records.ckan_data import site_context
+    from ckanext.dcor_depot.storage import layout
 
     def action(action_name, **data):
         return tk.get_action(action_name)(site_context(), data)
@@ -176,7 +176,7 @@ def resources_on_block_storage(files: list[Path],
 def remove_local_files(rids: list[str]) -> None:
     """Delete the block-storage files of benchmark resources: hard links
     of the benchmark's files, which would otherwise keep gigabytes."""
-    from ckanext.dcor_depot import layout
+    from ckanext.dcor_depot.storage import layout
     for rid in rids:
         layout.ckan_upload_path(rid).unlink(missing_ok=True)
 
@@ -187,7 +187,9 @@ def remove_uploaded_file(rid: str, timeout: float = 120) -> None:
     missing file back from the store)."""
     from rq.job import NoSuchJobError
 
-    from ckanext.dcor_depot import jobs, layout, migration
+    from ckanext.dcor_depot.hooks import jobs
+    from ckanext.dcor_depot.operations import migration
+    from ckanext.dcor_depot.storage import layout
     backup_job = jobs.job_id(rid, jobs.BACKUP_S3)
     try:
         if job_outcome(backup_job, time.monotonic() + timeout,
@@ -205,7 +207,8 @@ def migrate(rids: list[str], jobs: int) -> list[str]:
     returns the ids of the search-index jobs it queued."""
     import ckan.model as model
 
-    from ckanext.dcor_depot import inventory, migration
+    from ckanext.dcor_depot.operations import migration
+    from ckanext.dcor_depot.records import inventory
     wanted = set(rids)
     # The command lists every resource of the site; the benchmark's site
     # collects resources run after run, so list the benchmark's datasets.
@@ -279,7 +282,7 @@ def bench_large(args, s3, bucket: str) -> None:
 
 
 def bench_deep(args, s3, bucket: str) -> None:
-    from ckanext.dcor_depot import transfer
+    from ckanext.dcor_depot.storage import transfer
     files = [random_file(WORK / f"large-{i}.bin", args.large_size)
              for i in range(2)]
     keys = [f"deep/{i}" for i in range(2)]
@@ -413,7 +416,7 @@ def bench_visibility(args, s3, bucket: str) -> None:
 
     import requests
 
-    from ckanext.dcor_depot import layout, object_store
+    from ckanext.dcor_depot.storage import layout, object_store
     _, _, action = ckan_api(timeout=600)
     suffix = uuid.uuid4().hex[:8]
     org = action("organization_create", name=f"bench-{suffix}")
@@ -523,7 +526,7 @@ def main() -> None:
     bucket = f"bench-{uuid.uuid4().hex[:12]}"
     with app._wsgi_app.test_request_context(), \
             background_worker(bench_ini(env)):
-        from ckanext.dcor_depot import object_store
+        from ckanext.dcor_depot.storage import object_store
         object_store.ensure_bucket(bucket)
         try:
             for name in args.only.split(","):
@@ -539,7 +542,7 @@ def benchmark_buckets(bench_bucket: str) -> set[str]:
     """The benchmark's own bucket and those of its organizations."""
     import ckan.model as model
 
-    from ckanext.dcor_depot import object_store
+    from ckanext.dcor_depot.storage import object_store
     return {bench_bucket} | {
         object_store.bucket_name(org.id) for org in model.Session.query(
             model.Group).filter(model.Group.name.like("bench-%"))}

@@ -6,14 +6,9 @@ from typing import Any
 import ckan.plugins as plugins
 import ckan.plugins.toolkit as tk
 
-from . import (
-    actions,
-    cli,
-    config,
-    transaction_hooks,
-    uploader,
-    validators,
-)
+from ckanext.dcor_depot import cli, config, validators
+from ckanext.dcor_depot.hooks import actions, uploader
+from ckanext.dcor_depot.hooks import transactions as transaction_hooks
 
 
 @tk.blanket.config_declarations

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import (
+from ckanext.dcor_depot.cli import (
     append,
     figshare,
     inspect,

@@ -8,8 +8,9 @@ from typing import Any
 
 import click
 
-from .. import append, object_store
-from . import common
+from ckanext.dcor_depot.cli import common
+from ckanext.dcor_depot.operations import append
+from ckanext.dcor_depot.storage import object_store
 
 COMMAND = "append-resource"
 

@@ -8,7 +8,9 @@ from typing import Any, NoReturn
 import ckan.plugins.toolkit as tk
 import click
 
-from .. import config, inventory, object_store
+from ckanext.dcor_depot import config
+from ckanext.dcor_depot.records import inventory
+from ckanext.dcor_depot.storage import object_store
 
 #: Exit status of a command interrupted with Ctrl-C (128 + SIGINT).
 EXIT_INTERRUPTED = 130

@@ -9,7 +9,7 @@ from typing import Any
 import ckan.plugins.toolkit as tk
 import click
 
-from .. import figshare
+from ckanext.dcor_depot.figshare import importer as figshare
 
 
 class ClickFeedback(figshare.Feedback):

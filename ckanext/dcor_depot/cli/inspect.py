@@ -4,8 +4,9 @@ from __future__ import annotations
 import ckan.plugins.toolkit as tk
 import click
 
-from .. import ckan_data, inventory, layout, object_store
-from . import common
+from ckanext.dcor_depot.cli import common
+from ckanext.dcor_depot.records import ckan_data, inventory
+from ckanext.dcor_depot.storage import layout, object_store
 
 LIST_S3 = "dcor-list-s3-objects-for-dataset"
 LIST_RESOURCES = "list-all-resources"

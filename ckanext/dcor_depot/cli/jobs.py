@@ -4,9 +4,11 @@ from __future__ import annotations
 import ckan.model as model
 import click
 
-from .. import config, inventory, layout
-from .. import jobs as dcor_jobs
-from . import common
+from ckanext.dcor_depot import config
+from ckanext.dcor_depot.cli import common
+from ckanext.dcor_depot.hooks import jobs as dcor_jobs
+from ckanext.dcor_depot.records import inventory
+from ckanext.dcor_depot.storage import layout
 
 COMMAND = "run-jobs-dcor-depot"
 

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import click
 
-from .. import inventory, migration, search_index
-from . import common
+from ckanext.dcor_depot.cli import common
+from ckanext.dcor_depot.operations import migration
+from ckanext.dcor_depot.records import inventory, search_index
 
 COMMAND = "dcor-migrate-resources-to-object-store"
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 import ckan.model as model
 import click
 
-from .. import move, object_store
-from . import common
+from ckanext.dcor_depot.cli import common
+from ckanext.dcor_depot.operations import move
+from ckanext.dcor_depot.storage import object_store
 
 COMMAND = "dcor-depot-move-dataset"
 

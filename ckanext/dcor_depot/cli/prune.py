@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import click
 
-from .. import object_store, prune
-from . import common
+from ckanext.dcor_depot.cli import common
+from ckanext.dcor_depot.operations import prune
+from ckanext.dcor_depot.storage import object_store
 
 COMMAND = "dcor-prune-stale-multipart-uploads"
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 import ckan.model as model
 import click
 
-from .. import ckan_data, object_store, prune, visibility
-from . import common
+from ckanext.dcor_depot.cli import common
+from ckanext.dcor_depot.operations import prune, visibility
+from ckanext.dcor_depot.records import ckan_data
+from ckanext.dcor_depot.storage import object_store
 
 COMMAND = "dcor-depot-sync-visibility"
 

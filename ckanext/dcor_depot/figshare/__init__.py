@@ -1,0 +1,1 @@
+"""Import of DCOR's reference data from figshare."""

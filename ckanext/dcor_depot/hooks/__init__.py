@@ -1,0 +1,1 @@
+"""What CKAN calls: actions, auth rules, commit hooks, uploader, job plan."""

@@ -1,0 +1,158 @@
+"""Background jobs of a resource: which run, on which queue, in which order.
+
+Each resource gets at most one pending job of each kind: job ids are
+derived from the resource id and the kind. A job runs after its
+predecessor even if the predecessor failed (the S3 copy does not need the
+symlink), so no job waits for one that will never finish.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import ckan.plugins.toolkit as tk
+from ckan.lib import jobs as ckan_jobs
+from rq.job import Dependency, Job, JobStatus, NoSuchJobError
+
+from ckanext.dcor_depot import config
+from ckanext.dcor_depot.operations import (
+    backup,
+    migration,
+    symlink,
+    visibility,
+)
+from ckanext.dcor_depot.storage import layout
+
+log = logging.getLogger(__name__)
+
+# Pending states in which a job will still run; others may be re-queued.
+_PENDING = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED,
+            JobStatus.SCHEDULED}
+
+# Bytes per second assumed for a copy to a depot on another filesystem.
+_CROSS_FS_COPY_RATE = 50 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class JobKind:
+    name: str
+    func: Callable[[str], Any]
+    queue: str
+    timeout: int
+    title: str
+
+
+SYMLINK = JobKind("symlink", symlink.symlink_user_dataset, "dcor-short", 60,
+                  "Move resource to the user depot")
+UPLOAD_S3 = JobKind("s3-upload", migration.migrate_resource_to_s3,
+                    "dcor-normal", 3600, "Copy resource to the object store")
+BACKUP_S3 = JobKind("s3-backup",
+                    backup.backup_resource_from_s3_to_block_storage,
+                    "dcor-normal", 3600, "Back up resource from S3")
+KINDS = (SYMLINK, UPLOAD_S3, BACKUP_S3)
+
+
+def job_id(resource_id: str, kind: JobKind) -> str:
+    """Deterministic RQ job id of a resource's job."""
+    return f"{layout.check_id(resource_id)}-{kind.name}"
+
+
+def planned_kinds(resource: dict[str, Any]) -> list[JobKind]:
+    """The jobs a newly created resource needs (SPEC §5)."""
+    if resource.get("url_type") != "upload":
+        return []
+    rid = resource["id"]
+    has_file = os.path.exists(layout.ckan_upload_path(rid))
+    already_in_s3 = tk.asbool(resource.get("s3_available"))
+    if has_file:
+        kinds = [SYMLINK]
+        # A resource created with its object already verified in the store
+        # (figshare import, append-resource) needs no second upload.
+        if config.s3_available() and not already_in_s3:
+            kinds += [UPLOAD_S3, BACKUP_S3]
+        return kinds
+    if config.s3_available() and already_in_s3:
+        return [BACKUP_S3]  # the S3 route: the file is already in the store
+    return []
+
+
+def enqueue_resource_jobs(resource: dict[str, Any]) -> list[str]:
+    """Queue the jobs of a new resource; returns the ids of queued jobs."""
+    queued: list[str] = []
+    previous: str | None = None
+    for kind in planned_kinds(resource):
+        jid = job_id(resource["id"], kind)
+        if _is_pending(jid):
+            log.info("Job %s is already pending", jid)
+        else:
+            rq_kwargs: dict[str, Any] = {
+                "job_id": jid,
+                "timeout": _timeout(kind, resource["id"]),
+            }
+            if previous is not None:
+                rq_kwargs["depends_on"] = Dependency(jobs=[previous],
+                                                     allow_failure=True)
+            ckan_jobs.enqueue(kind.func, [resource["id"]],
+                              title=f"{kind.title} {resource['id']}",
+                              queue=kind.queue, rq_kwargs=rq_kwargs)
+            queued.append(jid)
+        previous = jid if _is_pending(jid) else None
+    return queued
+
+
+def _is_pending(jid: str) -> bool:
+    try:
+        job = Job.fetch(jid, connection=ckan_jobs.connect_to_redis())
+    except NoSuchJobError:
+        return False
+    return job.get_status(refresh=False) in _PENDING
+
+
+def _timeout(kind: JobKind, resource_id: str) -> int:
+    """The kind's timeout; more for copies to another filesystem."""
+    if kind is not SYMLINK:
+        return kind.timeout
+    upload = layout.ckan_upload_path(resource_id)
+    depot_root = config.depots_path()
+    try:
+        same_fs = (upload.stat().st_dev
+                   == _existing_parent(depot_root).stat().st_dev)
+        size = upload.stat().st_size
+    except OSError:
+        return kind.timeout
+    if same_fs:
+        return kind.timeout
+    return max(kind.timeout, 60 + size // _CROSS_FS_COPY_RATE)
+
+
+def _existing_parent(path):
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def visibility_sync_job_id(dataset_id: str) -> str:
+    """Fixed id of a dataset's visibility sync job."""
+    return f"{layout.check_id(dataset_id)}-sync-visibility"
+
+
+def enqueue_visibility_sync(dataset_id: str, extra_orgs: list[str],
+                            extra_resources: list[str]) -> bool:
+    """Queue the job that brings a dataset's tags in line with the
+    database (after tagging failed); returns False if one is pending."""
+    jid = visibility_sync_job_id(dataset_id)
+    if _is_pending(jid):
+        if extra_orgs or extra_resources:
+            log.warning("Visibility sync of %s is pending with other "
+                        "objects; also run dcor-depot-sync-visibility",
+                        dataset_id)
+        return False
+    ckan_jobs.enqueue(visibility.sync_dataset_job,
+                      [dataset_id, extra_orgs, extra_resources],
+                      title=f"Sync object visibility of dataset {dataset_id}",
+                      queue=SYMLINK.queue, rq_kwargs={"job_id": jid,
+                                                      "timeout": 3600})
+    return True

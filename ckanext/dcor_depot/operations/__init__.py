@@ -1,0 +1,1 @@
+"""What the plugin does with data: the jobs and the commands' engines."""

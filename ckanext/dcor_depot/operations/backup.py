@@ -1,0 +1,50 @@
+"""Back up files that reached the object store directly to block storage."""
+from __future__ import annotations
+
+import logging
+import os
+
+import ckan.plugins.toolkit as tk
+
+from ckanext.dcor_depot.records import ckan_data
+from ckanext.dcor_depot.storage import layout, object_store, transfer
+from ckanext.dcor_depot.storage.fsops import file_sha256
+
+log = logging.getLogger(__name__)
+
+
+def backup_resource_from_s3_to_block_storage(resource_id: str) -> str | bool:
+    """Download an S3-route resource to the backup location, verified.
+
+    Returns the backup path, or False when there is nothing to do (file on
+    block storage, no backup location, resource not in S3).
+    """
+    if os.path.exists(layout.ckan_upload_path(resource_id)):
+        return False
+    destination = layout.backup_path(resource_id)
+    if destination is None:
+        return False
+    resource = ckan_data.resource_show(resource_id)
+    if not tk.asbool(resource.get("s3_available")):
+        return False
+    dataset = ckan_data.package_show(resource["package_id"])
+    bucket = object_store.bucket_name(dataset["owner_org"])
+    key = layout.object_key(resource_id)
+    expected = resource.get("sha256") or None
+    if destination.is_file() and _is_complete(destination, bucket, key,
+                                              expected):
+        return str(destination)
+    transfer.download_verified(bucket, key, destination,
+                               expected_sha256=expected,
+                               label=f"resource {resource_id}")
+    log.info("Backed up resource %s to %s", resource_id, destination)
+    return str(destination)
+
+
+def _is_complete(path, bucket: str, key: str, expected: str | None) -> bool:
+    head = object_store.head_object(bucket, key)
+    if head is None or head["ContentLength"] != path.stat().st_size:
+        return False
+    if expected is None:
+        return True
+    return file_sha256(path) == expected

@@ -1,0 +1,106 @@
+"""Abort stale incomplete multipart uploads in this site's buckets.
+
+A killed upload leaves its parts in the store: invisible as an object, but
+taking space until the multipart upload is aborted. Only buckets whose
+names match this site's bucket template are touched.
+"""
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import botocore.exceptions
+
+from ckanext.dcor_depot.storage import object_store
+
+
+@dataclass(frozen=True)
+class StaleUpload:
+    bucket: str
+    key: str
+    upload_id: str
+    initiated: datetime.datetime
+
+
+@dataclass
+class PruneOutcome:
+    upload: StaleUpload
+    #: "aborted", "would abort", "kept" (too young), "gone" or "failed"
+    action: str
+    error: str = ""
+
+
+# Where the site's buckets are recognised (kept here for existing callers).
+bucket_regex = object_store.bucket_regex
+bucket_organization = object_store.bucket_organization
+site_buckets = object_store.site_buckets
+
+
+def multipart_uploads(bucket: str) -> Iterator[StaleUpload]:
+    """Every incomplete multipart upload of a bucket (paginated)."""
+    s3 = object_store.get_client()
+    kwargs: dict[str, Any] = {"Bucket": bucket}
+    while True:
+        resp = s3.list_multipart_uploads(**kwargs)
+        for item in resp.get("Uploads", []):
+            yield StaleUpload(bucket, item["Key"], item["UploadId"],
+                              item["Initiated"])
+        if not resp.get("IsTruncated"):
+            return
+        kwargs["KeyMarker"] = resp.get("NextKeyMarker", "")
+        kwargs["UploadIdMarker"] = resp.get("NextUploadIdMarker", "")
+
+
+def prune_multipart_uploads(older_than_days: float, *, dry_run: bool = False,
+                            on_result: Callable[[PruneOutcome], None]
+                            ) -> None:
+    """Abort the multipart uploads initiated more than N days ago.
+
+    ``on_result`` is called for every upload found, young ones included
+    (action "kept"). Raises ObjectStoreError when the store cannot be
+    listed; a failing abort is reported through ``on_result``.
+    """
+    if older_than_days < 0:
+        raise ValueError("the age in days must not be negative")
+    cutoff = (datetime.datetime.now(datetime.timezone.utc)
+              - datetime.timedelta(days=older_than_days))
+    s3 = object_store.get_client()
+    try:
+        buckets = site_buckets()
+    except (botocore.exceptions.BotoCoreError,
+            botocore.exceptions.ClientError) as exc:
+        raise object_store.ObjectStoreError(
+            object_store.describe_error(exc)) from exc
+    for bucket in buckets:
+        try:
+            uploads = list(multipart_uploads(bucket))
+        except (botocore.exceptions.BotoCoreError,
+                botocore.exceptions.ClientError) as exc:
+            if object_store.is_not_found(exc):
+                continue  # deleted meanwhile
+            raise object_store.ObjectStoreError(
+                f"cannot list the multipart uploads of bucket {bucket}: "
+                f"{object_store.describe_error(exc)}") from exc
+        for upload in uploads:
+            on_result(_prune_one(s3, upload, cutoff, dry_run))
+
+
+def _prune_one(s3, upload: StaleUpload, cutoff: datetime.datetime,
+               dry_run: bool) -> PruneOutcome:
+    if upload.initiated > cutoff:
+        return PruneOutcome(upload, "kept")
+    if dry_run:
+        return PruneOutcome(upload, "would abort")
+    try:
+        s3.abort_multipart_upload(Bucket=upload.bucket, Key=upload.key,
+                                  UploadId=upload.upload_id)
+    except (botocore.exceptions.BotoCoreError,
+            botocore.exceptions.ClientError) as exc:
+        # Completed or aborted meanwhile (Ceph RGW says NoSuchKey).
+        if object_store.error_code(exc) in ("NoSuchUpload", "NoSuchKey"):
+            return PruneOutcome(upload, "gone")
+        return PruneOutcome(upload, "failed",
+                            object_store.describe_error(exc))
+    return PruneOutcome(upload, "aborted")

@@ -1,0 +1,36 @@
+"""The symlink job: a new upload goes to its user's depot.
+
+Where the file goes is decided from CKAN's records (user, organization,
+dataset and resource names); how it gets there safely is
+:func:`ckanext.dcor_depot.storage.depot.move_and_link`.
+"""
+from __future__ import annotations
+
+from ckanext.dcor_depot.records import ckan_data
+from ckanext.dcor_depot.storage import layout
+from ckanext.dcor_depot.storage.depot import move_and_link
+
+
+def symlink_user_dataset(resource_id: str) -> bool:
+    """Move a resource's upload into the user depot and symlink it back.
+
+    Returns whether anything was done (False for symlinks, missing files
+    and the hand-managed organizations).
+    """
+    upload = layout.ckan_upload_path(resource_id)
+    if upload.is_symlink() or not upload.is_file():
+        return False
+    resource = ckan_data.resource_show(resource_id)
+    dataset = ckan_data.package_show(resource["package_id"])
+    org_name = ckan_data.organization_name(dataset)
+    if org_name in ckan_data.HAND_MANAGED_ORGANIZATIONS:
+        return False
+    target = layout.user_depot_path(
+        user_name=ckan_data.user_name(dataset["creator_user_id"]),
+        org_name=org_name,
+        dataset_id=dataset["id"],
+        dataset_name=dataset["name"],
+        resource_id=resource_id,
+        resource_name=resource.get("name") or "",
+    )
+    return move_and_link(upload, target)

@@ -1,0 +1,1 @@
+"""CKAN's database: reading and writing resources, search index updates."""

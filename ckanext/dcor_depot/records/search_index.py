@@ -1,0 +1,122 @@
+"""Search-index updates of bulk commands: by the workers, or right here.
+
+Reindexing a dataset (CKAN validates and dictizes it twice) costs about
+as much CPU as moving 15 small files to the store. A bulk command whose
+transfer threads share one interpreter lock with it therefore hands the
+updates to the background workers when one listens on the queue, and
+updates the index itself only when none does, so the index is never left
+stale.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+
+import ckan.plugins.toolkit as tk
+import rq
+from ckan.lib import jobs as ckan_jobs
+
+from ckanext.dcor_depot.records import ckan_data
+
+log = logging.getLogger(__name__)
+
+QUEUE = "dcor-short"
+JOB_TIMEOUT = 600
+#: Seconds between two jobs of one command: a worker forks a process for
+#: each job, which costs more than reindexing a few datasets.
+JOB_INTERVAL = 30.0
+
+
+def reindex_datasets(dataset_ids: list[str]) -> None:
+    """Update the search index of datasets (also run as a background job).
+
+    A dataset purged meanwhile is skipped; one that fails does not keep
+    the others from being reindexed (the first error is raised at the end).
+    """
+    first_error: Exception | None = None
+    for dataset_id in dataset_ids:
+        try:
+            ckan_data.reindex_dataset(dataset_id)
+        except tk.ObjectNotFound:
+            log.info("Dataset %s is gone; not reindexed", dataset_id)
+        except Exception as exc:  # noqa: BLE001 - raised after the rest
+            log.exception("Reindexing dataset %s failed", dataset_id)
+            first_error = first_error or exc
+    if first_error is not None:
+        raise first_error
+
+
+def worker_listens(queue_name: str = QUEUE) -> bool:
+    """Whether a background worker of this site takes jobs from the queue."""
+    queue = ckan_jobs.get_queue(queue_name)
+    return bool(rq.Worker.all(queue=queue))
+
+
+class IndexUpdates:
+    """Datasets whose search-index entries are to be updated.
+
+    :meth:`send` reindexes the datasets added so far in this process when
+    no worker listens (checked once) or the queue cannot be reached. Else
+    it queues them as one job, at most every :data:`JOB_INTERVAL` seconds
+    unless ``final``: the index lags behind by at most that much.
+    """
+
+    def __init__(self) -> None:
+        self._ready: list[str] = []
+        self._background: bool | None = None
+        self._last_job = time.monotonic()
+        #: datasets queued for the workers / reindexed in this process
+        self.queued = 0
+        self.updated = 0
+        #: datasets whose reindexing in this process failed (logged)
+        self.failed: list[str] = []
+        #: ids of the queued jobs
+        self.job_ids: list[str] = []
+
+    def add(self, dataset_ids: Iterable[str]) -> None:
+        self._ready.extend(dataset_ids)
+
+    def send(self, final: bool = False) -> None:
+        if not self._ready:
+            return
+        if self._background is None:
+            self._background = self._workers_available()
+        if (self._background and not final
+                and time.monotonic() - self._last_job < JOB_INTERVAL):
+            return
+        dataset_ids = sorted(set(self._ready))
+        if self._background:
+            self._last_job = time.monotonic()
+            try:
+                job = ckan_jobs.enqueue(
+                    reindex_datasets, [dataset_ids], queue=QUEUE,
+                    title=f"Update the search index of {len(dataset_ids)} "
+                          "datasets",
+                    rq_kwargs={"timeout": JOB_TIMEOUT})
+                self._ready = []
+                self.queued += len(dataset_ids)
+                self.job_ids.append(job.id)
+                return
+            except Exception as exc:  # noqa: BLE001 - fall back, not fail
+                log.warning("Queueing a search-index update failed (%s); "
+                            "updating it here", exc)
+                self._background = False
+        for dataset_id in dataset_ids:
+            try:
+                reindex_datasets([dataset_id])
+                self.updated += 1
+            except Exception:  # noqa: BLE001 - logged; data are recorded
+                self.failed.append(dataset_id)
+            # Removed only now: after an interrupt the rest is still here
+            # for the final send.
+            self._ready = [d for d in self._ready if d != dataset_id]
+
+    @staticmethod
+    def _workers_available() -> bool:
+        try:
+            return worker_listens()
+        except Exception as exc:  # noqa: BLE001 - e.g. Redis unreachable
+            log.warning("Cannot reach the job queue (%s); updating the "
+                        "search index here", exc)
+            return False

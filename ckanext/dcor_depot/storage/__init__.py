@@ -1,0 +1,1 @@
+"""Where bytes live: paths, file primitives, the depot, the object store."""

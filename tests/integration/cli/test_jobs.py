@@ -1,0 +1,127 @@
+"""``ckan run-jobs-dcor-depot [--modified-days N]`` (SPEC §6, §7)."""
+from __future__ import annotations
+
+import datetime
+import os
+
+import ckan.model as model
+import ckan.plugins.toolkit as tk
+import pytest
+from ckan.tests import helpers
+
+from ckanext.dcor_depot.sample_data import make_rtdc_file
+from ckanext.dcor_depot.storage import layout
+from tests.support.cli import invoke, resource_object, resource_show, summary
+from tests.support.stack import sysadmin_context
+
+pytestmark = pytest.mark.usefixtures("with_extended_cli")
+
+COMMAND = "run-jobs-dcor-depot"
+
+
+def test_runs_the_jobs_for_every_resource(cli, owner, make_dataset, upload):
+    """Uploads whose queued jobs never ran (e.g. the worker was down)."""
+    public = make_dataset(private=False)
+    draft = make_dataset(private=True)
+    res_public = upload(public, os.urandom(2000), name="a.bin")
+    res_draft = upload(draft, os.urandom(2100), name="b.bin")
+    helpers.call_action("package_patch", id=draft["id"], state="draft")
+
+    result = invoke(cli, COMMAND)
+
+    assert result.exit_code == 0, result.output
+    for res in (res_public, res_draft):
+        assert (f"{res['id']}: moved to the user depot; uploaded to S3"
+                in result.stdout)
+        path = layout.ckan_upload_path(res["id"])
+        assert path.is_symlink()
+        shown = resource_show(res["id"])
+        assert tk.asbool(shown["s3_available"])
+        assert resource_object(owner, res["id"]) == path.read_bytes()
+    assert summary(result) == f"{COMMAND}: 2 done, 0 skipped, 0 failed"
+
+    again = invoke(cli, COMMAND)
+    assert again.exit_code == 0, again.output
+    assert again.stdout.count("nothing to do") == 2
+    assert summary(again) == f"{COMMAND}: 0 done, 2 skipped, 0 failed"
+
+
+def test_backs_up_s3_route_resources(cli, owner, make_dataset, tmp_path):
+    dataset = make_dataset()
+    path = make_rtdc_file(tmp_path / "m.rtdc", events=30)
+    data = path.read_bytes()
+    assert invoke(cli, "append-resource", path, dataset["id"]).exit_code == 0
+    (res,) = helpers.call_action("package_show",
+                                 id=dataset["id"])["resources"]
+    backup = layout.backup_path(res["id"])
+    assert not backup.exists()  # its queued backup job did not run
+
+    result = invoke(cli, COMMAND)
+
+    assert result.exit_code == 0, result.output
+    assert f"{res['id']}: backed up to {backup}" in result.stdout
+    assert backup.read_bytes() == data
+    again = invoke(cli, COMMAND)
+    assert summary(again) == f"{COMMAND}: 0 done, 1 skipped, 0 failed"
+
+
+def test_a_failing_job_is_reported_and_the_rest_goes_on(
+        cli, owner, make_dataset, upload):
+    dataset = make_dataset()
+    bad = upload(dataset, os.urandom(2000), name="bad.bin")
+    good = upload(dataset, os.urandom(2000), name="good.bin")
+    # A checksum on record that the file does not have: the upload job
+    # must refuse it.
+    helpers.call_action("resource_patch", context=sysadmin_context(),
+                        id=bad["id"], sha256="0" * 64)
+
+    result = invoke(cli, COMMAND)
+
+    assert result.exit_code == 1
+    assert bad["id"] in result.stderr
+    assert "s3-upload failed" in result.stderr
+    assert "does not match the recorded checksum" in result.stderr
+    # its other jobs and the other resource were still handled
+    assert layout.ckan_upload_path(bad["id"]).is_symlink()
+    assert not resource_show(bad["id"]).get("s3_available")
+    assert tk.asbool(resource_show(good["id"])["s3_available"])
+    assert summary(result) == f"{COMMAND}: 1 done, 0 skipped, 1 failed"
+
+
+def test_modified_days_limits_the_datasets(cli, owner, make_dataset, upload):
+    old_dataset = make_dataset()
+    old = upload(old_dataset, os.urandom(1000), name="old.bin")
+    recent = upload(make_dataset(), os.urandom(1000), name="new.bin")
+    pkg = model.Package.get(old_dataset["id"])
+    pkg.metadata_modified = (datetime.datetime.utcnow()
+                             - datetime.timedelta(days=30))
+    model.Session.commit()
+
+    result = invoke(cli, COMMAND, "--modified-days", 7)
+
+    assert result.exit_code == 0, result.output
+    assert summary(result) == f"{COMMAND}: 1 done, 0 skipped, 0 failed"
+    assert layout.ckan_upload_path(recent["id"]).is_symlink()
+    assert not layout.ckan_upload_path(old["id"]).is_symlink()
+
+
+@pytest.mark.ckan_config("dcor_object_store.access_key_id", "")
+@pytest.mark.ckan_config("dcor_object_store.secret_access_key", "")
+def test_without_s3_only_the_symlink_job_runs(cli, owner, make_dataset,
+                                              upload):
+    res = upload(make_dataset(), os.urandom(1000), name="x.bin")
+    result = invoke(cli, COMMAND)
+    assert result.exit_code == 0, result.output
+    assert f"{res['id']}: moved to the user depot" in result.stdout
+    assert "S3" not in result.stdout.split("\n")[0]
+    assert not resource_show(res["id"]).get("s3_available")
+
+
+def test_negative_modified_days_are_refused(cli, owner, make_dataset,
+                                            upload):
+    res = upload(make_dataset(), os.urandom(1000), name="x.bin")
+    result = invoke(cli, COMMAND, "--modified-days", -3)
+    assert result.exit_code == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"{COMMAND}: --modified-days must be -1")
+    assert not layout.ckan_upload_path(res["id"]).is_symlink()

@@ -1,0 +1,196 @@
+"""Fixtures of the integration tier: the real stack (helpers that are
+not fixtures live in :mod:`tests.support.stack`)."""
+from __future__ import annotations
+
+import subprocess
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+
+from ckanext.dcor_depot.storage import object_store
+from tests.support.stack import (
+    ckan_command,
+    kill_tree,
+    prime_site_user,
+)
+
+
+@pytest.fixture
+def s3_client(with_plugins):
+    """The plugin's boto3 client, built from the test config."""
+    return object_store.get_client()
+
+
+@pytest.fixture
+def fresh_bucket(s3_client):
+    """A new bucket with the plugin's policy, for one test."""
+    bucket = object_store.bucket_name(str(uuid.uuid4()))
+    object_store.ensure_bucket(bucket)
+    return bucket
+
+
+# ------------------------------------------------------------ CKAN helpers
+
+
+@pytest.fixture
+def pipeline(clean_db, clean_queues, with_plugins, with_test_worker,
+             with_request_context):
+    """A clean database and queues, the plugin loaded, jobs in-process."""
+    object_store._known_buckets.clear()
+    yield
+
+
+@pytest.fixture
+def owner(pipeline):
+    """A user who administers a fresh organization."""
+    from ckan.tests import factories
+    user = factories.User()
+    org = factories.Organization(
+        users=[{"name": user["name"], "capacity": "admin"}])
+    return {"user": user, "org": org}
+
+
+@pytest.fixture
+def make_dataset(owner):
+    from ckan.tests import factories
+
+    def make(private: bool = True, **kwargs):
+        return factories.Dataset(user=owner["user"],
+                                 owner_org=owner["org"]["id"],
+                                 private=private, **kwargs)
+    return make
+
+
+@pytest.fixture
+def upload(owner, create_with_upload):
+    """Upload bytes as a new resource through CKAN's resource_create."""
+    def do_upload(dataset, data: bytes, name: str = "data.rtdc", **kwargs):
+        return create_with_upload(
+            data, name, package_id=dataset["id"], name=name,
+            url="upload", context={"user": owner["user"]["name"]},
+            **kwargs)
+    return do_upload
+
+
+@pytest.fixture
+def rtdc_bytes(tmp_path):
+    from ckanext.dcor_depot.sample_data import make_rtdc_file
+    return make_rtdc_file(tmp_path / "sample.rtdc").read_bytes()
+
+
+# ----------------------------------------- concurrency, mounts, workers
+
+
+@pytest.fixture
+def run_concurrently(with_request_context):
+    """Run callables at the same moment, each in its own thread.
+
+    Every thread gets a request context of the CKAN app and its own
+    database session (closed afterwards, so that no idle transaction
+    blocks the next test's clean_db). Returns ``(results, errors)``.
+    """
+    import flask
+    from ckan import model
+
+    flask_app = flask.current_app._get_current_object()
+
+    def run(*funcs: Callable[[], Any]
+            ) -> tuple[list[Any], list[Exception]]:
+        prime_site_user()
+        model.Session.commit()
+        start = threading.Barrier(len(funcs))
+        results: list[Any] = []
+        errors: list[Exception] = []
+
+        def target(func: Callable[[], Any]) -> None:
+            with flask_app.test_request_context():
+                try:
+                    start.wait()
+                    results.append(func())
+                except Exception as exc:  # reported to the test
+                    errors.append(exc)
+                finally:
+                    model.Session.remove()
+
+        threads = [threading.Thread(target=target, args=(f,)) for f in funcs]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        return results, errors
+    return run
+
+
+@pytest.fixture
+def tmpfs_dir(tmp_path: Path) -> Iterator[Path]:
+    """A freshly mounted 64 MiB tmpfs: a filesystem of its own."""
+    mount_point = tmp_path / "tmpfs"
+    mount_point.mkdir()
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount_point)],
+        capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        if subprocess.run(["umount", str(mount_point)]).returncode != 0:
+            subprocess.run(["umount", "-l", str(mount_point)])
+
+
+@pytest.fixture
+def start_worker(request: pytest.FixtureRequest, tmp_path: Path
+                 ) -> Iterator[Callable[..., subprocess.Popen]]:
+    """Start real `ckan jobs worker` processes with the tests' CKAN ini.
+
+    The ini comes from the --ckan-ini option (CI runs with another one).
+    Each worker and the work horses it forks are killed in teardown.
+    """
+    ini = request.config.getoption("--ckan-ini")
+    started: list[tuple[subprocess.Popen, IO[bytes]]] = []
+
+    def start(*queues: str) -> subprocess.Popen:
+        log = open(tmp_path / f"worker-{len(started)}.log", "wb")
+        proc = subprocess.Popen(
+            [ckan_command(), "-c", ini, "jobs", "worker", *queues],
+            stdout=log, stderr=subprocess.STDOUT)
+        started.append((proc, log))
+        return proc
+
+    yield start
+    for proc, log in started:
+        if proc.poll() is None:  # else the pid may belong to another now
+            proc.terminate()  # an idle worker leaves and deregisters
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                kill_tree(proc.pid)
+                proc.wait(30)
+        log.close()
+
+
+# ------------------------------------------------------ the live web site
+@pytest.fixture(scope="session")
+def live_site(request: pytest.FixtureRequest,
+              tmp_path_factory: pytest.TempPathFactory):
+    """A real ``ckan run`` web server on the tests' database (see
+    live_site.py); one per test session."""
+    from tests.support import live_site as live
+    ini = Path(request.config.getoption("--ckan-ini")).resolve()
+    yield from live.serve(ckan_command(), ini,
+                          tmp_path_factory.mktemp("live-site"))
+
+
+@pytest.fixture
+def site(live_site, pipeline):
+    """The live site, on a clean database, with the plugin also loaded in
+    the test process (which runs the jobs and inspects the results)."""
+    yield live_site
+    from ckan import model
+    model.Session.remove()
+
+

@@ -1,0 +1,810 @@
+"""``ckan import-figshare`` against a local stand-in of the figshare API.
+
+figshare itself cannot be reached from the tests, so a small HTTP server on
+127.0.0.1 answers ``/articles/{id}/versions/{v}`` and serves the files,
+which are generated here (real RT-DC files written with dclab). Everything
+else is real: CKAN, PostgreSQL, Redis and the Ceph object store.
+"""
+from __future__ import annotations
+
+import hashlib
+import http.server
+import itertools
+import json
+import os
+import random
+import shutil
+import threading
+import uuid
+from pathlib import Path
+
+import ckan.plugins.toolkit as tk
+import pytest
+from ckan.tests import helpers
+
+from ckanext.dcor_depot import config
+from ckanext.dcor_depot.figshare import importer as figshare
+from ckanext.dcor_depot.sample_data import make_rtdc_file
+from ckanext.dcor_depot.storage import layout, object_store
+from tests.support import temp as temp_helpers
+from tests.support.cli import invoke
+from tests.support.stack import anonymous_get, run_jobs
+
+
+# ------------------------------------------------------ figshare stand-in
+class FakeFigshare:
+    """Articles and files served like the figshare API (v2) does."""
+
+    def __init__(self) -> None:
+        self.articles: dict[str, dict] = {}
+        self.files: dict[str, bytes] = {}
+        #: paths of all GET requests, in order
+        self.requests: list[str] = []
+        #: path -> status codes to answer with before answering properly
+        self.failures: dict[str, list[int]] = {}
+        #: path -> Location of a redirect (302) answered instead
+        self.redirects: dict[str, str] = {}
+        #: path -> bytes of the body written before the client went away
+        self.sent: dict[str, int] = {}
+        self._ids = itertools.count(random.randint(10**6, 10**7))
+        handler = self._handler()
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
+                                                      handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def _handler(self):
+        fake = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (http.server's naming)
+                fake.requests.append(self.path)
+                pending = fake.failures.get(self.path)
+                if pending:
+                    self.send(pending.pop(0), b"temporary failure")
+                elif self.path in fake.redirects:
+                    self.send_response(302)
+                    self.send_header("Location", fake.redirects[self.path])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                elif self.path in fake.articles:
+                    self.send(200, json.dumps(fake.articles[self.path])
+                              .encode(), "application/json")
+                elif self.path in fake.files:
+                    self.send(200, fake.files[self.path],
+                              "application/octet-stream")
+                else:
+                    self.send(404, b'{"message": "Entity not found"}',
+                              "application/json")
+
+            def send(self, status, body, ctype="text/plain"):
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                # In pieces, counting what the client took before it hung
+                # up (a download that stops early).
+                fake.sent[self.path] = 0
+                step = 64 * 1024
+                try:
+                    for start in range(0, len(body), step):
+                        self.wfile.write(body[start:start + step])
+                        fake.sent[self.path] += len(body[start:start + step])
+                except (BrokenPipeError, ConnectionResetError):
+                    self.close_connection = True
+
+            def log_message(self, *args):
+                pass
+
+        return Handler
+
+    def add_article(self, files: list[dict], license: str = "CC0",
+                    **fields) -> dict:
+        """An article version; ``files`` items: name and data (bytes) or
+        link_only True."""
+        article_id = next(self._ids)
+        version = fields.pop("version", 2)
+        doi = f"10.6084/m9.figshare.{article_id}.v{version}"
+        entries = []
+        for item in files:
+            file_id = next(self._ids)
+            if item.get("link_only"):
+                entries.append({
+                    "id": file_id, "name": item["name"], "size": 0,
+                    "is_link_only": True,
+                    "download_url": "https://example.org/elsewhere",
+                    "supplied_md5": "", "computed_md5": ""})
+                continue
+            data = item["data"]
+            path = f"/files/{file_id}"
+            self.files[path] = data
+            md5 = item.get("md5") or hashlib.md5(data).hexdigest()
+            entries.append({
+                "id": file_id, "name": item["name"],
+                "size": item.get("size", len(data)),
+                "is_link_only": False,
+                "download_url": item.get("download_url", self.url + path),
+                "supplied_md5": item.get("supplied_md5", ""),
+                "computed_md5": md5})
+        article = {
+            "id": article_id,
+            "version": version,
+            "doi": doi,
+            "title": fields.get("title", f"Measurement {article_id}"),
+            "description": fields.get(
+                "description", "<p>Blood cells in <b>flow</b>.</p>"),
+            "authors": [{"full_name": n}
+                        for n in fields.get("authors", ["Ann Alpha"])],
+            "references": fields.get("references", []),
+            "license": {"value": 1, "name": license,
+                        "url": "https://creativecommons.org/"},
+            "files": entries,
+        }
+        self.articles[self.article_path(article)] = article
+        return article
+
+    @staticmethod
+    def article_path(article: dict) -> str:
+        return f"/articles/{article['id']}/versions/{article['version']}"
+
+    def downloads(self) -> list[str]:
+        return [p for p in self.requests if p.startswith("/files/")]
+
+
+@pytest.fixture
+def fake_figshare():
+    fake = FakeFigshare()
+    thread = threading.Thread(target=fake.server.serve_forever, daemon=True)
+    thread.start()
+    yield fake
+    fake.server.shutdown()
+    fake.server.server_close()
+
+
+@pytest.fixture
+def site(fake_figshare, tmp_path, ckan_config, monkeypatch, clean_db,
+         clean_queues, with_plugins, with_extended_cli, with_test_worker,
+         cli):
+    """A clean CKAN whose figshare import reads from the stand-in."""
+    dois = tmp_path / "figshare_dois.txt"
+    dois.write_text("")
+    for key, value in {
+        "ckanext.dcor_depot.figshare_api_url": fake_figshare.url,
+        "ckanext.dcor_depot.figshare_dois_path": str(dois),
+        "ckanext.dcor_depot.depots_path": str(tmp_path / "depots"),
+        "ckanext.dcor_depot.tmp_dir": str(tmp_path / "tmp"),
+    }.items():
+        monkeypatch.setitem(ckan_config, key, value)
+    monkeypatch.setattr(figshare, "BACKOFF_BASE", 0.01)
+    object_store._known_buckets.clear()
+
+    class Site:
+        fake = fake_figshare
+        dois_path = dois
+        tmp_dir = tmp_path / "tmp"
+
+        def write_dois(self, *lines: str) -> None:
+            dois.write_text("\n".join(lines) + "\n")
+
+        def run(self, *args: str):
+            return invoke(cli, "import-figshare", *args)
+
+    return Site()
+
+
+@pytest.fixture
+def rtdc_data(tmp_path):
+    """Two different small RT-DC files."""
+    (tmp_path / "gen").mkdir()
+    one = make_rtdc_file(tmp_path / "gen" / "a.rtdc", events=150, seed=1)
+    two = make_rtdc_file(tmp_path / "gen" / "b.rtdc", events=120, seed=2)
+    return one.read_bytes(), two.read_bytes()
+
+
+def doi_of(article: dict) -> str:
+    return article["doi"]
+
+
+def show(name: str) -> dict:
+    return helpers.call_action("package_show", id=name)
+
+
+def name_of(article: dict) -> str:
+    return f"figshare-{article['id']}-v{article['version']}"
+
+
+def depot_file(article: dict, name: str) -> Path:
+    return (config.depots_path() / "figshare" / str(article["id"])
+            / f"v{article['version']}" / name)
+
+
+def dataset_missing(article: dict) -> bool:
+    try:
+        show(name_of(article))
+    except tk.ObjectNotFound:
+        return True
+    return False
+
+
+def files_below(path: Path) -> list[Path]:
+    return [p for p in path.rglob("*") if p.is_file()] if path.exists() \
+        else []
+
+
+# ------------------------------------------------------------------ tests
+def test_complete_import(site, rtdc_data):
+    one, two = rtdc_data
+    notes = b"plain text notes\n" * 10
+    art = site.fake.add_article([
+        {"name": "M1 blood.rtdc", "data": one},
+        {"name": "M2_blood.rtdc", "data": two},
+        {"name": "README.txt", "data": notes},
+        {"name": "Huge raw data", "link_only": True},
+    ], license="CC0", title="Blood cells",
+        description="<p>Cells in <b>flow</b></p><ul><li>HL60</li></ul>",
+        authors=["Ann Alpha", "Bob Beta"],
+        references=["10.1234/abc.5", "https://example.org/paper"])
+    other = site.fake.add_article([{"name": "table.csv", "data": b"a,b\n"}],
+                                  license="CC BY 4.0")
+    site.write_dois("# figshare mirror", "", doi_of(art), doi_of(other))
+
+    result = site.run()
+
+    assert result.exit_code == 0, result.output
+    assert result.output.strip().endswith(
+        "import-figshare: 2 imported, 0 skipped, 0 failed")
+    assert f"M1 blood.rtdc: downloaded {len(one)} bytes" in result.stdout
+    assert "Huge raw data: link-only, skipped" in result.stdout
+    assert result.stderr == ""
+
+    org = helpers.call_action("organization_show", id="figshare-import")
+    assert org["title"] == "Figshare mirror"
+    assert org["description"]
+
+    dataset = show(name_of(art))
+    assert dataset["id"] == figshare.dataset_id(art["doi"], name_of(art))
+    assert dataset["title"] == "Blood cells"
+    assert dataset["state"] == "active"
+    assert dataset["private"] is False
+    assert dataset["owner_org"] == org["id"]
+    assert dataset["license_id"] == "CC0-1.0"
+    assert "**flow**" in dataset["notes"] and "* HL60" in dataset["notes"]
+    assert "<" not in dataset["notes"]
+    extras = {e["key"]: e["value"] for e in dataset["extras"]}
+    assert extras["doi"] == art["doi"]
+    assert extras["authors"] == "Ann Alpha, Bob Beta"
+    assert extras["references"] == ("doi:10.1234/abc.5\n"
+                                    "https://example.org/paper")
+    assert show(name_of(other))["license_id"] == "cc-by"
+
+    resources = {r["name"]: r for r in dataset["resources"]}
+    assert sorted(resources) == ["M1 blood.rtdc", "M2_blood.rtdc",
+                                 "README.txt"]
+    bucket = object_store.bucket_name(org["id"])
+    s3 = object_store.get_client()
+    for name, data in [("M1 blood.rtdc", one), ("M2_blood.rtdc", two),
+                       ("README.txt", notes)]:
+        res = resources[name]
+        assert res["id"] == figshare.resource_id(
+            dataset["id"], hashlib.md5(data).hexdigest())
+        assert res["url_type"] == "upload"
+        assert res["size"] == len(data)
+        assert res["sha256"] == hashlib.sha256(data).hexdigest()
+        upload = layout.ckan_upload_path(res["id"])
+        assert upload.is_symlink()
+        assert os.readlink(upload) == str(depot_file(art, name))
+        assert depot_file(art, name).read_bytes() == data
+        # the CKAN download serves the depot file
+        assert upload.read_bytes() == data
+        key = layout.object_key(res["id"])
+        assert tk.asbool(res["s3_available"])
+        assert res["s3_url"] == object_store.object_url(bucket, key)
+        assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == data
+        resp = anonymous_get(res["s3_url"])
+        assert resp.status_code == 200 and resp.content == data
+    for name in ("M1 blood.rtdc", "M2_blood.rtdc"):
+        assert resources[name]["format"] == "RT-DC"
+        assert resources[name]["mimetype"] == "RT-DC"
+    assert resources["README.txt"]["format"] != "RT-DC"
+    assert files_below(site.tmp_dir) == []
+
+    # The jobs queued by after_resource_create leave figshare data where
+    # it is (no move into the user depot) and change nothing.
+    before = show(name_of(art))
+    run_jobs()
+    after = show(name_of(art))
+    assert after["metadata_modified"] == before["metadata_modified"]
+    for res in after["resources"]:
+        assert os.readlink(layout.ckan_upload_path(res["id"])) == str(
+            depot_file(art, res["name"]))
+    assert files_below(config.users_depot_path()) == []
+
+
+def test_second_run_downloads_and_changes_nothing(site, rtdc_data):
+    art = site.fake.add_article([
+        {"name": "a.rtdc", "data": rtdc_data[0]},
+        {"name": "notes.txt", "data": b"notes"},
+    ])
+    site.write_dois(doi_of(art))
+    assert site.run().exit_code == 0
+    first = show(name_of(art))
+    downloads = len(site.fake.downloads())
+    assert downloads == 2
+
+    result = site.run()
+
+    assert result.exit_code == 0, result.output
+    assert "import-figshare: 0 imported, 1 skipped, 0 failed" \
+        in result.output
+    assert len(site.fake.downloads()) == downloads
+    again = show(name_of(art))
+    assert again["metadata_modified"] == first["metadata_modified"]
+    assert [(r["id"], r["metadata_modified"]) for r in again["resources"]] \
+        == [(r["id"], r["metadata_modified"]) for r in first["resources"]]
+
+
+def test_md5_mismatch_then_resume(site, rtdc_data):
+    good = rtdc_data[0]
+    art = site.fake.add_article([
+        {"name": "good.rtdc", "data": good},
+        {"name": "bad.rtdc", "data": rtdc_data[1], "md5": "0" * 32},
+    ])
+    site.write_dois(doi_of(art))
+    found = hashlib.md5(rtdc_data[1]).hexdigest()
+
+    result = site.run()
+
+    assert result.exit_code == 1
+    assert "import-figshare: 0 imported, 0 skipped, 1 failed" \
+        in result.stdout
+    assert "bad.rtdc" in result.stderr
+    assert "0" * 32 in result.stderr and found in result.stderr
+    assert "Traceback" not in result.output
+    dataset = show(name_of(art))
+    assert dataset["state"] == "draft"
+    assert [r["name"] for r in dataset["resources"]] == ["good.rtdc"]
+    assert not depot_file(art, "bad.rtdc").exists()
+    assert [p.name for p in files_below(config.figshare_depot_path())
+            if not p.name.startswith(".")] == ["good.rtdc"]
+    assert files_below(site.tmp_dir) == []
+
+    # figshare fixed its checksum: the next run completes the dataset
+    # without fetching the good file again.
+    art["files"][1]["computed_md5"] = found
+    result = site.run()
+    assert result.exit_code == 0, result.output
+    assert "import-figshare: 1 imported, 0 skipped, 0 failed" \
+        in result.stdout
+    dataset = show(name_of(art))
+    assert dataset["state"] == "active"
+    assert sorted(r["name"] for r in dataset["resources"]) == [
+        "bad.rtdc", "good.rtdc"]
+    good_path = art["files"][0]["download_url"].removeprefix(site.fake.url)
+    assert site.fake.downloads().count(good_path) == 1
+
+
+def test_unknown_license_is_refused(site):
+    bad = site.fake.add_article([{"name": "x.txt", "data": b"x"}],
+                                license="MIT")
+    good = site.fake.add_article([{"name": "y.txt", "data": b"y"}],
+                                 license="CC BY-SA 4.0")
+    site.write_dois(doi_of(bad), doi_of(good))
+
+    result = site.run()
+
+    assert result.exit_code == 1
+    assert "import-figshare: 1 imported, 0 skipped, 1 failed" \
+        in result.stdout
+    assert bad["doi"] in result.stderr and "'MIT'" in result.stderr
+    assert dataset_missing(bad)
+    assert show(name_of(good))["license_id"] == "cc-by-sa"
+    assert not (config.figshare_depot_path() / str(bad["id"])).exists()
+    assert site.fake.downloads() == [
+        good["files"][0]["download_url"].removeprefix(site.fake.url)]
+
+
+def test_malformed_doi_line(site):
+    art = site.fake.add_article([{"name": "x.txt", "data": b"x"}])
+    site.write_dois("# comment", "10.6084/m9.figshare.abc.v1", "",
+                    doi_of(art))
+
+    result = site.run()
+
+    assert result.exit_code == 1
+    assert "import-figshare: 1 imported, 0 skipped, 1 failed" \
+        in result.stdout
+    assert f"{site.dois_path}:2:" in result.stderr
+    assert "10.6084/m9.figshare.abc.v1" in result.stderr
+    assert show(name_of(art))["state"] == "active"
+
+
+def test_server_errors_are_retried(site):
+    art = site.fake.add_article([{"name": "x.txt", "data": b"data"}])
+    file_path = art["files"][0]["download_url"].removeprefix(site.fake.url)
+    site.fake.failures[FakeFigshare.article_path(art)] = [500, 503]
+    site.fake.failures[file_path] = [502]
+    site.write_dois(doi_of(art))
+
+    result = site.run()
+
+    assert result.exit_code == 0, result.output
+    assert "import-figshare: 1 imported, 0 skipped, 0 failed" \
+        in result.stdout
+    assert site.fake.requests.count(FakeFigshare.article_path(art)) == 3
+    assert site.fake.requests.count(file_path) == 2
+    dataset = show(name_of(art))
+    assert dataset["state"] == "active"
+    assert len(dataset["resources"]) == 1
+
+
+def test_persistent_server_error_fails_after_retries(site):
+    art = site.fake.add_article([{"name": "x.txt", "data": b"data"}])
+    site.fake.failures[FakeFigshare.article_path(art)] = [500] * 10
+    site.write_dois(doi_of(art))
+
+    result = site.run()
+
+    assert result.exit_code == 1
+    assert "HTTP 500" in result.stderr
+    assert site.fake.requests.count(FakeFigshare.article_path(art)) \
+        == figshare.ATTEMPTS
+    assert dataset_missing(art)
+
+
+def test_missing_article(site):
+    site.write_dois("10.6084/m9.figshare.999999999.v1")
+
+    result = site.run()
+
+    assert result.exit_code == 1
+    assert "import-figshare: 0 imported, 0 skipped, 1 failed" \
+        in result.stdout
+    assert "10.6084/m9.figshare.999999999.v1" in result.stderr
+    assert "not found (HTTP 404" in result.stderr
+    assert "Traceback" not in result.output
+    # a 404 is final: no retries
+    assert site.fake.requests == ["/articles/999999999/versions/1"]
+
+
+def test_limit(site):
+    first = site.fake.add_article([{"name": "x.txt", "data": b"x"}])
+    second = site.fake.add_article([{"name": "y.txt", "data": b"y"}])
+    site.write_dois(doi_of(first), doi_of(second))
+
+    result = site.run("--limit", "1")
+
+    assert result.exit_code == 0, result.output
+    assert "import-figshare: 1 imported, 0 skipped, 0 failed" \
+        in result.stdout
+    assert show(name_of(first))["state"] == "active"
+    assert dataset_missing(second)
+
+
+def test_invalid_rtdc_file_is_refused(site):
+    art = site.fake.add_article([
+        {"name": "fake.rtdc", "data": b"this is not HDF5"}])
+    site.write_dois(doi_of(art))
+
+    result = site.run()
+
+    assert result.exit_code == 1
+    assert "fake.rtdc" in result.stderr
+    assert "not a valid RT-DC file" in result.stderr
+    dataset = show(name_of(art))
+    assert dataset["state"] == "draft" and dataset["resources"] == []
+    assert not depot_file(art, "fake.rtdc").exists()
+    assert files_below(site.tmp_dir) == []
+
+
+def test_tmp_dir_on_another_filesystem(site, monkeypatch, ckan_config,
+                                       rtdc_data):
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or (os.stat(shm).st_dev
+                            == os.stat(site.tmp_dir.parent).st_dev):
+        pytest.skip("no second filesystem for tmp_dir")
+    tmp = shm / f"dcor-figshare-test-{uuid.uuid4()}"
+    monkeypatch.setitem(ckan_config, "ckanext.dcor_depot.tmp_dir", str(tmp))
+    try:
+        art = site.fake.add_article([{"name": "a.rtdc",
+                                      "data": rtdc_data[0]}])
+        site.write_dois(doi_of(art))
+        result = site.run()
+        assert result.exit_code == 0, result.output
+        path = depot_file(art, "a.rtdc")
+        assert path.is_file() and not path.is_symlink()
+        assert path.read_bytes() == rtdc_data[0]
+        assert files_below(tmp) == []
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.mark.ckan_config("dcor_object_store.access_key_id", "")
+@pytest.mark.ckan_config("dcor_object_store.secret_access_key", "")
+def test_without_s3(site, rtdc_data):
+    art = site.fake.add_article([{"name": "a.rtdc", "data": rtdc_data[0]}])
+    site.write_dois(doi_of(art))
+
+    result = site.run()
+
+    assert result.exit_code == 0, result.output
+    res = show(name_of(art))["resources"][0]
+    assert not res.get("s3_available")
+    assert res["sha256"] == hashlib.sha256(rtdc_data[0]).hexdigest()
+    assert layout.ckan_upload_path(res["id"]).is_symlink()
+
+
+def test_missing_doi_list(site, tmp_path, monkeypatch, ckan_config):
+    monkeypatch.setitem(ckan_config, "ckanext.dcor_depot.figshare_dois_path",
+                        str(tmp_path / "nope.txt"))
+    result = site.run()
+    assert result.exit_code == 1
+    assert "cannot read the DOI list" in result.stderr
+    assert "nope.txt" in result.stderr
+
+
+def test_files_already_in_the_depot_are_not_downloaded(site, rtdc_data):
+    """A run that stopped after placing a file resumes without fetching
+    it again; a file of the right size but wrong bytes is replaced."""
+    good, other = rtdc_data
+    corrupt = bytes(len(other))  # same size, other bytes
+    art = site.fake.add_article([{"name": "a.rtdc", "data": good},
+                                 {"name": "b.rtdc", "data": other}])
+    for name, data in [("a.rtdc", good), ("b.rtdc", corrupt)]:
+        depot_file(art, name).parent.mkdir(parents=True, exist_ok=True)
+        depot_file(art, name).write_bytes(data)
+    site.write_dois(doi_of(art))
+
+    result = site.run()
+
+    assert result.exit_code == 0, result.output
+    assert "a.rtdc: already in the depot (MD5 verified)" in result.stdout
+    assert site.fake.downloads() == [
+        art["files"][1]["download_url"].removeprefix(site.fake.url)]
+    assert depot_file(art, "b.rtdc").read_bytes() == other
+    dataset = show(name_of(art))
+    assert dataset["state"] == "active"
+    assert sorted(r["name"] for r in dataset["resources"]) == [
+        "a.rtdc", "b.rtdc"]
+
+
+# ------------------------------------------------- integrity (issue 11)
+def own_bytes_everywhere(dataset: dict, files: list[tuple[str, bytes]]
+                         ) -> list[Path]:
+    """Every file's resource reads back its own bytes (depot file, upload
+    path, object); returns the depot files."""
+    by_id = {r["id"]: r for r in dataset["resources"]}
+    bucket = object_store.bucket_name(dataset["owner_org"])
+    s3 = object_store.get_client()
+    targets = []
+    for name, data in files:
+        sha = hashlib.sha256(data).hexdigest()
+        rid = figshare.resource_id(dataset["id"],
+                                   hashlib.md5(data).hexdigest())
+        res = by_id[rid]
+        assert res["name"] == name
+        assert res["sha256"] == sha
+        upload = layout.ckan_upload_path(rid)
+        target = Path(os.readlink(upload))
+        assert config.figshare_depot_path() in target.parents
+        assert target.is_file() and not target.is_symlink()
+        assert len(target.name.encode()) <= 255
+        assert hashlib.sha256(target.read_bytes()).hexdigest() == sha, name
+        assert hashlib.sha256(upload.read_bytes()).hexdigest() == sha, name
+        stored = s3.get_object(Bucket=bucket,
+                               Key=layout.object_key(rid))["Body"].read()
+        assert hashlib.sha256(stored).hexdigest() == sha, name
+        targets.append(target)
+    return targets
+
+
+def test_look_alike_names_never_share_a_depot_file(site, rtdc_data,
+                                                   tmp_path):
+    third = make_rtdc_file(tmp_path / "gen" / "c.rtdc", events=130,
+                           seed=3).read_bytes()
+    files = [("data.rtdc", rtdc_data[0]), ("_data.rtdc", rtdc_data[1]),
+             (" data.rtdc", third),
+             # same size, other bytes: a size check cannot tell them apart
+             ("a/b", b"first " * 100), ("a_b", b"other " * 100)]
+    art = site.fake.add_article([{"name": n, "data": d} for n, d in files])
+    site.write_dois(doi_of(art))
+
+    result = site.run()
+
+    assert result.exit_code == 0, result.output
+    dataset = show(name_of(art))
+    assert dataset["state"] == "active"
+    assert len(dataset["resources"]) == len(files)
+    targets = own_bytes_everywhere(dataset, files)
+    assert len(set(targets)) == len(files)
+    # Names that need no change keep their plain depot name.
+    assert depot_file(art, "data.rtdc") in targets
+    assert depot_file(art, "a_b") in targets
+    for target in targets:
+        assert layout.safe_component(target.name) == target.name
+
+    # The names are stable: a rerun finds every file where it put it.
+    downloads = len(site.fake.downloads())
+    again = site.run()
+    assert again.exit_code == 0, again.output
+    assert "complete, skipped" in again.stdout
+    assert len(site.fake.downloads()) == downloads
+    assert own_bytes_everywhere(show(name_of(art)), files) == targets
+
+
+def test_rerun_judges_completeness_by_checksum(site):
+    data = b"measured " * 200
+    art = site.fake.add_article([{"name": "m.txt", "data": data}])
+    site.write_dois(doi_of(art))
+    assert site.run().exit_code == 0
+    # Same size, other bytes (e.g. overwritten by hand or by bit rot).
+    depot_file(art, "m.txt").write_bytes(b"x" * len(data))
+
+    result = site.run()
+
+    assert result.exit_code == 0, result.output
+    assert "complete, skipped" not in result.stdout
+    assert len(site.fake.downloads()) == 2
+    own_bytes_everywhere(show(name_of(art)), [("m.txt", data)])
+
+
+@pytest.mark.parametrize("other_fs", [False, True],
+                         ids=["same-fs", "tmp-on-other-fs"])
+def test_long_non_ascii_name(site, rtdc_data, monkeypatch, ckan_config,
+                             other_fs):
+    tmp = site.tmp_dir
+    if other_fs:
+        shm = Path("/dev/shm")
+        if not shm.is_dir() or (os.stat(shm).st_dev
+                                == os.stat(site.tmp_dir.parent).st_dev):
+            pytest.skip("no second filesystem for tmp_dir")
+        tmp = shm / f"dcor-figshare-test-{uuid.uuid4()}"
+        monkeypatch.setitem(ckan_config, "ckanext.dcor_depot.tmp_dir",
+                            str(tmp))
+    name = "ü" * 200 + ".rtdc"  # 405 bytes of UTF-8
+    art = site.fake.add_article([{"name": name, "data": rtdc_data[0]}])
+    site.write_dois(doi_of(art))
+    try:
+        result = site.run()
+
+        assert result.exit_code == 0, result.output
+        dataset = show(name_of(art))
+        assert dataset["state"] == "active"
+        target, = own_bytes_everywhere(dataset, [(name, rtdc_data[0])])
+        assert target.name.endswith(".rtdc")  # dclab and users see RT-DC
+        assert dataset["resources"][0]["format"] == "RT-DC"
+        assert files_below(tmp) == []
+    finally:
+        if other_fs:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_stale_temporary_files_are_removed(site):
+    art = site.fake.add_article([{"name": "x.txt", "data": b"x"}])
+    site.write_dois(doi_of(art))
+    in_tmp = temp_helpers.plant_set(site.tmp_dir, "x.txt", "figshare")
+    in_depot = temp_helpers.plant_set(depot_file(art, "x.txt").parent,
+                                      "x.txt", "part")
+    foreign = site.tmp_dir / ".x.txt.1.other"  # not a name of ours
+    foreign.write_bytes(b"not ours")
+    old = os.stat(in_tmp["old_dead"]).st_mtime
+    os.utime(foreign, (old, old))
+
+    result = site.run()
+
+    assert result.exit_code == 0, result.output
+    temp_helpers.assert_only_dead_removed(in_tmp)
+    temp_helpers.assert_only_dead_removed(in_depot)
+    assert foreign.exists()
+
+
+@pytest.mark.parametrize("url", ["file:///etc/hostname",
+                                 "ftp://127.0.0.1/x.txt",
+                                 "gopher://127.0.0.1/x.txt"])
+def test_download_url_must_be_http_or_https(site, url):
+    art = site.fake.add_article([
+        {"name": "fine.txt", "data": b"fine"},
+        {"name": "elsewhere.txt", "data": b"secret", "download_url": url},
+    ])
+    site.write_dois(doi_of(art))
+
+    result = site.run()
+
+    assert result.exit_code == 1
+    assert "elsewhere.txt" in result.stderr and url in result.stderr
+    assert "only http and https" in result.stderr
+    assert "Traceback" not in result.output
+    dataset = show(name_of(art))
+    assert dataset["state"] == "draft"
+    assert [r["name"] for r in dataset["resources"]] == ["fine.txt"]
+    assert not depot_file(art, "elsewhere.txt").exists()
+    assert files_below(site.tmp_dir) == []
+
+
+def test_redirect_to_another_scheme_is_refused(site):
+    art = site.fake.add_article([
+        {"name": "moved.txt", "data": b"moved"},
+        {"name": "fine.txt", "data": b"fine"},
+    ])
+    moved, fine = (f["download_url"].removeprefix(site.fake.url)
+                   for f in art["files"])
+    site.fake.redirects[moved] = "file:///etc/hostname"
+    # A redirect to http(s) is followed as before.
+    site.fake.files["/elsewhere/fine"] = b"fine"
+    site.fake.redirects[fine] = site.fake.url + "/elsewhere/fine"
+    site.write_dois(doi_of(art))
+
+    result = site.run()
+
+    assert result.exit_code == 1
+    assert "moved.txt" in result.stderr
+    assert "file:///etc/hostname" in result.stderr
+    assert "only http and https" in result.stderr
+    dataset = show(name_of(art))
+    assert [r["name"] for r in dataset["resources"]] == ["fine.txt"]
+    assert not depot_file(art, "moved.txt").exists()
+    assert files_below(site.tmp_dir) == []
+
+
+def test_download_stops_at_the_announced_size(site):
+    body = os.urandom(32 * 2**20)
+    announced = 1000
+    art = site.fake.add_article([{
+        "name": "big.bin", "data": body, "size": announced,
+        "md5": hashlib.md5(body[:announced]).hexdigest()}])
+    site.write_dois(doi_of(art))
+    path = art["files"][0]["download_url"].removeprefix(site.fake.url)
+
+    result = site.run()
+
+    assert result.exit_code == 1
+    assert "big.bin" in result.stderr
+    assert f"more than the {announced} bytes figshare announced" \
+        in result.stderr
+    # It hung up early instead of reading all 32 MiB first.
+    assert site.fake.sent[path] < len(body) // 2
+    assert not depot_file(art, "big.bin").exists()
+    assert files_below(site.tmp_dir) == []
+    assert show(name_of(art))["resources"] == []
+
+
+def test_differing_supplied_md5_is_reported(site):
+    data = b"payload " * 50
+    computed = hashlib.md5(data).hexdigest()
+    supplied = "0123456789abcdef" * 2
+    art = site.fake.add_article([{"name": "p.txt", "data": data,
+                                  "supplied_md5": supplied}])
+    site.write_dois(doi_of(art))
+
+    result = site.run()
+
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.stderr.splitlines()
+                if "warning" in line.lower()]
+    assert len(warnings) == 1, result.stderr
+    assert "p.txt" in warnings[0]
+    assert supplied in warnings[0] and computed in warnings[0]
+    # computed_md5 is still the one used (and the one the bytes match).
+    dataset = show(name_of(art))
+    assert [r["id"] for r in dataset["resources"]] == [
+        figshare.resource_id(dataset["id"], computed)]
+
+
+def test_depot_names_do_not_depend_on_figshare_s_listing_order():
+    """Same bytes under two names, and a name shared by other bytes: any
+    order of the listing gives the same resources and depot names."""
+    import itertools
+
+    from ckanext.dcor_depot.figshare.importer import (
+        FigshareFile,
+        distinct_files,
+    )
+    listing = [FigshareFile("data.rtdc", 1, "a" * 32, "https://x/1"),
+               FigshareFile("data.rtdc", 1, "b" * 32, "https://x/2"),
+               FigshareFile("x.rtdc", 1, "a" * 32, "https://x/3")]
+    outcomes = set()
+    for order in itertools.permutations(listing):
+        files, notes = distinct_files(list(order))
+        outcomes.add(frozenset((f.name, f.md5, f.depot_name) for f in files))
+        assert len(notes) == 1
+    assert outcomes == {frozenset({
+        ("data.rtdc", "a" * 32, "data." + "a" * 12 + ".rtdc"),
+        ("data.rtdc", "b" * 32, "data." + "b" * 12 + ".rtdc")})}

@@ -1,0 +1,119 @@
+"""The object-store layer against the real Ceph RADOS Gateway."""
+import json
+import uuid
+
+import pytest
+
+from ckanext.dcor_depot.storage import object_store
+from tests.support.stack import anonymous_get
+
+
+def put(s3_client, bucket, key, data=b"DCOR test data"):
+    s3_client.put_object(Bucket=bucket, Key=key, Body=data)
+    return object_store.object_url(bucket, key)
+
+
+def test_untagged_object_is_private(s3_client, fresh_bucket):
+    url = put(s3_client, fresh_bucket, "resource/abc/def/ghi")
+    assert anonymous_get(url).status_code == 403
+
+
+def test_public_tag_opens_and_closes_anonymous_access(s3_client,
+                                                      fresh_bucket):
+    key = "resource/123/456/789"
+    url = put(s3_client, fresh_bucket, key, b"hello world")
+    assert object_store.set_public(fresh_bucket, key, True)
+    resp = anonymous_get(url)
+    assert resp.status_code == 200
+    assert resp.content == b"hello world"
+    assert object_store.is_public(fresh_bucket, key)
+
+    assert object_store.set_public(fresh_bucket, key, False)
+    assert anonymous_get(url).status_code == 403
+    assert not object_store.is_public(fresh_bucket, key)
+
+
+def test_the_plugin_owns_the_tag_set(s3_client, fresh_bucket):
+    """One request per change, no read first: other tags do not survive
+    (the plugin owns the tags of its objects)."""
+    key = "preview/aaa/bbb/ccc"
+    put(s3_client, fresh_bucket, key)
+    s3_client.put_object_tagging(Bucket=fresh_bucket, Key=key, Tagging={
+        "TagSet": [{"Key": "owner", "Value": "dcor"}]})
+    object_store.set_public(fresh_bucket, key, True)
+    assert object_store.get_tags(fresh_bucket, key) == {"public": "true"}
+    object_store.set_public(fresh_bucket, key, False)
+    assert object_store.get_tags(fresh_bucket, key) == {}
+
+
+def test_tagging_is_idempotent(s3_client, fresh_bucket):
+    key = "condensed/111/222/333"
+    url = put(s3_client, fresh_bucket, key)
+    for _ in range(2):
+        assert object_store.set_public(fresh_bucket, key, True)
+    assert anonymous_get(url).status_code == 200
+    for _ in range(2):
+        assert object_store.set_public(fresh_bucket, key, False)
+    assert anonymous_get(url).status_code == 403
+
+
+def test_tagging_a_missing_object_reports_false(fresh_bucket):
+    assert object_store.set_public(fresh_bucket, "resource/no/such/key",
+                                   True) is False
+    assert object_store.get_tags(fresh_bucket, "resource/no/such/key") is None
+
+
+def test_presigned_url_reads_private_object(s3_client, fresh_bucket):
+    key = "resource/pre/sig/ned"
+    url = put(s3_client, fresh_bucket, key, b"private bytes")
+    assert anonymous_get(url).status_code == 403
+    resp = anonymous_get(object_store.presigned_get_url(fresh_bucket, key))
+    assert resp.status_code == 200
+    assert resp.content == b"private bytes"
+
+
+def test_existence(s3_client, fresh_bucket):
+    key = "resource/exi/ste/nce"
+    assert not object_store.object_exists(fresh_bucket, key)
+    put(s3_client, fresh_bucket, key)
+    assert object_store.object_exists(fresh_bucket, key)
+    assert object_store.head_object(fresh_bucket, key)["ContentLength"] == 14
+
+
+def test_bucket_is_created_with_policy(s3_client):
+    bucket = object_store.bucket_name(str(uuid.uuid4()))
+    object_store.ensure_bucket(bucket)
+    object_store.ensure_bucket(bucket)  # idempotent
+    policy = json.loads(s3_client.get_bucket_policy(Bucket=bucket)["Policy"])
+    statement, = policy["Statement"]
+    assert statement["Action"] in (["s3:GetObject"], "s3:GetObject")
+    assert "s3:ExistingObjectTag/public" in json.dumps(statement["Condition"])
+
+
+def test_bucket_name_and_url_follow_config(with_plugins):
+    assert object_store.bucket_name("org-1") == "test-circle-org-1"
+    assert object_store.object_url("b", "resource/a/b/c").endswith(
+        ":7480/b/resource/a/b/c")
+
+
+@pytest.mark.ckan_config("dcor_object_store.endpoint_url",
+                         "http://127.0.0.1:9")
+def test_unreachable_store_gives_clear_error(with_plugins):
+    object_store._known_buckets.clear()
+    with pytest.raises(object_store.ObjectStoreError,
+                       match="127.0.0.1:9 is unreachable"):
+        object_store.ensure_bucket("test-circle-unreachable")
+
+
+@pytest.mark.ckan_config("dcor_object_store.secret_access_key", "wrong")
+def test_wrong_credentials_give_clear_error(with_plugins):
+    with pytest.raises(object_store.ObjectStoreError,
+                       match="rejected the credentials"):
+        object_store.check_connection()
+
+
+@pytest.mark.ckan_config("dcor_object_store.access_key_id", "")
+@pytest.mark.ckan_config("dcor_object_store.secret_access_key", "")
+def test_s3_off_without_credentials(with_plugins):
+    with pytest.raises(object_store.ObjectStoreNotConfigured):
+        object_store.get_client()

@@ -1,0 +1,154 @@
+"""Config declaration and start-up validation, as an operator sees them."""
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from ckanext.dcor_depot import config
+
+CKAN = str(Path(sys.executable).with_name("ckan"))
+ROOT = Path(__file__).resolve().parents[2]
+
+OPTIONS = [
+    "ckanext.dcor_depot.depots_path",
+    "ckanext.dcor_depot.users_depot_name",
+    "ckanext.dcor_depot.tmp_dir",
+    "ckanext.dcor_depot.figshare_api_url",
+    "ckanext.dcor_depot.figshare_dois_path",
+    "dcor_object_store.access_key_id",
+    "dcor_object_store.secret_access_key",
+    "dcor_object_store.endpoint_url",
+    "dcor_object_store.ssl_verify",
+    "dcor_object_store.bucket_name",
+    "dcor_object_store.local_backup_location",
+]
+
+
+# CKAN 2.11 reads the logging setup from the file given with -c itself.
+LOGGING = """
+[loggers]
+keys = root
+
+[handlers]
+keys = console
+
+[formatters]
+keys = generic
+
+[logger_root]
+level = WARNING
+handlers = console
+
+[handler_console]
+class = StreamHandler
+args = (sys.stderr,)
+level = NOTSET
+formatter = generic
+
+[formatter_generic]
+format = %(levelname)s [%(name)s] %(message)s
+"""
+
+
+@pytest.fixture
+def write_ini(request, tmp_path):
+    base = request.config.getoption("--ckan-ini")
+
+    def write(**settings):
+        lines = ["[app:main]", f"use = config:{Path(base).resolve()}"]
+        lines += [f"{key} = {value}" for key, value in settings.items()]
+        path = tmp_path / "ckan.ini"
+        path.write_text("\n".join(lines) + "\n" + LOGGING)
+        return path
+    return write
+
+
+def run_ckan(ini, *args):
+    return subprocess.run([CKAN, "-c", str(ini), *args], capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_declaration_lists_every_option(write_ini):
+    result = run_ckan(write_ini(), "config", "declaration", "dcor_depot")
+    assert result.returncode == 0, result.stderr
+    for option in OPTIONS:
+        assert option in result.stdout
+    assert "circle-{organization_id}" in result.stdout
+
+
+def test_valid_config_passes(write_ini):
+    result = run_ckan(write_ini(), "config", "validate")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("dcor_object_store.ssl_verify", "maybe", "expected true or false"),
+    ("dcor_object_store.bucket_name", "circle", "{organization_id}"),
+    ("dcor_object_store.bucket_name", "c-{organization_id}-{x}",
+     "no other field"),
+    ("dcor_object_store.endpoint_url", "objects.example.org",
+     "http:// or https:// URL"),
+    ("ckanext.dcor_depot.depots_path", "data/depots", "absolute path"),
+    ("ckanext.dcor_depot.users_depot_name", "a/b", "plain folder name"),
+    ("ckanext.dcor_depot.figshare_api_url", "ftp://x", "http:// or https://"),
+    ("dcor_object_store.local_backup_location", "backup", "absolute path"),
+])
+def test_malformed_values_stop_ckan_with_clear_message(
+        write_ini, key, value, message):
+    result = run_ckan(write_ini(**{key: value}), "jobs", "list")
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert f"{key}: " in output
+    assert message in output
+    assert "Traceback" not in output
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"dcor_object_store.secret_access_key": ""},
+     "dcor_object_store.secret_access_key is empty"),
+    ({"dcor_object_store.access_key_id": ""},
+     "dcor_object_store.access_key_id is empty"),
+    ({"dcor_object_store.endpoint_url": ""},
+     "dcor_object_store.endpoint_url is empty"),
+])
+def test_inconsistent_s3_settings_stop_ckan(write_ini, settings, message):
+    result = run_ckan(write_ini(**settings), "jobs", "list")
+    assert result.returncode != 0
+    assert message in result.stdout + result.stderr
+
+
+def test_s3_off_when_no_credentials_is_fine(write_ini):
+    result = run_ckan(write_ini(**{
+        "dcor_object_store.access_key_id": "",
+        "dcor_object_store.secret_access_key": "",
+        "dcor_object_store.endpoint_url": ""}), "config", "validate")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_defaults(with_plugins):
+    assert config.figshare_dois_path().name == "figshare_dois.txt"
+    assert config.figshare_dois_path().is_file()
+    assert config.s3_available()
+    assert config.s3_settings().ssl_verify in (True, False)
+
+
+def test_wheel_ships_doi_list_and_declaration(tmp_path):
+    """A normal (non-editable) install finds figshare_dois.txt."""
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
+                    "--no-build-isolation", "-w", str(tmp_path), str(ROOT)],
+                   check=True, capture_output=True, timeout=300)
+    wheel, = tmp_path.glob("ckanext_dcor_depot-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "ckanext/dcor_depot/figshare_dois.txt" in names
+    assert "ckanext/dcor_depot/config_declaration.yaml" in names
+    assert "ckanext/__init__.py" not in names
+    dois = zipfile.ZipFile(wheel).read(
+        "ckanext/dcor_depot/figshare_dois.txt").decode().split()
+    assert dois == [
+        "10.6084/m9.figshare.7771184.v2",
+        "10.6084/m9.figshare.11302595.v1",
+        "10.6084/m9.figshare.11662773.v2",
+        "10.6084/m9.figshare.12721436.v1",
+    ]

@@ -1,0 +1,106 @@
+"""People, organizations and data for the access-control tests.
+
+Users, organizations and tokens are made in-process (fast, not what is
+tested); everything whose authorization matters goes over HTTP to the
+live site with the token of the person acting.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import ckan.model as model
+from ckan.tests import factories, helpers
+
+from ckanext.dcor_depot.storage import layout, object_store
+from tests.support.live_site import LiveSite
+from tests.support.stack import anonymous_get, run_jobs
+
+
+@dataclass
+class Person:
+    name: str
+    id: str
+    token: str
+
+
+@dataclass
+class Org:
+    id: str
+    name: str
+    admin: Person
+    editor: Person
+    member: Person
+
+    @property
+    def bucket(self) -> str:
+        return object_store.bucket_name(self.id)
+
+
+def person(sysadmin: bool = False) -> Person:
+    user = factories.Sysadmin() if sysadmin else factories.User()
+    token = helpers.call_action("api_token_create", user=user["name"],
+                                name="tests")["token"]
+    return Person(user["name"], user["id"], token)
+
+
+def organization() -> Org:
+    admin, editor, member = person(), person(), person()
+    org = factories.Organization(users=[
+        {"name": admin.name, "capacity": "admin"},
+        {"name": editor.name, "capacity": "editor"},
+        {"name": member.name, "capacity": "member"}])
+    return Org(org["id"], org["name"], admin, editor, member)
+
+
+def dataset(site: LiveSite, org: Org, private: bool = True,
+            **fields: Any) -> dict[str, Any]:
+    """A dataset created over HTTP by the organization's editor."""
+    return site.action("package_create", org.editor.token,
+                       name=f"ds-{factories.fake.uuid4()}",
+                       owner_org=org.id, private=private, **fields)
+
+
+def upload(site: LiveSite, who: Person, dataset_id: str,
+           data: bytes = b"measurement bytes", name: str = "data.rtdc",
+           **fields: Any) -> dict[str, Any]:
+    return site.action("resource_create", who.token,
+                       files={"upload": (name, data)},
+                       package_id=dataset_id, name=name, **fields)
+
+
+def stored_resource(site: LiveSite, who: Person, dataset_id: str,
+                    data: bytes = b"measurement bytes") -> dict[str, Any]:
+    """Upload over HTTP and run the jobs: the data are in the store."""
+    res = upload(site, who, dataset_id, data)
+    run_jobs()
+    return fresh_resource(res["id"])
+
+
+def fresh_resource(rid: str) -> dict[str, Any]:
+    model.Session.remove()  # no cached objects: what the database says
+    return helpers.call_action("resource_show", id=rid)
+
+
+def fresh_dataset(ref: str) -> dict[str, Any]:
+    model.Session.remove()
+    return helpers.call_action("package_show", id=ref)
+
+
+def object_url(org_id: str, rid: str, artifact: str = "resource") -> str:
+    bucket = object_store.bucket_name(org_id)
+    return object_store.object_url(bucket, layout.object_key(rid, artifact))
+
+
+def anon_status(url: str) -> int:
+    return anonymous_get(url).status_code
+
+
+def put_artifact(org_id: str, rid: str, artifact: str,
+                 data: bytes = b"artifact") -> str:
+    """Store an ancillary artifact as other DCOR plugins would."""
+    bucket = object_store.bucket_name(org_id)
+    object_store.ensure_bucket(bucket)
+    object_store.get_client().put_object(
+        Bucket=bucket, Key=layout.object_key(rid, artifact), Body=data)
+    return object_url(org_id, rid, artifact)

@@ -1,0 +1,115 @@
+"""Helpers of the integration tests: jobs, processes, HTTP, waiting."""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import requests
+
+QUEUES = ["default", "dcor-short", "dcor-normal"]
+
+
+def anonymous_get(url: str) -> requests.Response:
+    """GET without credentials, as a visitor's browser would."""
+    return requests.get(url, timeout=30)
+
+
+def run_jobs() -> None:
+    """Run every queued job in this process until the queues are empty."""
+    from ckan.lib import jobs
+    jobs.Worker(QUEUES).work(burst=True)
+
+
+def prime_site_user() -> None:
+    """Create CKAN's site user now, as `ckan db init` does on a real site.
+
+    After clean_db it is missing, and two threads creating it at once
+    would collide in the database (a test artefact, not a plugin issue).
+    """
+    import ckan.plugins.toolkit as tk
+    tk.get_action("get_site_user")({"ignore_auth": True}, {})
+
+
+def ckan_command() -> str:
+    """The `ckan` command of the Python environment running the tests."""
+    return str(Path(sys.executable).with_name("ckan"))
+
+
+def _children() -> dict[int, list[int]]:
+    """Child pids of every process, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                stat = fh.read()
+        except OSError:
+            continue  # gone meanwhile
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    return children
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL a process and all its descendants, as a crash would.
+
+    RQ's work horses call setsid(), so killing the worker's process group
+    would leave a horse running on its own.
+    """
+    children = _children()
+    pids: list[int] = []
+    todo = [pid]
+    while todo:
+        current = todo.pop()
+        pids.append(current)
+        todo += children.get(current, [])
+    for victim in pids:
+        try:
+            os.kill(victim, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def worker_log(tmp_path: Path) -> str:
+    """Everything the workers started by ``start_worker`` printed."""
+    return "\n".join(p.read_text(errors="replace")
+                     for p in sorted(tmp_path.glob("worker-*.log")))
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 60,
+             interval: float = 0.2, what: str = "condition") -> Any:
+    """Poll ``predicate`` until it returns something truthy, or fail."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for "
+                                 f"{what}")
+        time.sleep(interval)
+
+
+def sysadmin_context() -> dict[str, Any]:
+    """Act as the site user (a sysadmin): may set plugin-owned fields."""
+    import ckan.plugins.toolkit as tk
+    user = tk.get_action("get_site_user")({"ignore_auth": True}, {})
+    return {"user": user["name"], "ignore_auth": True}
+
+
+def stored_in_s3(make_dataset, upload, private: bool,
+                 data: bytes = b"data") -> tuple[dict[str, Any],
+                                                 dict[str, Any]]:
+    """A dataset with one uploaded resource whose jobs have run (its data
+    are in the store): ``(dataset, resource as shown now)``."""
+    from ckan.tests import helpers
+    dataset = make_dataset(private=private)
+    res = upload(dataset, data)
+    run_jobs()
+    return dataset, helpers.call_action("resource_show", id=res["id"])
