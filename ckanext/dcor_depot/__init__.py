@@ -2,7 +2,8 @@
 
 The package is layered (see ``docs/architecture.md``); imports only go
 down: ``plugin`` > ``cli`` > ``hooks`` > ``figshare`` > ``operations`` >
-``records`` | ``storage`` > ``config``, ``errors``, ``validators``.
+``records`` | ``storage`` > ``config``, ``errors``, ``progress``,
+``validators``.
 """
 from __future__ import annotations
 
