@@ -28,6 +28,31 @@ S3_ACCESS_KEY_ID=${S3_ACCESS_KEY_ID:-DCORDEVSTACKACCESSKEY}
 S3_SECRET_ACCESS_KEY=${S3_SECRET_ACCESS_KEY:-dcor-devstack-secret-key-0123456789}
 S3_ENDPOINT=http://127.0.0.1:$RGW_PORT
 
+# pg_dir -> the folder of PostgreSQL's files. PostgreSQL runs as the user
+# postgres, which cannot enter a checkout below a private folder (/root, a
+# `mktemp -d` folder). Then its files live in a folder of their own under
+# /var/lib/dcor-devstack, named after the stack, and $DEVSTACK/pg links
+# there (`make clean` removes both). No permission of the checkout changes.
+pg_dir() {
+    local link=$DEVSTACK/pg
+    if [ -e "$link" ] || [ -L "$link" ]; then
+        readlink -f "$link"
+        return
+    fi
+    if [ "$(id -u)" -eq 0 ] && id -u postgres >/dev/null 2>&1; then
+        mkdir -p "$DEVSTACK"
+        if ! runuser -u postgres -- test -x "$DEVSTACK" 2>/dev/null; then
+            local outside
+            outside=/var/lib/dcor-devstack/$(printf '%s' "$DEVSTACK" | sha256sum | cut -c1-16)/pg
+            mkdir -p "$outside"
+            ln -s "$outside" "$link"
+            echo "$outside"
+            return
+        fi
+    fi
+    echo "$link"
+}
+
 log() { printf '[stack] %s\n' "$*" >&2; }
 die() { printf '[stack] ERROR: %s\n' "$*" >&2; exit 1; }
 

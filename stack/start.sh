@@ -8,7 +8,7 @@
 source "$(dirname "$0")/lib.sh"
 
 MODE=${1:-all}
-PG_DIR=$DEVSTACK/pg
+PG_DIR=$(pg_dir)
 REDIS_DIR=$DEVSTACK/redis
 SOLR_PIDFILE=$DEVSTACK/solr-stub.pid
 DB_SUFFIX=${CKAN_VERSION//./_}

@@ -11,10 +11,11 @@ stop_pidfile "$DEVSTACK/solr-stub.pid" "Solr stand-in"
 "$STACK_DIR/ceph.sh" stop
 stop_pidfile "$DEVSTACK/redis/redis.pid" redis
 PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
-if [ -n "$PG_BIN" ] && [ -f "$DEVSTACK/pg/data/PG_VERSION" ]; then
+PG_DATA=$(readlink -f "$DEVSTACK/pg")/data  # may link outside (lib.sh)
+if [ -n "$PG_BIN" ] && [ -f "$PG_DATA/PG_VERSION" ]; then
     if [ "$(id -u)" -eq 0 ]; then run=(runuser -u postgres --); else run=(); fi
-    if "${run[@]}" "$PG_BIN/pg_ctl" -D "$DEVSTACK/pg/data" status >/dev/null 2>&1; then
-        "${run[@]}" "$PG_BIN/pg_ctl" -D "$DEVSTACK/pg/data" -m fast -w stop >/dev/null
+    if "${run[@]}" "$PG_BIN/pg_ctl" -D "$PG_DATA" status >/dev/null 2>&1; then
+        "${run[@]}" "$PG_BIN/pg_ctl" -D "$PG_DATA" -m fast -w stop >/dev/null
         log "stopped PostgreSQL"
     fi
 fi

@@ -74,3 +74,32 @@ def test_nothing_half_started_is_left_behind(scratch_devstack, taken_port):
     assert f"PostgreSQL on 127.0.0.1:{pg_port}" in result.stderr
     assert "stopping what this run started (postgres)" in result.stderr
     assert not listening(pg_port)
+
+
+def test_postgres_starts_from_a_folder_other_users_cannot_enter(tmp_path,
+                                                                taken_port):
+    # pytest's temporary folders are private to root (0700), like a
+    # checkout below /root: the user postgres cannot enter them.
+    devstack = tmp_path / "private" / ".devstack"
+    devstack.parent.mkdir(mode=0o700)
+    pg_port = free_port()
+    try:
+        result = start_services(devstack, PG_PORT=pg_port,
+                                REDIS_PORT=taken_port)
+        # PostgreSQL came up (the run then stops at the taken Redis port)
+        assert f"PostgreSQL on 127.0.0.1:{pg_port}" in result.stderr, \
+            result.stderr
+        assert "stopping what this run started (postgres)" in result.stderr
+        assert not listening(pg_port)
+        # its files live outside, linked from the stack's folder
+        link = devstack / "pg"
+        assert link.is_symlink()
+        assert (link.resolve() / "data" / "PG_VERSION").is_file()
+        assert oct(devstack.parent.stat().st_mode & 0o777) == "0o700"
+    finally:
+        subprocess.run(["bash", str(ROOT / "stack" / "stop.sh")],
+                       env={"DEVSTACK": str(devstack),
+                            "PATH": "/usr/bin:/bin:/usr/sbin:/sbin"},
+                       capture_output=True)
+        if (devstack / "pg").is_symlink():
+            shutil.rmtree((devstack / "pg").resolve(), ignore_errors=True)
