@@ -1,7 +1,7 @@
 """Generated RT-DC measurements for the demo, the tests and the benchmarks.
 
 Real measurements are large and private; these files are small, valid
-RT-DC (HDF5) written with dclab, with optional padding to reach a size.
+RT-DC (HDF5) written with dclab.
 """
 from __future__ import annotations
 
@@ -41,13 +41,3 @@ def make_rtdc_file(path: Path | str, events: int = 200, seed: int = 42,
                                   dtype=np.uint8)
             writer.store_feature("image", images)
     return path
-
-
-def make_rtdc_file_of_size(path: Path | str, size_bytes: int,
-                           seed: int = 42) -> Path:
-    """An RT-DC file of at least ``size_bytes`` (through image data)."""
-    frame_bytes = 80 * 250
-    frames = max(1, size_bytes // frame_bytes + 1)
-    return make_rtdc_file(path, events=frames, seed=seed,
-                          image_frames=frames)
-

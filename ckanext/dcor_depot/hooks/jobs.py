@@ -61,21 +61,25 @@ def job_id(resource_id: str, kind: JobKind) -> str:
 
 
 def planned_kinds(resource: dict[str, Any]) -> list[JobKind]:
-    """The jobs a newly created resource needs (SPEC §5)."""
+    """The jobs a newly created resource needs: only those that will act.
+
+    A file on block storage goes to its depot and, with an object store,
+    into the store; a file that arrived in the store directly (the S3
+    route) is backed up to block storage if a backup location is set.
+    """
     if resource.get("url_type") != "upload":
         return []
     rid = resource["id"]
-    has_file = os.path.exists(layout.ckan_upload_path(rid))
     already_in_s3 = tk.asbool(resource.get("s3_available"))
-    if has_file:
-        kinds = [SYMLINK]
+    if os.path.exists(layout.ckan_upload_path(rid)):
         # A resource created with its object already verified in the store
         # (figshare import, append-resource) needs no second upload.
         if config.s3_available() and not already_in_s3:
-            kinds += [UPLOAD_S3, BACKUP_S3]
-        return kinds
-    if config.s3_available() and already_in_s3:
-        return [BACKUP_S3]  # the S3 route: the file is already in the store
+            return [SYMLINK, UPLOAD_S3]
+        return [SYMLINK]
+    if (config.s3_available() and already_in_s3
+            and layout.backup_path(rid) is not None):
+        return [BACKUP_S3]
     return []
 
 

@@ -210,13 +210,13 @@ def _dataset_states(connection: sa.engine.Connection,
     every: dict[str, set[str]] = {}
     urls: dict[str, dict[str, str]] = {}
     previous: dict[str, dict[str, str]] = {}
-    for rid, dataset_id, state, extras in connection.execute(
+    for rid, dataset_id, state, raw_extras in connection.execute(
             sa.select(res.c.id, res.c.package_id, res.c.state, res.c.extras)
             .where(res.c.package_id.in_(dataset_ids))):
         every.setdefault(dataset_id, set()).add(rid)
         if state == "active":
             active.setdefault(dataset_id, set()).add(rid)
-        extras = resource_extras(extras)
+        extras = resource_extras(raw_extras)
         for field, found in (("s3_url", urls), (MOVED_FROM, previous)):
             if isinstance(extras.get(field), str) and extras[field]:
                 found.setdefault(dataset_id, {})[rid] = extras[field]

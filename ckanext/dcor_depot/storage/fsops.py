@@ -196,7 +196,7 @@ def remove_stale_temps(folder: Path, *, name: str | None = None,
     that cannot be removed is logged and left.
     """
     wanted = short_name(name) if name is not None else None
-    removed = []
+    removed: list[Path] = []
     try:
         entries = list(os.scandir(folder))
     except OSError:

@@ -1,4 +1,4 @@
-"""``ckan append-resource PATH DATASET_ID [--delete-source]`` (SPEC §7)."""
+"""``ckan append-resource PATH DATASET_ID [--delete-source]``."""
 from __future__ import annotations
 
 import hashlib

@@ -1,4 +1,4 @@
-"""``ckan run-jobs-dcor-depot [--modified-days N]`` (SPEC §6, §7)."""
+"""``ckan run-jobs-dcor-depot [--modified-days N]``."""
 from __future__ import annotations
 
 import datetime

@@ -1,4 +1,4 @@
-"""``ckan dcor-migrate-resources-to-object-store`` (SPEC §7, §8)."""
+"""``ckan dcor-migrate-resources-to-object-store``."""
 from __future__ import annotations
 
 import datetime
@@ -562,12 +562,17 @@ def test_search_index_is_updated_here_without_a_worker(
     assert tk.asbool(resource_show(item["id"])["s3_available"])
 
 
-def test_reindex_job_skips_a_purged_dataset(owner, make_dataset):
+def test_reindex_job_skips_a_purged_dataset(owner, make_dataset, caplog):
     from ckanext.dcor_depot.records import search_index
     kept, purged = make_dataset(), make_dataset()
     helpers.call_action("dataset_purge", id=purged["id"])
 
-    search_index.reindex_datasets([purged["id"], kept["id"]])  # no error
+    with caplog.at_level("INFO", logger=search_index.log.name):
+        search_index.reindex_datasets([purged["id"], kept["id"]])
+    messages = [record.getMessage() for record in caplog.records
+                if record.name == search_index.log.name]
+    # the purged one is skipped by name, the kept one does not fail
+    assert messages == [f"Dataset {purged['id']} is gone; not reindexed"]
 
 
 def test_recording_keeps_every_other_resource_field(

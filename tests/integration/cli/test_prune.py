@@ -1,4 +1,4 @@
-"""``ckan dcor-prune-stale-multipart-uploads`` (SPEC §7)."""
+"""``ckan dcor-prune-stale-multipart-uploads``."""
 from __future__ import annotations
 
 import time

@@ -1,4 +1,4 @@
-"""Failures the storage pipeline must survive (SPEC §4, §6, §8).
+"""Failures the storage pipeline must survive.
 
 The store going away, workers dying mid-upload, objects changing behind
 the plugin's back, two workers racing, and wrong checksums: each test
@@ -410,7 +410,7 @@ def test_two_workers_upload_the_same_resource(owner, make_dataset, upload,
 
 def s3_route_resource(owner: dict, dataset: dict, data: bytes,
                       recorded_sha256: str) -> dict:
-    """A resource whose file went straight into the bucket (SPEC §10)."""
+    """A resource whose file went straight into the bucket (the S3 route)."""
     rid = str(uuid.uuid4())
     bucket = bucket_of(owner)
     object_store.ensure_bucket(bucket)
@@ -444,6 +444,15 @@ def test_backup_of_s3_route_resource(owner, make_dataset):
     assert not os.path.lexists(layout.ckan_upload_path(rid))
     # Again: nothing is downloaded twice.
     assert backup.backup_resource_from_s3_to_block_storage(rid) == str(dest)
+
+
+@pytest.mark.ckan_config("dcor_object_store.local_backup_location", "")
+def test_no_backup_job_without_a_backup_location(owner, make_dataset):
+    data = b"arrived in the store directly"
+    dataset = make_dataset()
+    rid = s3_route_resource(owner, dataset, data, sha256(data))["id"]
+    assert jobs.planned_kinds(resource_show(rid)) == []
+    assert helpers.call_action("job_list") == []
 
 
 def test_backup_with_wrong_recorded_sha256(owner, make_dataset):

@@ -1,4 +1,4 @@
-"""The user depot job (SPEC §3, §6): move uploads there, symlink them back.
+"""The user depot job: move uploads there, symlink them back.
 
 Everything here runs on real filesystems: CKAN's storage folder, the depot
 next to it, and a tmpfs mounted for the test as "another filesystem".
@@ -25,7 +25,8 @@ MiB = 2**20
 
 
 def depot_target(owner: dict, dataset: dict, resource: dict) -> Path:
-    """Where SPEC §3 says the resource's file belongs in the user depot."""
+    """Where the resource's file belongs in the user depot:
+    ``{users depot}/{USER}-{ORG}/{PK}/{ID}/{PKGNAME}_{RESID}_{RESNAME}``."""
     return layout.user_depot_path(
         user_name=owner["user"]["name"], org_name=owner["org"]["name"],
         dataset_id=dataset["id"], dataset_name=dataset["name"],
@@ -184,11 +185,14 @@ def test_symlinked_upload_path_is_left_alone(make_dataset, upload, tmp_path):
     assert elsewhere.read_bytes() == b"somewhere else"
 
 
-def test_missing_upload_does_nothing(make_dataset, upload):
+def test_missing_upload_does_nothing(owner, make_dataset, upload):
     dataset = make_dataset()
     res = upload(dataset, b"soon gone")
-    layout.ckan_upload_path(res["id"]).unlink()
+    path = layout.ckan_upload_path(res["id"])
+    path.unlink()
     assert symlink.symlink_user_dataset(res["id"]) is False
+    assert not os.path.lexists(path)  # no dangling symlink made
+    assert not depot_target(owner, dataset, res).parent.exists()
 
 
 def test_two_concurrent_runs(owner, make_dataset, upload, run_concurrently):

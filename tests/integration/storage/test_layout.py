@@ -1,4 +1,5 @@
-"""Paths and object keys of SPEC §3, including hostile names."""
+"""Paths of the storage layout under the configured roots, including
+hostile names (the pure parts are in tests/unit/storage/test_layout.py)."""
 import os
 import uuid
 
@@ -20,15 +21,6 @@ def test_ckan_upload_path(cfg):
     path = layout.ckan_upload_path(RID)
     assert path == (config.storage_path() / "resources" / "7f1" / "a3c"
                     / "2e-5b8d-4e6f-9a0b-1c2d3e4f5a6b")
-
-
-def test_object_keys():
-    assert layout.object_key(RID) == \
-        "resource/7f1/a3c/2e-5b8d-4e6f-9a0b-1c2d3e4f5a6b"
-    assert layout.object_key(RID, "condensed").startswith("condensed/7f1/")
-    assert layout.object_key(RID, "preview").startswith("preview/7f1/")
-    with pytest.raises(ValueError):
-        layout.object_key(RID, "thumbnail")
 
 
 def test_artifact_paths(cfg):
