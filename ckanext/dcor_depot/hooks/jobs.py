@@ -15,7 +15,7 @@ from typing import Any
 
 import ckan.plugins.toolkit as tk
 from ckan.lib import jobs as ckan_jobs
-from rq.job import Dependency, Job, JobStatus, NoSuchJobError
+from rq.job import Dependency
 
 from ckanext.dcor_depot import config
 from ckanext.dcor_depot.operations import (
@@ -24,13 +24,10 @@ from ckanext.dcor_depot.operations import (
     symlink,
     visibility,
 )
+from ckanext.dcor_depot.records import job_queue
 from ckanext.dcor_depot.storage import layout
 
 log = logging.getLogger(__name__)
-
-# Pending states in which a job will still run; others may be re-queued.
-_PENDING = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED,
-            JobStatus.SCHEDULED}
 
 # Bytes per second assumed for a copy to a depot on another filesystem.
 _CROSS_FS_COPY_RATE = 50 * 1024 * 1024
@@ -89,7 +86,7 @@ def enqueue_resource_jobs(resource: dict[str, Any]) -> list[str]:
     previous: str | None = None
     for kind in planned_kinds(resource):
         jid = job_id(resource["id"], kind)
-        if _is_pending(jid):
+        if job_queue.is_pending(jid):
             log.info("Job %s is already pending", jid)
         else:
             rq_kwargs: dict[str, Any] = {
@@ -103,16 +100,8 @@ def enqueue_resource_jobs(resource: dict[str, Any]) -> list[str]:
                               title=f"{kind.title} {resource['id']}",
                               queue=kind.queue, rq_kwargs=rq_kwargs)
             queued.append(jid)
-        previous = jid if _is_pending(jid) else None
+        previous = jid if job_queue.is_pending(jid) else None
     return queued
-
-
-def _is_pending(jid: str) -> bool:
-    try:
-        job = Job.fetch(jid, connection=ckan_jobs.connect_to_redis())
-    except NoSuchJobError:
-        return False
-    return job.get_status(refresh=False) in _PENDING
 
 
 def _timeout(kind: JobKind, resource_id: str) -> int:
@@ -148,7 +137,7 @@ def enqueue_visibility_sync(dataset_id: str, extra_orgs: list[str],
     """Queue the job that brings a dataset's tags in line with the
     database (after tagging failed); returns False if one is pending."""
     jid = visibility_sync_job_id(dataset_id)
-    if _is_pending(jid):
+    if job_queue.is_pending(jid):
         if extra_orgs or extra_resources:
             log.warning("Visibility sync of %s is pending with other "
                         "objects; also run dcor-depot-sync-visibility",

@@ -24,13 +24,13 @@ def backup_resource_from_s3_to_block_storage(resource_id: str) -> str | bool:
     destination = layout.backup_path(resource_id)
     if destination is None:
         return False
-    resource = ckan_data.resource_show(resource_id)
-    if not tk.asbool(resource.get("s3_available")):
+    facts = ckan_data.resource_facts(resource_id)
+    if (facts is None or not facts.owner_org
+            or not tk.asbool(facts.extras.get("s3_available"))):
         return False
-    dataset = ckan_data.package_show(resource["package_id"])
-    bucket = object_store.bucket_name(dataset["owner_org"])
+    bucket = object_store.bucket_name(facts.owner_org)
     key = layout.object_key(resource_id)
-    expected = resource.get("sha256") or None
+    expected = facts.extras.get("sha256") or None
     if destination.is_file() and _is_complete(destination, bucket, key,
                                               expected):
         return str(destination)

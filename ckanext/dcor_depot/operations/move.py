@@ -37,11 +37,9 @@ from dataclasses import dataclass, field
 
 import ckan.model as model
 import sqlalchemy as sa
-from ckan.lib import jobs as ckan_jobs
-from rq.job import Job, JobStatus, NoSuchJobError
 
 from ckanext.dcor_depot.operations import visibility
-from ckanext.dcor_depot.records import ckan_data
+from ckanext.dcor_depot.records import ckan_data, job_queue
 from ckanext.dcor_depot.storage import layout, object_store, transfer
 
 log = logging.getLogger(__name__)
@@ -317,8 +315,9 @@ def _dataset_lock(dataset_id: str, wait: bool) -> Iterator[None]:
 
 # --- the background job ----------------------------------------------------
 
-def move_job_id(dataset_id: str, again: bool = False) -> str:
-    return f"{layout.check_id(dataset_id)}-move{'-again' if again else ''}"
+def move_job_id(dataset_id: str) -> str:
+    """Fixed id of a dataset's move job (its follow-up: ``…-again``)."""
+    return f"{layout.check_id(dataset_id)}-move"
 
 
 def move_dataset_job(dataset_id: str) -> list[str]:
@@ -338,29 +337,10 @@ def move_dataset_job(dataset_id: str) -> list[str]:
 def enqueue_move(dataset_id: str) -> str | None:
     """Queue the move job of a dataset; returns its id (None: a queued job
     will see the change anyway)."""
-    connection = ckan_jobs.connect_to_redis()
-    for jid in (move_job_id(dataset_id), move_job_id(dataset_id, True)):
-        try:
-            job = Job.fetch(jid, connection=connection)
-        except NoSuchJobError:
-            job = None
-        status = job.get_status(refresh=False) if job else None
-        if status in (JobStatus.QUEUED, JobStatus.DEFERRED,
-                      JobStatus.SCHEDULED):
-            return None  # reads the state when it starts
-        if status == JobStatus.STARTED:
-            continue  # may have planned already: queue a second one
-        if job is not None:
-            # An ended job's key expires; a new job under its id would
-            # inherit the expiry and could vanish before it runs.
-            job.delete()
-        ckan_jobs.enqueue(move_dataset_job, [dataset_id],
-                          title=f"Move the data of dataset {dataset_id}",
-                          queue=QUEUE, rq_kwargs={
-                              "job_id": jid,
-                              "timeout": move_timeout(dataset_id)})
-        return jid
-    return None
+    return job_queue.enqueue_once(
+        move_dataset_job, [dataset_id], job_id=move_job_id(dataset_id),
+        queue=QUEUE, timeout=move_timeout(dataset_id),
+        title=f"Move the data of dataset {dataset_id}")
 
 
 def move_timeout(dataset_id: str) -> int:

@@ -15,22 +15,21 @@ def symlink_user_dataset(resource_id: str) -> bool:
     """Move a resource's upload into the user depot and symlink it back.
 
     Returns whether anything was done (False for symlinks, missing files
-    and the hand-managed organizations).
+    resources that are gone and the hand-managed organizations).
     """
     upload = layout.ckan_upload_path(resource_id)
     if upload.is_symlink() or not upload.is_file():
         return False
-    resource = ckan_data.resource_show(resource_id)
-    dataset = ckan_data.package_show(resource["package_id"])
-    org_name = ckan_data.organization_name(dataset)
-    if org_name in ckan_data.HAND_MANAGED_ORGANIZATIONS:
+    facts = ckan_data.resource_facts(resource_id)
+    if (facts is None
+            or facts.org_name in ckan_data.HAND_MANAGED_ORGANIZATIONS):
         return False
     target = layout.user_depot_path(
-        user_name=ckan_data.user_name(dataset["creator_user_id"]),
-        org_name=org_name,
-        dataset_id=dataset["id"],
-        dataset_name=dataset["name"],
+        user_name=facts.creator_name,
+        org_name=facts.org_name,
+        dataset_id=facts.dataset_id,
+        dataset_name=facts.dataset_name,
         resource_id=resource_id,
-        resource_name=resource.get("name") or "",
+        resource_name=facts.name,
     )
     return move_and_link(upload, target)

@@ -48,6 +48,49 @@ def package_show(dataset_id: str) -> dict[str, Any]:
     return tk.get_action("package_show")(site_context(), {"id": dataset_id})
 
 
+@dataclass(frozen=True)
+class ResourceFacts:
+    """What a job needs to know of a resource and its dataset."""
+    id: str
+    name: str
+    state: str
+    #: the resource's extras (plugin fields such as ``s3_url``)
+    extras: Mapping[str, Any]
+    dataset_id: str
+    dataset_name: str
+    owner_org: str | None
+    #: the name of the owner organization ("" without one)
+    org_name: str
+    #: the name of the dataset's creator ("" if unknown)
+    creator_name: str
+
+
+def resource_facts(resource_id: str) -> ResourceFacts | None:
+    """A resource and its dataset as committed now (None: no such
+    resource), in one query: unlike ``resource_show``, which dictizes the
+    whole dataset, the cost does not grow with the dataset's resources."""
+    res, pkg = model.resource_table, model.package_table
+    grp, usr = model.group_table, model.user_table
+    query = (sa.select(res.c.id, res.c.name, res.c.state, res.c.extras,
+                       pkg.c.id.label("dataset_id"),
+                       pkg.c.name.label("dataset_name"), pkg.c.owner_org,
+                       grp.c.name.label("org_name"),
+                       usr.c.name.label("creator_name"))
+             .join(pkg, pkg.c.id == res.c.package_id)
+             .outerjoin(grp, grp.c.id == pkg.c.owner_org)
+             .outerjoin(usr, usr.c.id == pkg.c.creator_user_id)
+             .where(res.c.id == resource_id))
+    with model.meta.engine.connect() as fresh:
+        row = fresh.execute(query).first()
+    if row is None:
+        return None
+    return ResourceFacts(
+        id=row.id, name=row.name or "", state=row.state,
+        extras=resource_extras(row.extras), dataset_id=row.dataset_id,
+        dataset_name=row.dataset_name, owner_org=row.owner_org or None,
+        org_name=row.org_name or "", creator_name=row.creator_name or "")
+
+
 def user_name(user_id: str) -> str:
     return tk.get_action("user_show")(site_context(), {"id": user_id})["name"]
 

@@ -1,4 +1,13 @@
-"""Search-index updates of bulk commands: by the workers, or right here.
+"""Search-index updates: coalesced for jobs, batched for bulk commands.
+
+A job records its result with :func:`record_resource_fields`: the fields
+are merged into the database at once (atomically, keeping every other
+field) and the dataset's search-index entry follows in one background
+job per dataset, however many jobs of its resources record meanwhile. A
+job's cost therefore does not grow with the number of resources in its
+dataset (reindexing a dataset dictizes all of them).
+
+Bulk commands use :class:`IndexUpdates`: by the workers, or right here.
 
 Reindexing a dataset (CKAN validates and dictizes it twice) costs about
 as much CPU as moving 15 small files to the store. A bulk command whose
@@ -17,7 +26,7 @@ import ckan.plugins.toolkit as tk
 import rq
 from ckan.lib import jobs as ckan_jobs
 
-from ckanext.dcor_depot.records import ckan_data
+from ckanext.dcor_depot.records import ckan_data, job_queue
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +54,32 @@ def reindex_datasets(dataset_ids: list[str]) -> None:
             first_error = first_error or exc
     if first_error is not None:
         raise first_error
+
+
+def reindex_job_id(dataset_id: str) -> str:
+    """Fixed id of a dataset's search-index job (follow-up: ``…-again``)."""
+    return f"{dataset_id}-reindex"
+
+
+def reindex_later(dataset_id: str) -> str | None:
+    """Queue the search-index update of a dataset, unless a waiting one
+    will read the change anyway; returns the id queued (or None)."""
+    return job_queue.enqueue_once(
+        reindex_datasets, [[dataset_id]],
+        job_id=reindex_job_id(dataset_id), queue=QUEUE, timeout=JOB_TIMEOUT,
+        title=f"Update the search index of dataset {dataset_id}")
+
+
+def record_resource_fields(dataset_id: str, resource_id: str,
+                           fields: dict[str, object]) -> bool:
+    """Record a job's result: merge ``fields`` into the resource now, and
+    update the search index in a coalesced background job. Returns False
+    if the resource is gone (or in another dataset) and nothing changed."""
+    changed = ckan_data.merge_resource_fields(
+        {dataset_id: {resource_id: dict(fields)}})
+    if changed:
+        reindex_later(dataset_id)
+    return bool(changed)
 
 
 def worker_listens(queue_name: str = QUEUE) -> bool:

@@ -1,0 +1,59 @@
+"""Queueing the plugin's background jobs at most once.
+
+Every job reads the state it acts on when it starts, so a job that is
+still waiting will see any later change: queueing a second one is waste.
+A job that already started may have read too early; then one follow-up
+job (``{id}-again``) is queued.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ckan.lib import jobs as ckan_jobs
+from rq.job import Job, JobStatus, NoSuchJobError
+
+#: States in which a job has not read anything yet.
+WAITING = frozenset({JobStatus.QUEUED, JobStatus.DEFERRED,
+                     JobStatus.SCHEDULED})
+#: States in which a job will still run or is running.
+PENDING = WAITING | {JobStatus.STARTED}
+
+
+def job_status(job_id: str) -> JobStatus | None:
+    """The status of a job (None: no such job)."""
+    try:
+        job = Job.fetch(job_id, connection=ckan_jobs.connect_to_redis())
+    except NoSuchJobError:
+        return None
+    return job.get_status(refresh=False)
+
+
+def is_pending(job_id: str) -> bool:
+    return job_status(job_id) in PENDING
+
+
+def enqueue_once(func: Callable[..., Any], args: Sequence[Any], *,
+                 job_id: str, queue: str, timeout: int, title: str
+                 ) -> str | None:
+    """Queue ``func(*args)`` as ``job_id`` unless a job that has not
+    started yet will do the same; returns the id queued (or None)."""
+    connection = ckan_jobs.connect_to_redis()
+    for jid in (job_id, f"{job_id}-again"):
+        try:
+            job: Job | None = Job.fetch(jid, connection=connection)
+        except NoSuchJobError:
+            job = None
+        status = job.get_status(refresh=False) if job else None
+        if status in WAITING:
+            return None  # reads the state when it starts
+        if status == JobStatus.STARTED:
+            continue  # may have read already: queue a follow-up
+        if job is not None:
+            # An ended job's key expires; a new job under its id would
+            # inherit the expiry and could vanish before it runs.
+            job.delete()
+        ckan_jobs.enqueue(func, list(args), title=title, queue=queue,
+                          rq_kwargs={"job_id": jid, "timeout": timeout})
+        return jid
+    return None
