@@ -7,8 +7,7 @@ import ckan.plugins as plugins
 import ckan.plugins.toolkit as tk
 
 from ckanext.dcor_depot import cli, config, validators
-from ckanext.dcor_depot.hooks import actions, uploader
-from ckanext.dcor_depot.hooks import transactions as transaction_hooks
+from ckanext.dcor_depot.hooks import actions, transactions, uploader
 
 
 @tk.blanket.config_declarations
@@ -22,7 +21,7 @@ class DCORDepotPlugin(plugins.SingletonPlugin):
     # IConfigurable
     def configure(self, ckan_config: Any) -> None:
         config.check_consistency()
-        transaction_hooks.install()  # also done on import; idempotent
+        transactions.install()  # also done on import; idempotent
 
     # IValidators
     def get_validators(self) -> dict[str, Any]:

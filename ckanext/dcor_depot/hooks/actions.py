@@ -3,8 +3,8 @@
 Each chained action calls ``check_access`` for the action it wraps before
 it looks at anything, so a refused call changes nothing. None of them
 touches the object store: tags follow the database at its commits
-(:mod:`transaction_hooks`). The bulk and organization actions only note
-the datasets that CKAN 2.11 changes with plain SQL (invisible to the
+(:mod:`.transactions`). The bulk and organization actions only note the
+datasets that CKAN 2.11 changes with plain SQL (invisible to the
 session's change tracking); noting a dataset never opens anything its
 committed state does not allow.
 """
@@ -14,12 +14,9 @@ from typing import Any
 
 import ckan.model as model
 import ckan.plugins.toolkit as tk
+from ckan.types import Context, DataDict
 
-from ckanext.dcor_depot.hooks import resource_rules
-from ckanext.dcor_depot.hooks import transactions as transaction_hooks
-
-Context = dict[str, Any]
-DataDict = dict[str, Any]
+from ckanext.dcor_depot.hooks import resource_rules, transactions
 
 
 @tk.chained_action
@@ -27,7 +24,7 @@ def package_create(original: Any, context: Context,
                    data_dict: DataDict) -> Any:
     tk.check_access("package_create", context, data_dict)
     resource_rules.check_new_dataset(context, data_dict)
-    transaction_hooks.note_chosen_ids(resource_rules.chosen_ids(data_dict))
+    transactions.note_chosen_ids(resource_rules.chosen_ids(data_dict))
     return original(context, data_dict)
 
 
@@ -41,7 +38,7 @@ def package_update(original: Any, context: Context,
     tk.check_access("package_update", dict(context, package=pkg),
                     dict(data_dict, id=pkg.id))
     resource_rules.check_dataset_update(context, pkg, data_dict)
-    transaction_hooks.note_chosen_ids(resource_rules.chosen_ids(data_dict))
+    transactions.note_chosen_ids(resource_rules.chosen_ids(data_dict))
     return original(context, data_dict)
 
 
@@ -58,7 +55,7 @@ def _bulk(name: str) -> Any:
     @tk.chained_action
     def action(original: Any, context: Context, data_dict: DataDict) -> Any:
         tk.check_access(name, context, data_dict)
-        transaction_hooks.touch_datasets(
+        transactions.touch_datasets(
             _listed_datasets(data_dict),
             required_org=str(data_dict.get("org_id") or ""))
         return original(context, data_dict)
@@ -74,7 +71,7 @@ def _organization_removal(name: str) -> Any:
         if group is not None and group.is_organization:
             rows = model.Session.query(model.Package.id).filter(
                 model.Package.owner_org == group.id)
-            transaction_hooks.touch_datasets([row[0] for row in rows])
+            transactions.touch_datasets([row[0] for row in rows])
         return original(context, data_dict)
     action.__name__ = name
     return action
