@@ -407,6 +407,31 @@ def bench_e2e(args, s3, bucket: str) -> None:
            "s3_available / (1.5 x upload POST + 2 s)", ratios, "<= 1.0")
 
 
+def bench_job_cost(args, s3, bucket: str) -> None:
+    """The S3 upload job of one small resource in a dataset of 3
+    resources vs one of ``--job-cost-count``: recording the result must
+    not cost more as the dataset grows (atomic merge of the resource's
+    fields, search index updated by one coalesced job)."""
+    from ckanext.dcor_depot.hooks import jobs
+    source = random_file(WORK / "job-cost.bin", 64 * 1024)
+    sizes = (3, args.job_cost_count)
+    seconds: dict[int, list[float]] = {n: [] for n in sizes}
+    ratios = []
+    for _ in range(args.rounds):
+        for n in sizes:
+            rids = resources_on_block_storage([source] * n, per_dataset=n)
+            # three resources of the dataset, each its own job run
+            runs = [timed(jobs.UPLOAD_S3.func, rid) for rid in rids[:3]]
+            seconds[n].append(statistics.median(runs))
+            remove_local_files(rids)
+        ratios.append(seconds[sizes[1]][-1] / seconds[sizes[0]][-1])
+    detail = ", ".join(
+        f"{n} resources: median {statistics.median(seconds[n]):.2f} s"
+        for n in sizes)
+    report(f"S3 job in a dataset of {sizes[1]} vs {sizes[0]} resources",
+           ratios, "<= 1.3", detail)
+
+
 def bench_visibility(args, s3, bucket: str) -> None:
     """A click on "public"/"private" of a dataset of many resources: from
     the start of package_patch until every object answers anonymous GETs
@@ -499,7 +524,7 @@ def bench_visibility(args, s3, bucket: str) -> None:
 
 FIGURES = {"large": bench_large, "deep": bench_deep, "small": bench_small,
            "rss": bench_rss, "e2e": bench_e2e,
-           "visibility": bench_visibility}
+           "visibility": bench_visibility, "jobcost": bench_job_cost}
 
 
 def main() -> None:
@@ -513,6 +538,7 @@ def main() -> None:
     parser.add_argument("--rss-size", type=int, default=4 * GiB)
     parser.add_argument("--e2e-size", type=int, default=256 * MiB)
     parser.add_argument("--visibility-count", type=int, default=300)
+    parser.add_argument("--job-cost-count", type=int, default=300)
     parser.add_argument("--rss-child", help=argparse.SUPPRESS)
     parser.add_argument("--bucket", help=argparse.SUPPRESS)
     args = parser.parse_args()
