@@ -2,18 +2,21 @@
 from __future__ import annotations
 
 import contextlib
-import sys
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import ckan.plugins.toolkit as tk
 import click
 
-from ckanext.dcor_depot.figshare import importer as figshare
+from ckanext.dcor_depot.cli import common
+from ckanext.dcor_depot.figshare import importer
+from ckanext.dcor_depot.figshare.metadata import FigshareError
+from ckanext.dcor_depot.progress import Progress
+
+COMMAND = "import-figshare"
 
 
-class ClickFeedback(figshare.Feedback):
-    """Progress and messages on the terminal; errors on stderr."""
+class ClickFeedback(importer.Feedback):
+    """Messages on the terminal; warnings and errors on stderr."""
 
     def info(self, message: str) -> None:
         click.echo(message)
@@ -24,25 +27,28 @@ class ClickFeedback(figshare.Feedback):
     def error(self, message: str) -> None:
         tk.error_shout(message)
 
-    @contextlib.contextmanager
-    def progress(self, label: str, total: int
-                 ) -> Iterator[Callable[[int], Any]]:
-        if not sys.stdout.isatty():
-            # A bar in a log file is noise; the caller prints a line with
-            # the byte count when the file is done.
-            yield lambda n: None
-            return
-        with click.progressbar(length=total, label=label,
-                               show_pos=True) as bar:
-            yield bar.update
+
+@contextlib.contextmanager
+def _progress(label: str, length: int) -> Iterator[Progress]:
+    """A progress bar on stderr (stdout keeps the result lines).
+
+    Only on a terminal: in logs a bar is noise; there the line printed
+    when a file is done says how many bytes it had.
+    """
+    stream = click.get_text_stream("stderr")
+    if not stream.isatty():
+        yield lambda _n: None
+        return
+    with click.progressbar(length=length, label=label, file=stream) as bar:
+        yield bar.update
 
 
-@click.command("import-figshare",
+@click.command(COMMAND,
                short_help="Mirror the figshare DOIs of the DOI list.")
 @click.option("--limit", type=click.IntRange(min=0), default=None,
               help="Import only the first N DOIs of the list.")
-@click.pass_context
-def import_figshare(ctx: click.Context, limit: int | None) -> None:
+@common.with_app_context
+def import_figshare(limit: int | None) -> None:
     """Import figshare articles as datasets of the organization
     figshare-import.
 
@@ -51,14 +57,10 @@ def import_figshare(ctx: click.Context, limit: int | None) -> None:
     ckanext.dcor_depot.figshare_api_url. Running it again changes nothing
     that is complete and resumes an interrupted import.
     """
-    flask_app = ctx.meta.get("flask_app")
-    with (flask_app.test_request_context() if flask_app
-          else contextlib.nullcontext()):
-        try:
-            summary = figshare.import_figshare(limit, ClickFeedback())
-        except figshare.FigshareError as exc:
-            tk.error_shout(f"import-figshare: {exc}")
-            ctx.exit(1)
+    try:
+        summary = importer.import_figshare(limit, ClickFeedback(), _progress)
+    except FigshareError as exc:
+        common.fail(f"{COMMAND}: {exc}")
     click.echo(summary.line())
     if summary.failed:
-        ctx.exit(1)
+        raise click.exceptions.Exit(1)

@@ -23,7 +23,7 @@ import pytest
 from ckan.tests import helpers
 
 from ckanext.dcor_depot import config
-from ckanext.dcor_depot.figshare import importer as figshare
+from ckanext.dcor_depot.figshare import client, metadata
 from ckanext.dcor_depot.sample_data import make_rtdc_file
 from ckanext.dcor_depot.storage import layout, object_store
 from tests.support import temp as temp_helpers
@@ -174,7 +174,7 @@ def site(fake_figshare, tmp_path, ckan_config, monkeypatch, clean_db,
         "ckanext.dcor_depot.tmp_dir": str(tmp_path / "tmp"),
     }.items():
         monkeypatch.setitem(ckan_config, key, value)
-    monkeypatch.setattr(figshare, "BACKOFF_BASE", 0.01)
+    monkeypatch.setattr(client, "BACKOFF_BASE", 0.01)
     object_store._known_buckets.clear()
 
     class Site:
@@ -261,7 +261,7 @@ def test_complete_import(site, rtdc_data):
     assert org["description"]
 
     dataset = show(name_of(art))
-    assert dataset["id"] == figshare.dataset_id(art["doi"], name_of(art))
+    assert dataset["id"] == metadata.dataset_id(art["doi"], name_of(art))
     assert dataset["title"] == "Blood cells"
     assert dataset["state"] == "active"
     assert dataset["private"] is False
@@ -284,7 +284,7 @@ def test_complete_import(site, rtdc_data):
     for name, data in [("M1 blood.rtdc", one), ("M2_blood.rtdc", two),
                        ("README.txt", notes)]:
         res = resources[name]
-        assert res["id"] == figshare.resource_id(
+        assert res["id"] == metadata.resource_id(
             dataset["id"], hashlib.md5(data).hexdigest())
         assert res["url_type"] == "upload"
         assert res["size"] == len(data)
@@ -446,7 +446,7 @@ def test_persistent_server_error_fails_after_retries(site):
     assert result.exit_code == 1
     assert "HTTP 500" in result.stderr
     assert site.fake.requests.count(FakeFigshare.article_path(art)) \
-        == figshare.ATTEMPTS
+        == client.ATTEMPTS
     assert dataset_missing(art)
 
 
@@ -577,7 +577,7 @@ def own_bytes_everywhere(dataset: dict, files: list[tuple[str, bytes]]
     targets = []
     for name, data in files:
         sha = hashlib.sha256(data).hexdigest()
-        rid = figshare.resource_id(dataset["id"],
+        rid = metadata.resource_id(dataset["id"],
                                    hashlib.md5(data).hexdigest())
         res = by_id[rid]
         assert res["name"] == name
@@ -785,26 +785,5 @@ def test_differing_supplied_md5_is_reported(site):
     # computed_md5 is still the one used (and the one the bytes match).
     dataset = show(name_of(art))
     assert [r["id"] for r in dataset["resources"]] == [
-        figshare.resource_id(dataset["id"], computed)]
+        metadata.resource_id(dataset["id"], computed)]
 
-
-def test_depot_names_do_not_depend_on_figshare_s_listing_order():
-    """Same bytes under two names, and a name shared by other bytes: any
-    order of the listing gives the same resources and depot names."""
-    import itertools
-
-    from ckanext.dcor_depot.figshare.importer import (
-        FigshareFile,
-        distinct_files,
-    )
-    listing = [FigshareFile("data.rtdc", 1, "a" * 32, "https://x/1"),
-               FigshareFile("data.rtdc", 1, "b" * 32, "https://x/2"),
-               FigshareFile("x.rtdc", 1, "a" * 32, "https://x/3")]
-    outcomes = set()
-    for order in itertools.permutations(listing):
-        files, notes = distinct_files(list(order))
-        outcomes.add(frozenset((f.name, f.md5, f.depot_name) for f in files))
-        assert len(notes) == 1
-    assert outcomes == {frozenset({
-        ("data.rtdc", "a" * 32, "data." + "a" * 12 + ".rtdc"),
-        ("data.rtdc", "b" * 32, "data." + "b" * 12 + ".rtdc")})}
