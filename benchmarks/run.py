@@ -188,7 +188,7 @@ def remove_uploaded_file(rid: str, timeout: float = 120) -> None:
     from rq.job import NoSuchJobError
 
     from ckanext.dcor_depot.hooks import jobs
-    from ckanext.dcor_depot.operations import migration
+    from ckanext.dcor_depot.operations.migrate import delete_local_file
     from ckanext.dcor_depot.storage import layout
     backup_job = jobs.job_id(rid, jobs.BACKUP_S3)
     try:
@@ -199,7 +199,7 @@ def remove_uploaded_file(rid: str, timeout: float = 120) -> None:
             return
     except NoSuchJobError:
         pass  # no backup job: nothing will look for the file
-    migration.delete_local_file(layout.ckan_upload_path(rid))
+    delete_local_file(layout.ckan_upload_path(rid))
 
 
 def migrate(rids: list[str], jobs: int) -> list[str]:
@@ -207,7 +207,11 @@ def migrate(rids: list[str], jobs: int) -> list[str]:
     returns the ids of the search-index jobs it queued."""
     import ckan.model as model
 
-    from ckanext.dcor_depot.operations import migration
+    from ckanext.dcor_depot.operations.migrate import (
+        MigrationOptions,
+        Status,
+        migrate_resources,
+    )
     from ckanext.dcor_depot.records import inventory
     wanted = set(rids)
     # The command lists every resource of the site; the benchmark's site
@@ -220,10 +224,10 @@ def migrate(rids: list[str], jobs: int) -> list[str]:
     failed = []
 
     def on_result(outcome):
-        if outcome.status != "uploaded":
+        if outcome.status is not Status.UPLOADED:
             failed.append(outcome.describe())
-    index = migration.migrate_resources(
-        records, migration.MigrationOptions(), on_result, jobs=jobs)
+    index = migrate_resources(records, MigrationOptions(), on_result,
+                              jobs=jobs)
     if failed or len(records) != len(rids):
         sys.exit(f"bench: migration failed: {failed[:3]}")
     return index.job_ids

@@ -17,7 +17,7 @@ from types import ModuleType
 #: before an upgrade therefore still run. Kept for one release.
 MOVED_JOB_MODULES = {
     "depot": "ckanext.dcor_depot.operations.symlink",
-    "migration": "ckanext.dcor_depot.operations.migration",
+    "migration": "ckanext.dcor_depot.operations.migrate.run",
     "backup": "ckanext.dcor_depot.operations.backup",
     "visibility": "ckanext.dcor_depot.operations.visibility",
     "move": "ckanext.dcor_depot.operations.move",

@@ -4,7 +4,8 @@ from __future__ import annotations
 import click
 
 from ckanext.dcor_depot.cli import common
-from ckanext.dcor_depot.operations import migration
+from ckanext.dcor_depot.operations import migrate
+from ckanext.dcor_depot.operations.migrate import Status
 from ckanext.dcor_depot.records import inventory, search_index
 
 COMMAND = "dcor-migrate-resources-to-object-store"
@@ -43,40 +44,42 @@ def migrate_resources(modified_days: int, verify_existence: bool,
         common.fail(f"{COMMAND}: --jobs must be at least 1, not {jobs}",
                     code=2)
     common.require_s3(COMMAND)
-    options = migration.MigrationOptions(
+    options = migrate.MigrationOptions(
         verify_existence=verify_existence, verify_checksum=verify_checksum,
         delete_local=delete_after_migration, dry_run=dry_run)
     records = inventory.resource_records(modified_days)
     total = len(records)
     if dry_run:
-        tally = common.Tally(COMMAND, "to upload", "skipped", "missing")
-        status_names = {"uploaded": "to upload"}
+        tally = common.Tally(COMMAND, "to upload", Status.SKIPPED.value,
+                             Status.MISSING.value)
+        status_names: dict[Status, str] = {Status.UPLOADED: "to upload"}
         deleted_name = "local files to delete"
     else:
-        tally = common.Tally(COMMAND, "uploaded", "skipped", "missing")
+        tally = common.Tally(COMMAND, Status.UPLOADED.value,
+                             Status.SKIPPED.value, Status.MISSING.value)
         status_names = {}
         deleted_name = "local files deleted"
     finished = 0
 
-    def on_result(outcome: migration.ResourceOutcome) -> None:
+    def on_result(outcome: migrate.ResourceOutcome) -> None:
         nonlocal finished
         finished += 1
         status = outcome.status
-        tally.add(status_names.get(status, status))
+        tally.add(status_names.get(status, status.value))
         if outcome.deleted:
             tally.add(deleted_name, outcome.deleted)
         line = f"[{finished}/{total}] {outcome.record.id}: " \
                f"{outcome.describe()}"
-        if status == "failed":
+        if status is Status.FAILED:
             common.report_error(line)
         else:
             click.echo(line)
 
     note = "dry run" if dry_run else ""
-    optional = ("missing", deleted_name)
+    optional = (Status.MISSING.value, deleted_name)
     try:
-        index = migration.migrate_resources(records, options, on_result,
-                                            jobs=jobs)
+        index = migrate.migrate_resources(records, options, on_result,
+                                          jobs=jobs)
     except KeyboardInterrupt:
         click.echo(tally.line("interrupted", optional))
         common.fail(f"{COMMAND}: interrupted after {finished} of {total} "

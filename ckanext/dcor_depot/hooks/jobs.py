@@ -18,12 +18,8 @@ from ckan.lib import jobs as ckan_jobs
 from rq.job import Dependency
 
 from ckanext.dcor_depot import config
-from ckanext.dcor_depot.operations import (
-    backup,
-    migration,
-    symlink,
-    visibility,
-)
+from ckanext.dcor_depot.operations import backup, symlink, visibility
+from ckanext.dcor_depot.operations.migrate import migrate_resource_to_s3
 from ckanext.dcor_depot.records import job_queue
 from ckanext.dcor_depot.storage import layout
 
@@ -44,8 +40,8 @@ class JobKind:
 
 SYMLINK = JobKind("symlink", symlink.symlink_user_dataset, "dcor-short", 60,
                   "Move resource to the user depot")
-UPLOAD_S3 = JobKind("s3-upload", migration.migrate_resource_to_s3,
-                    "dcor-normal", 3600, "Copy resource to the object store")
+UPLOAD_S3 = JobKind("s3-upload", migrate_resource_to_s3, "dcor-normal", 3600,
+                    "Copy resource to the object store")
 BACKUP_S3 = JobKind("s3-backup",
                     backup.backup_resource_from_s3_to_block_storage,
                     "dcor-normal", 3600, "Back up resource from S3")

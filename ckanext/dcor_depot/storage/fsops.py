@@ -316,3 +316,42 @@ def replace_with_symlink(path: Path, target: Path) -> None:
     os.symlink(target, link)
     os.replace(link, path)
     fsync_dir(path.parent)
+
+
+# ------------------------------------------------------- file identity
+
+
+@dataclass(frozen=True)
+class FileIdentity:
+    """Which file a path leads to, as far as ``lstat`` can tell."""
+    #: the text of the symlink at the path (None: a regular file)
+    link: str | None
+    #: the path of the file itself (symlinks resolved)
+    real: str
+    dev: int
+    ino: int
+    size: int
+    mtime_ns: int
+    #: changes with every write and cannot be set back (unlike mtime)
+    ctime_ns: int
+
+
+def file_identity(path: Path) -> FileIdentity:
+    """The identity of the file at ``path`` (behind a symlink)."""
+    try:
+        link: str | None = os.readlink(path)
+    except OSError:
+        link = None  # not a symlink (or gone: lstat below says so)
+    real = os.path.realpath(path)
+    info = os.lstat(real)
+    return FileIdentity(link, real, info.st_dev, info.st_ino,
+                        info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+
+
+def what_changed(before: FileIdentity, now: FileIdentity) -> str:
+    """How the file at a path differs from the one identified before."""
+    if before.link != now.link or before.real != now.real:
+        return f"it now leads to {now.real}"
+    if (before.dev, before.ino) != (now.dev, now.ino):
+        return "another file was put in its place"
+    return "its size, modification or change time differs"

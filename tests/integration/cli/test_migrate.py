@@ -11,7 +11,7 @@ import ckan.plugins.toolkit as tk
 import pytest
 from ckan.tests import helpers
 
-from ckanext.dcor_depot.operations import migration, symlink
+from ckanext.dcor_depot.operations import migrate, symlink
 from ckanext.dcor_depot.storage import layout, transfer
 from tests.support.cli import (
     bucket_keys,
@@ -179,7 +179,7 @@ def test_interrupted_migration_is_finished_by_a_rerun(
 def test_crash_between_upload_and_record_does_not_reupload(
         cli, owner, on_block_storage, monkeypatch):
     items = on_block_storage(2)
-    real_record = migration.record_resource
+    real_record = migrate.record.record_resource
     calls = []
 
     def record_then_crash(plan, outcomes, batch=None):
@@ -189,7 +189,7 @@ def test_crash_between_upload_and_record_does_not_reupload(
         return real_record(plan, outcomes, batch)
 
     with monkeypatch.context() as patch:
-        patch.setattr(migration, "record_resource", record_then_crash)
+        patch.setattr(migrate.record, "record_resource", record_then_crash)
         assert invoke(cli, COMMAND, "--jobs", 1).exit_code == 130
     crashed = calls[1]
     assert not resource_show(crashed).get("s3_available")
@@ -345,7 +345,7 @@ def test_crash_after_delete_before_record_is_recorded_by_rerun(
         raise KeyboardInterrupt  # killed after the local file went
 
     with monkeypatch.context() as patch:
-        patch.setattr(migration, "record_resource", crash)
+        patch.setattr(migrate.record, "record_resource", crash)
         assert invoke(cli, COMMAND,
                       "--delete-after-migration").exit_code == 130
     assert not os.path.lexists(layout.ckan_upload_path(item["id"]))

@@ -28,7 +28,7 @@ from rq.job import Job
 from werkzeug.datastructures import FileStorage
 
 from ckanext.dcor_depot.hooks import jobs
-from ckanext.dcor_depot.operations import backup, migration
+from ckanext.dcor_depot.operations import backup, migrate
 from ckanext.dcor_depot.storage import layout, object_store, transfer
 from ckanext.dcor_depot.storage.fsops import file_sha256
 from tests.support.stack import (
@@ -121,7 +121,7 @@ def test_store_down_during_upload_job(owner, make_dataset, upload,
     with store_unreachable(ckan_config):
         run_jobs()
         with pytest.raises(object_store.ObjectStoreError) as info:
-            migration.migrate_resource_to_s3(rid)
+            migrate.migrate_resource_to_s3(rid)
 
     for message in (str(info.value), failed_job_error(rid, jobs.UPLOAD_S3)):
         assert f"{DOWN} is unreachable" in message
@@ -157,7 +157,7 @@ from ckan.cli import load_config
 from ckan.config.middleware import make_app
 ini, rid = sys.argv[1:3]
 app = make_app(load_config(ini))
-from ckanext.dcor_depot.operations import migration
+from ckanext.dcor_depot.operations import migrate
 from ckanext.dcor_depot.storage import object_store
 s3 = object_store.get_client()
 real_upload_part = s3.upload_part
@@ -167,7 +167,7 @@ def stalling_upload_part(**kwargs):
     return real_upload_part(**kwargs)
 s3.upload_part = stalling_upload_part
 with app._wsgi_app.app_context():
-    migration.migrate_resource_to_s3(rid)
+    migrate.migrate_resource_to_s3(rid)
 """
 
 
@@ -208,7 +208,7 @@ def check_killed_upload_is_repaired(owner: dict, rid: str, path: Path,
         assert file_sha256(path) == digest  # local data intact
         assert not s3_available(rid)
 
-        assert migration.migrate_resource_to_s3(rid) is True
+        assert migrate.migrate_resource_to_s3(rid) is True
 
         head = object_store.head_object(bucket, key)
         assert head["ContentLength"] == path.stat().st_size
@@ -295,7 +295,7 @@ def test_changed_object_is_caught_by_rerun(owner, make_dataset, upload,
     s3_client.put_object(Bucket=bucket, Key=key,
                          Body=os.urandom(len(data) + size_change))
 
-    assert migration.migrate_resource_to_s3(res["id"]) is True
+    assert migrate.migrate_resource_to_s3(res["id"]) is True
 
     assert stored_bytes(bucket, key) == data
     res = resource_show(res["id"])
@@ -331,7 +331,7 @@ def test_corrupted_upload_marks_nothing(owner, make_dataset, upload,
     with monkeypatch.context() as patch:
         patch.setattr(s3_client, method, corrupting)
         with pytest.raises(transfer.VerificationError) as info:
-            migration.migrate_resource_to_s3(rid)
+            migrate.migrate_resource_to_s3(rid)
 
     if multipart:
         def etag(body: bytes) -> str:
@@ -355,7 +355,7 @@ def test_corrupted_upload_marks_nothing(owner, make_dataset, upload,
     assert file_sha256(layout.ckan_upload_path(rid)) == sha256(data)
 
     # The network is healthy again: the next run succeeds.
-    assert migration.migrate_resource_to_s3(rid) is True
+    assert migrate.migrate_resource_to_s3(rid) is True
     assert s3_available(rid)
     assert transfer.object_sha256(bucket, key) == sha256(data)
 
@@ -369,7 +369,7 @@ def test_local_file_not_matching_recorded_sha256(owner, make_dataset, upload):
                         id=res["id"], sha256=wrong)
 
     with pytest.raises(transfer.VerificationError) as info:
-        migration.migrate_resource_to_s3(res["id"])
+        migrate.migrate_resource_to_s3(res["id"])
 
     for text in (res["id"], wrong, sha256(data)):
         assert text in str(info.value)
@@ -388,7 +388,7 @@ def test_two_workers_upload_the_same_resource(owner, make_dataset, upload,
     rid = res["id"]
 
     def job():
-        return migration.migrate_resource_to_s3(rid)
+        return migrate.migrate_resource_to_s3(rid)
 
     results, errors = run_concurrently(job, job)
 

@@ -378,8 +378,8 @@ def test_the_upload_job_leaves_moving_data_to_the_move(site, orgs):
     ds = dataset(site, org_a, private=True)
     res = stored_resource(site, org_a.editor, ds["id"], b"uploaded once")
     change_owner(site, org_a.editor, ds, org_b)
-    from ckanext.dcor_depot.operations import migration
-    assert migration.migrate_resource_to_s3(res["id"]) is False
+    from ckanext.dcor_depot.operations import migrate
+    assert migrate.migrate_resource_to_s3(res["id"]) is False
     assert gone(org_b.id, res["id"])
     run_jobs()  # the move job
     assert_moved(res, org_a, org_b, b"uploaded once")

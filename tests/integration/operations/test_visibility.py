@@ -16,7 +16,7 @@ from ckan import model
 from ckan.lib import search
 from ckan.tests import helpers
 
-from ckanext.dcor_depot.operations import migration, symlink, visibility
+from ckanext.dcor_depot.operations import migrate, symlink, visibility
 from ckanext.dcor_depot.records import ckan_data, inventory
 from ckanext.dcor_depot.storage import layout, object_store
 from tests.support.cli import invoke, summary
@@ -108,7 +108,7 @@ def test_migration_never_opens_from_a_stale_snapshot(
         return real_set_public(bucket, key, public, **kwargs)
 
     monkeypatch.setattr(object_store, "set_public", watch)
-    migration.migrate_resources(records, migration.MigrationOptions(),
+    migrate.migrate_resources(records, migrate.MigrationOptions(),
                                 on_result=lambda outcome: None)
     assert opened == []
     url = resource_show(rid)["s3_url"]
@@ -127,7 +127,7 @@ def test_upload_job_closes_objects_of_a_resource_deleted_meanwhile(
     run_jobs_without_upload(rid)
     helpers.call_action("resource_delete", id=rid)
     try:
-        migration.migrate_resource_to_s3(rid)
+        migrate.migrate_resource_to_s3(rid)
     except Exception:  # recording on a deleted resource may fail: fine
         pass
     bucket = object_store.bucket_name(dataset["owner_org"])
@@ -152,7 +152,7 @@ def test_a_tagger_undoes_its_tag_when_the_state_changed_meanwhile(
         return states
 
     monkeypatch.setattr(ckan_data, "dataset_states", read_then_hide)
-    migration.migrate_resource_to_s3(rid)
+    migrate.migrate_resource_to_s3(rid)
     assert reads
     model.Session.remove()
     assert helpers.call_action("package_show",

@@ -17,7 +17,7 @@ import random
 
 from ckan import model
 
-from ckanext.dcor_depot.operations import migration
+from ckanext.dcor_depot.operations import migrate
 from ckanext.dcor_depot.records import inventory
 from ckanext.dcor_depot.storage import layout, object_store
 from tests.support.access import (
@@ -148,8 +148,8 @@ class Walk:
 
     def migrate(self) -> None:
         model.Session.remove()
-        migration.migrate_resources(
-            inventory.resource_records(), migration.MigrationOptions(),
+        migrate.migrate_resources(
+            inventory.resource_records(), migrate.MigrationOptions(),
             on_result=lambda outcome: None, jobs=4)
         self.log.append("migrate")
 

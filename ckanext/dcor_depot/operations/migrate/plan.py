@@ -1,0 +1,104 @@
+"""What to do with a resource: options, skip reasons, per-resource plans.
+
+Decisions only: nothing here reads a file or talks to the store or CKAN.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from ckanext.dcor_depot.records import inventory
+from ckanext.dcor_depot.storage import layout, object_store
+
+
+class MigrationError(object_store.ObjectStoreError):
+    """An artifact could not be migrated; the message names it."""
+
+
+@dataclass(frozen=True)
+class MigrationOptions:
+    #: head_object every artifact, even of resources marked s3_available
+    verify_existence: bool = False
+    #: read every stored byte and compare with the SHA256 (implies the above)
+    verify_checksum: bool = False
+    #: delete local files once their objects are verified byte by byte
+    delete_local: bool = False
+    #: report only, change nothing
+    dry_run: bool = False
+
+    @property
+    def verify(self) -> bool:
+        return self.verify_existence or self.verify_checksum
+
+
+class SkipReason(str, Enum):
+    """Why a resource needs no look at its files (the value is printed)."""
+    LINK = "not an upload (link to elsewhere)"
+    MOVING = ("its data move to the bucket of its organization "
+              "(dcor-depot-move-dataset)")
+    IN_STORE = "already in S3 (s3_available)"
+
+
+@dataclass(frozen=True)
+class ResourcePlan:
+    """Everything a transfer thread needs: no CKAN calls in threads."""
+    record: inventory.ResourceRecord
+    bucket: str
+    paths: dict[str, Path]
+    keys: dict[str, str]
+    #: size/ETag (or None: absent) of the artifacts' objects, when known
+    #: from a bucket listing
+    stored: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+
+
+def moving(s3_url: str | None, bucket: str, key: str) -> bool:
+    """The resource's data are in another bucket (a dataset that changed
+    organization, see :mod:`~ckanext.dcor_depot.operations.move`)."""
+    return bool(s3_url) and s3_url != object_store.object_url(bucket, key)
+
+
+def skip_reason(record: inventory.ResourceRecord,
+                options: MigrationOptions) -> SkipReason | None:
+    """Why a resource needs no look at its files (None if it does).
+
+    Links have no files. A resource marked ``s3_available`` is skipped
+    unless the objects are to be verified or local files deleted.
+    """
+    if record.url_type != "upload":
+        return SkipReason.LINK
+    if record.owner_org and moving(
+            record.s3_url, object_store.bucket_name(record.owner_org),
+            layout.object_key(record.id)):
+        return SkipReason.MOVING
+    if record.s3_available and not (options.verify or options.delete_local):
+        return SkipReason.IN_STORE
+    return None
+
+
+def no_bucket_error(resource_id: str, dataset_name: str) -> MigrationError:
+    return MigrationError(f"resource {resource_id}: its dataset "
+                          f"{dataset_name} has no organization, so it has "
+                          "no bucket")
+
+
+def plan_resource(record: inventory.ResourceRecord,
+                  options: MigrationOptions) -> ResourcePlan | None:
+    """The plan for one resource, or None when it is to be skipped."""
+    if skip_reason(record, options):
+        return None
+    if not record.owner_org:
+        raise no_bucket_error(record.id, record.dataset_name)
+    return ResourcePlan(
+        record=record,
+        bucket=object_store.bucket_name(record.owner_org),
+        paths={a: layout.artifact_local_path(record.id, a)
+               for a in layout.ARTIFACTS},
+        keys={a: layout.object_key(record.id, a) for a in layout.ARTIFACTS},
+    )
+
+
+def expected_sha256(plan: ResourcePlan, artifact: str) -> str | None:
+    """The SHA256 on record for an artifact: only the resource has one."""
+    return plan.record.sha256 if artifact == "resource" else None
