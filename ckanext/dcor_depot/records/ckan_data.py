@@ -39,11 +39,6 @@ def site_context(**extra: Any) -> dict[str, Any]:
     return context
 
 
-def resource_show(resource_id: str) -> dict[str, Any]:
-    return tk.get_action("resource_show")(site_context(),
-                                          {"id": resource_id})
-
-
 def package_show(dataset_id: str) -> dict[str, Any]:
     return tk.get_action("package_show")(site_context(), {"id": dataset_id})
 
@@ -89,15 +84,6 @@ def resource_facts(resource_id: str) -> ResourceFacts | None:
         extras=resource_extras(row.extras), dataset_id=row.dataset_id,
         dataset_name=row.dataset_name, owner_org=row.owner_org or None,
         org_name=row.org_name or "", creator_name=row.creator_name or "")
-
-
-def user_name(user_id: str) -> str:
-    return tk.get_action("user_show")(site_context(), {"id": user_id})["name"]
-
-
-def organization_name(dataset: dict[str, Any]) -> str:
-    org = dataset.get("organization") or {}
-    return org.get("name") or ""
 
 
 def revise_resource(dataset_id: str, resource_id: str,

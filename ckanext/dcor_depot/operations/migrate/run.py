@@ -16,6 +16,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import ckan.plugins.toolkit as tk
+
 from ckanext.dcor_depot.operations import move, visibility
 from ckanext.dcor_depot.operations.migrate.plan import (
     MigrationError,
@@ -56,37 +58,41 @@ def migrate_resource_to_s3(resource_id: str) -> bool:
     path = layout.ckan_upload_path(resource_id)
     if not path.exists():
         return False
-    resource = ckan_data.resource_show(resource_id)
-    dataset = ckan_data.package_show(resource["package_id"])
-    if not dataset.get("owner_org"):
-        raise no_bucket_error(resource_id, dataset["name"])
-    ref = visibility.ObjectRef(dataset["owner_org"], dataset["id"],
+    facts = ckan_data.resource_facts(resource_id)
+    if facts is None:
+        return False  # deleted for good meanwhile
+    if not facts.owner_org:
+        raise no_bucket_error(resource_id, facts.dataset_name)
+    ref = visibility.ObjectRef(facts.owner_org, facts.dataset_id,
                                resource_id)
     bucket, key = ref.bucket, ref.key
-    if moving(resource.get("s3_url"), bucket, key):
+    recorded = facts.extras
+    if moving(recorded.get("s3_url"), bucket, key):
         # In the store already, in a former organization's bucket: the
         # move job copies it (an upload here would orphan the old data).
-        move.request_move_if_needed(dataset["id"])
+        move.request_move_if_needed(facts.dataset_id)
         log.info("Resource %s: its data move to s3://%s/%s",
                  resource_id, bucket, key)
         return False
     result = transfer.upload_verified(
-        path, bucket, key, expected_sha256=resource.get("sha256") or None,
+        path, bucket, key, expected_sha256=recorded.get("sha256") or None,
         label=f"resource {resource_id}")
     visibility.reconcile([ref], assume_closed=[ref] if result.uploaded
                          else ())
     changes = s3_state_changes(
         object_store.object_url(bucket, key), result.sha256,
-        s3_available=bool(resource.get("s3_available")),
-        s3_url=resource.get("s3_url"),
-        recorded_sha256=resource.get("sha256"))
+        s3_available=tk.asbool(recorded.get("s3_available")),
+        s3_url=recorded.get("s3_url"),
+        recorded_sha256=recorded.get("sha256"))
     if changes:
-        ckan_data.revise_resource(resource["package_id"], resource_id,
-                                  changes)
+        # One statement and a coalesced index job: the cost does not grow
+        # with the number of resources in the dataset.
+        search_index.record_resource_fields(facts.dataset_id, resource_id,
+                                            changes)
     log.info("Resource %s %s s3://%s/%s", resource_id,
              "uploaded to" if result.uploaded else "already at", bucket, key)
     # The dataset may have changed organization during the upload.
-    move.request_move_if_needed(dataset["id"])
+    move.request_move_if_needed(facts.dataset_id)
     return result.uploaded
 
 
