@@ -1,10 +1,7 @@
 """``append-resource``: add a local file to a dataset."""
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -13,21 +10,6 @@ from ckanext.dcor_depot.operations import append
 from ckanext.dcor_depot.storage import object_store
 
 COMMAND = "append-resource"
-
-
-@contextlib.contextmanager
-def _progress(label: str, length: int) -> Iterator[Any]:
-    """A progress bar on stderr (stdout keeps the result lines).
-
-    Only on a terminal: in logs a bar is noise, and stderr stays free for
-    the error line.
-    """
-    stream = click.get_text_stream("stderr")
-    if not stream.isatty():
-        yield lambda _n: None
-        return
-    with click.progressbar(length=length, label=label, file=stream) as bar:
-        yield bar.update
 
 
 @click.command(COMMAND, short_help="Add a local file to a dataset.")
@@ -50,7 +32,7 @@ def append_resource(path: Path, dataset_id: str,
     try:
         result = append.append_resource(
             path, dataset_id, delete_source=delete_source,
-            progress=_progress)
+            progress=common.progress_bars)
     except append.AppendError as exc:
         common.fail(f"{COMMAND}: {exc}")
     except object_store.ObjectStoreError as exc:

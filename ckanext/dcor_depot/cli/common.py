@@ -1,14 +1,17 @@
-"""What all commands share: app context, counting, errors, S3 checks."""
+"""What all commands share: app context, counting, errors, S3 checks,
+progress bars."""
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, NoReturn
 
 import ckan.plugins.toolkit as tk
 import click
 
 from ckanext.dcor_depot import config
+from ckanext.dcor_depot.progress import Progress, no_progress
 from ckanext.dcor_depot.records import inventory
 from ckanext.dcor_depot.storage import object_store
 
@@ -98,3 +101,19 @@ class Tally:
 def report_error(message: str) -> None:
     """A failed item: a line on stderr, the command goes on."""
     tk.error_shout(message)
+
+
+@contextlib.contextmanager
+def progress_bars(label: str, length: int) -> Iterator[Progress]:
+    """A progress bar on stderr (stdout keeps the result lines).
+
+    A :data:`~ckanext.dcor_depot.progress.ProgressBars` for the engines.
+    Only on a terminal: in logs a bar is noise, and stderr stays free for
+    the error line.
+    """
+    stream = click.get_text_stream("stderr")
+    if not stream.isatty():
+        yield no_progress
+        return
+    with click.progressbar(length=length, label=label, file=stream) as bar:
+        yield bar.update

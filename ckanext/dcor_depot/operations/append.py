@@ -8,12 +8,9 @@ a resource never points at data that are not there.
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import stat
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +20,7 @@ import ckan.plugins.toolkit as tk
 
 from ckanext.dcor_depot import config, errors
 from ckanext.dcor_depot.operations import visibility
+from ckanext.dcor_depot.progress import Progress, ProgressBars, no_bars
 from ckanext.dcor_depot.records import ckan_data
 from ckanext.dcor_depot.storage import (
     fsops,
@@ -37,17 +35,6 @@ from ckanext.dcor_depot.storage.fsops import copy_verified, file_sha256
 APPEND_NAMESPACE = uuid.uuid5(
     uuid.NAMESPACE_URL,
     "https://github.com/DCOR-dev/ckanext-dcor_depot#append-resource")
-
-Progress = Callable[[int], Any]
-#: Opens a progress display for a phase: ``with bars(label, nbytes) as
-#: update: update(n)``.
-ProgressBars = Callable[[str, int], AbstractContextManager[Progress]]
-
-
-@contextlib.contextmanager
-def _no_bars(_label: str, _length: int) -> Iterator[Progress]:
-    yield lambda _n: None
-
 
 class AppendError(errors.SourceError):
     """The file cannot be appended; the message says why (one line)."""
@@ -107,7 +94,7 @@ def find_dataset(ref: str) -> dict[str, Any]:
 
 def append_resource(path: str | os.PathLike[str], dataset_ref: str, *,
                     delete_source: bool = False,
-                    progress: ProgressBars = _no_bars) -> AppendResult:
+                    progress: ProgressBars = no_bars) -> AppendResult:
     """Store ``path`` verified and add it to the dataset ``dataset_ref``.
 
     With S3 the file goes to the organization's bucket and the resource
@@ -120,12 +107,7 @@ def append_resource(path: str | os.PathLike[str], dataset_ref: str, *,
     """
     source = check_source(path)
     dataset = find_dataset(dataset_ref)
-    is_rtdc = rtdc.claims_rtdc(source.name)
-    if is_rtdc:
-        try:
-            rtdc.check_rtdc(source)
-        except rtdc.RTDCError as exc:
-            raise AppendError(f"{exc}; not appended") from None
+    is_rtdc = _check_rtdc(source)
     use_s3 = config.s3_available()
     if use_s3 and not dataset.get("owner_org"):
         raise AppendError(f"dataset {dataset['name']} has no organization, "
@@ -169,6 +151,17 @@ def append_resource(path: str | os.PathLike[str], dataset_ref: str, *,
             kept_reason = "the stored copy could not be verified"
     return AppendResult(rid, dataset["name"], created, location, deleted,
                         kept_reason)
+
+
+def _check_rtdc(source: Path) -> bool:
+    """Whether the file is RT-DC data (checked: broken ones are refused)."""
+    if not rtdc.claims_rtdc(source.name):
+        return False
+    try:
+        rtdc.check_rtdc(source)
+    except rtdc.RTDCError as exc:
+        raise AppendError(f"{exc}; not appended") from None
+    return True
 
 
 def _store_in_s3(source: Path, dataset: dict[str, Any], rid: str, sha: str,

@@ -11,8 +11,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import botocore.exceptions
-
 from ckanext.dcor_depot.storage import object_store
 
 
@@ -67,27 +65,22 @@ def prune_multipart_uploads(older_than_days: float, *, dry_run: bool = False,
     cutoff = (datetime.datetime.now(datetime.timezone.utc)
               - datetime.timedelta(days=older_than_days))
     s3 = object_store.get_client()
-    try:
+    with object_store.translated():
         buckets = site_buckets()
-    except (botocore.exceptions.BotoCoreError,
-            botocore.exceptions.ClientError) as exc:
-        raise object_store.ObjectStoreError(
-            object_store.describe_error(exc)) from exc
     for bucket in buckets:
         try:
             uploads = list(multipart_uploads(bucket))
-        except (botocore.exceptions.BotoCoreError,
-                botocore.exceptions.ClientError) as exc:
+        except object_store.BOTO_ERRORS as exc:
             if object_store.is_not_found(exc):
                 continue  # deleted meanwhile
-            raise object_store.ObjectStoreError(
-                f"cannot list the multipart uploads of bucket {bucket}: "
-                f"{object_store.describe_error(exc)}") from exc
+            raise object_store.store_error(
+                exc, f"cannot list the multipart uploads of bucket {bucket}"
+            ) from exc
         for upload in uploads:
             on_result(_prune_one(s3, upload, cutoff, dry_run))
 
 
-def _prune_one(s3, upload: StaleUpload, cutoff: datetime.datetime,
+def _prune_one(s3: Any, upload: StaleUpload, cutoff: datetime.datetime,
                dry_run: bool) -> PruneOutcome:
     if upload.initiated > cutoff:
         return PruneOutcome(upload, "kept")
@@ -96,8 +89,7 @@ def _prune_one(s3, upload: StaleUpload, cutoff: datetime.datetime,
     try:
         s3.abort_multipart_upload(Bucket=upload.bucket, Key=upload.key,
                                   UploadId=upload.upload_id)
-    except (botocore.exceptions.BotoCoreError,
-            botocore.exceptions.ClientError) as exc:
+    except object_store.BOTO_ERRORS as exc:
         # Completed or aborted meanwhile (Ceph RGW says NoSuchKey).
         if object_store.error_code(exc) in ("NoSuchUpload", "NoSuchKey"):
             return PruneOutcome(upload, "gone")

@@ -3,17 +3,21 @@
 Buckets hold one organization's objects each. Their policy lets anyone read
 objects tagged ``public=true`` and nothing else, so public/private is
 enforced by the store itself; this module only sets and removes the tag.
+
+Boto's errors become the plugin's in one place: :func:`store_error` (and
+:func:`translated` for a block of requests), deciding by error code.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import random
 import re
 import threading
 import time
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, ParamSpec, TypeVar
 
 import boto3
 import botocore.config
@@ -36,6 +40,14 @@ _NOT_FOUND_CODES = {"404", "NoSuchKey", "NoSuchBucket", "NotFound",
 # OperationAborted); the same request succeeds a moment later.
 _CONFLICT_CODES = {"OperationAborted", "ConcurrentModification"}
 _CONFLICT_ATTEMPTS = 6
+
+#: What boto raises: ClientError when the store refuses a request (it
+#: carries the store's error code), BotoCoreError when there is no answer.
+BOTO_ERRORS = (botocore.exceptions.BotoCoreError,
+               botocore.exceptions.ClientError)
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
 
 _known_buckets: set[str] = set()
 _bucket_lock = threading.Lock()
@@ -168,10 +180,16 @@ def site_buckets() -> list[str]:
                   if pattern.match(b["Name"]))
 
 
-def error_code(exc: BaseException) -> str:
-    if isinstance(exc, botocore.exceptions.ClientError):
-        return str(exc.response.get("Error", {}).get("Code", ""))
-    return ""
+def error_code(exc: BaseException) -> str | None:
+    """The store's code for a refused request (``NoSuchKey``, ...).
+
+    None for failures without an answer (connection, timeout): decisions
+    about errors are taken on this code, never on message text.
+    """
+    if not isinstance(exc, botocore.exceptions.ClientError):
+        return None
+    code = exc.response.get("Error", {}).get("Code")
+    return None if code is None else str(code)
 
 
 def is_not_found(exc: BaseException) -> bool:
@@ -186,29 +204,52 @@ def describe_error(exc: BaseException) -> str:
     if isinstance(exc, (botocore.exceptions.ConnectTimeoutError,
                         botocore.exceptions.ReadTimeoutError)):
         return f"object store at {endpoint} timed out"
-    if isinstance(exc, botocore.exceptions.ClientError):
-        err = exc.response.get("Error", {})
-        code = err.get("Code", "?")
-        if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch"):
-            return (f"object store at {endpoint} rejected the credentials "
-                    f"({code}): check dcor_object_store.access_key_id and "
-                    "secret_access_key")
-        message = err.get("Message", "")
-        return f"object store refused the request: {code} {message}".strip()
-    return f"object store error: {exc}"
+    if not isinstance(exc, botocore.exceptions.ClientError):
+        return f"object store error: {exc}"
+    code = error_code(exc)
+    if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch"):
+        return (f"object store at {endpoint} rejected the credentials "
+                f"({code}): check dcor_object_store.access_key_id and "
+                "secret_access_key")
+    if code == "PreconditionFailed":
+        # The only conditional requests are the If-Match range GETs of
+        # the transfers, which read an object with a known ETag.
+        return "the object was replaced while it was being read"
+    if code is None:
+        code = "?"
+    message = exc.response.get("Error", {}).get("Message", "")
+    return f"object store refused the request: {code} {message}".strip()
 
 
-def translate_errors(func):
+def store_error(exc: BaseException, what: str = "") -> errors.StoreError:
+    """The plugin's error for a failure of the store.
+
+    ``what`` says what was being done (``cannot read s3://b/k``) and
+    leads the message. A boto error becomes an ObjectStoreError saying
+    what the store answered; a StoreError keeps its class and message.
+    """
+    if isinstance(exc, errors.StoreError):
+        kind, message = type(exc), str(exc)
+    else:
+        kind, message = ObjectStoreError, describe_error(exc)
+    return kind(f"{what}: {message}" if what else message)
+
+
+@contextlib.contextmanager
+def translated(what: str = "") -> Iterator[None]:
+    """Raise the boto errors of the block as :func:`store_error` does."""
+    try:
+        yield
+    except BOTO_ERRORS as exc:
+        raise store_error(exc, what) from exc
+
+
+def translate_errors(func: Callable[_P, _T]) -> Callable[_P, _T]:
     """Turn boto errors of ``func`` into ObjectStoreError with a clear text."""
     @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        try:
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _T:
+        with translated():
             return func(*args, **kwargs)
-        except ObjectStoreError:
-            raise
-        except (botocore.exceptions.BotoCoreError,
-                botocore.exceptions.ClientError) as exc:
-            raise ObjectStoreError(describe_error(exc)) from exc
     return wrapper
 
 
@@ -248,8 +289,17 @@ def ensure_bucket(bucket: str) -> None:
 @translate_errors
 def head_object(bucket: str, key: str) -> dict[str, Any] | None:
     """The object's metadata, or None if there is no such object."""
+    return find_object(get_client(), bucket, key)
+
+
+def find_object(s3: Any, bucket: str, key: str) -> dict[str, Any] | None:
+    """:func:`head_object` through the client ``s3``, untranslated.
+
+    For callers that translate the boto errors themselves, saying what
+    they were doing (see :func:`translated`).
+    """
     try:
-        return get_client().head_object(Bucket=bucket, Key=key)
+        return s3.head_object(Bucket=bucket, Key=key)
     except botocore.exceptions.ClientError as exc:
         if is_not_found(exc):
             return None
@@ -314,13 +364,13 @@ def delete_objects(bucket: str, keys: list[str]) -> None:
         resp = s3.delete_objects(Bucket=bucket, Delete={
             "Objects": [{"Key": key} for key in keys[start:start + 1000]],
             "Quiet": True})
-        errors = [e for e in resp.get("Errors", [])
+        failed = [e for e in resp.get("Errors", [])
                   if e.get("Code") not in _NOT_FOUND_CODES]
-        if errors:
+        if failed:
             raise ObjectStoreError(
-                f"could not delete {len(errors)} objects of bucket "
-                f"{bucket}, e.g. {errors[0].get('Key')}: "
-                f"{errors[0].get('Code')} {errors[0].get('Message', '')}")
+                f"could not delete {len(failed)} objects of bucket "
+                f"{bucket}, e.g. {failed[0].get('Key')}: "
+                f"{failed[0].get('Code')} {failed[0].get('Message', '')}")
 
 
 @translate_errors
@@ -362,25 +412,27 @@ class BucketListing:
     def __init__(self, bucket: str, max_pages: int) -> None:
         self.objects: dict[str, dict[str, Any]] = {}
         self.last_key: str | None = None  # None: the listing is complete
+        with translated():
+            try:
+                self._list(bucket, max_pages)
+            except botocore.exceptions.ClientError as exc:
+                if error_code(exc) != "NoSuchBucket":
+                    raise
+                self.objects, self.last_key = {}, None  # nothing stored yet
+
+    def _list(self, bucket: str, max_pages: int) -> None:
         s3 = get_client()
         kwargs: dict[str, Any] = {"Bucket": bucket}
-        try:
-            for _ in range(max(1, max_pages)):
-                resp = s3.list_objects_v2(**kwargs)
-                for obj in resp.get("Contents", []):
-                    self.objects[obj["Key"]] = {
-                        "ContentLength": obj["Size"], "ETag": obj["ETag"]}
-                if not resp.get("IsTruncated"):
-                    self.last_key = None
-                    return
-                kwargs["ContinuationToken"] = resp["NextContinuationToken"]
-                self.last_key = resp["Contents"][-1]["Key"]
-        except botocore.exceptions.ClientError as exc:
-            if error_code(exc) != "NoSuchBucket":
-                raise ObjectStoreError(describe_error(exc)) from exc
-            self.objects, self.last_key = {}, None  # nothing stored yet
-        except botocore.exceptions.BotoCoreError as exc:
-            raise ObjectStoreError(describe_error(exc)) from exc
+        for _ in range(max(1, max_pages)):
+            resp = s3.list_objects_v2(**kwargs)
+            for obj in resp.get("Contents", []):
+                self.objects[obj["Key"]] = {
+                    "ContentLength": obj["Size"], "ETag": obj["ETag"]}
+            if not resp.get("IsTruncated"):
+                self.last_key = None
+                return
+            kwargs["ContinuationToken"] = resp["NextContinuationToken"]
+            self.last_key = resp["Contents"][-1]["Key"]
 
     def knows(self, key: str) -> bool:
         return self.last_key is None or key <= self.last_key

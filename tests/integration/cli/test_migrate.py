@@ -13,6 +13,7 @@ from ckan.tests import helpers
 
 from ckanext.dcor_depot.operations import migrate, symlink
 from ckanext.dcor_depot.storage import layout, transfer
+from ckanext.dcor_depot.storage.upload import Upload
 from tests.support.cli import (
     bucket_keys,
     bucket_of,
@@ -64,12 +65,12 @@ def record_uploads(patch) -> list[str]:
     """
     written: list[str] = []
     for name in ("put_single", "put_multipart"):
-        real = getattr(transfer._Upload, name)
+        real = getattr(Upload, name)
 
         def wrapper(self, *args, _real=real, **kwargs):
             written.append(self.key)
             return _real(self, *args, **kwargs)
-        patch.setattr(transfer._Upload, name, wrapper)
+        patch.setattr(Upload, name, wrapper)
     return written
 
 

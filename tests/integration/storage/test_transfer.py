@@ -8,7 +8,11 @@ import tracemalloc
 
 import pytest
 
-from ckanext.dcor_depot.storage import object_store, transfer
+from ckanext.dcor_depot.storage import (
+    object_store,
+    transfer,
+    transfer_common,
+)
 from tests.support import temp as temp_helpers
 
 MiB = 2**20
@@ -126,20 +130,20 @@ def test_file_is_read_once_and_nothing_downloaded(s3_client, fresh_bucket,
                                                   size):
     path, data = make_file(tmp_path, size)
     read = []
-    real_read_exact = transfer._read_exact
+    real_read_exact = transfer_common.read_exact
 
     def counting(fh, length, name):
         read.append(length)
         return real_read_exact(fh, length, name)
 
-    real_read_into = transfer._read_into
+    real_read_into = transfer_common.read_into
 
     def counting_into(fh, buffer, length, name):
         read.append(length)
         return real_read_into(fh, buffer, length, name)
 
-    monkeypatch.setattr(transfer, "_read_exact", counting)
-    monkeypatch.setattr(transfer, "_read_into", counting_into)
+    monkeypatch.setattr(transfer_common, "read_exact", counting)
+    monkeypatch.setattr(transfer_common, "read_into", counting_into)
     forbid(monkeypatch, s3_client, "get_object")
     key = "resource/rea/d/once"
     transfer.upload_verified(path, fresh_bucket, key, part_size=PART)
@@ -305,15 +309,6 @@ def test_tuning_is_checked(tmp_path):
         transfer.upload_verified(path, "b", "k", part_size=MiB)
     with pytest.raises(ValueError, match="threads"):
         transfer.upload_verified(path, "b", "k", threads=0)
-
-
-def test_part_size_grows_for_huge_files():
-    assert transfer.part_size_for(10 * MiB) == transfer.DEFAULT_PART_SIZE
-    huge = 2 * 1024**4 + 1  # 2 TiB + 1 byte
-    part = transfer.part_size_for(huge)
-    assert part % MiB == 0
-    assert -(-huge // part) <= transfer.MAX_PARTS
-    assert -(-huge // (part - MiB)) > transfer.MAX_PARTS
 
 
 def test_progress_adds_up_to_the_size(fresh_bucket, tmp_path):
