@@ -1,16 +1,12 @@
 """``ckan import-figshare``: mirror the figshare DOIs of the DOI list."""
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 import ckan.plugins.toolkit as tk
 import click
 
 from ckanext.dcor_depot.cli import common
 from ckanext.dcor_depot.figshare import importer
 from ckanext.dcor_depot.figshare.metadata import FigshareError
-from ckanext.dcor_depot.progress import Progress
 
 COMMAND = "import-figshare"
 
@@ -28,21 +24,6 @@ class ClickFeedback(importer.Feedback):
         tk.error_shout(message)
 
 
-@contextlib.contextmanager
-def _progress(label: str, length: int) -> Iterator[Progress]:
-    """A progress bar on stderr (stdout keeps the result lines).
-
-    Only on a terminal: in logs a bar is noise; there the line printed
-    when a file is done says how many bytes it had.
-    """
-    stream = click.get_text_stream("stderr")
-    if not stream.isatty():
-        yield lambda _n: None
-        return
-    with click.progressbar(length=length, label=label, file=stream) as bar:
-        yield bar.update
-
-
 @click.command(COMMAND,
                short_help="Mirror the figshare DOIs of the DOI list.")
 @click.option("--limit", type=click.IntRange(min=0), default=None,
@@ -58,9 +39,12 @@ def import_figshare(limit: int | None) -> None:
     that is complete and resumes an interrupted import.
     """
     try:
-        summary = importer.import_figshare(limit, ClickFeedback(), _progress)
+        summary = importer.import_figshare(limit, ClickFeedback(),
+                                           common.progress_bars)
     except FigshareError as exc:
         common.fail(f"{COMMAND}: {exc}")
-    click.echo(summary.line())
-    if summary.failed:
-        raise click.exceptions.Exit(1)
+    tally = common.Tally(COMMAND, "imported", "skipped")
+    tally.add("imported", summary.imported)
+    tally.add("skipped", summary.skipped)
+    tally.add("failed", summary.failed)
+    tally.finish()

@@ -39,15 +39,15 @@ def prune_stale_multipart_uploads(initiated_before_days: float,
         upload = outcome.upload
         where = (f"{upload.bucket}:{upload.key} (upload {upload.upload_id}, "
                  f"initiated {upload.initiated:%Y-%m-%d %H:%M:%S %Z})")
-        if outcome.action == "failed":
+        if outcome.action is prune.PruneAction.FAILED:
             tally.add("failed")
             common.report_error(f"{where}: abort failed: {outcome.error}")
             return
-        if outcome.action == "kept":
+        if outcome.action is prune.PruneAction.KEPT:
             tally.add("kept")
             return  # young uploads are normal: no line each
         tally.add("to abort" if dry_run else "aborted")
-        click.echo(f"{where}: {outcome.action}")
+        click.echo(f"{where}: {outcome.action.value}")
 
     try:
         prune.prune_multipart_uploads(initiated_before_days,

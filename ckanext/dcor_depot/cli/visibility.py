@@ -5,7 +5,7 @@ import ckan.model as model
 import click
 
 from ckanext.dcor_depot.cli import common
-from ckanext.dcor_depot.operations import prune, visibility
+from ckanext.dcor_depot.operations import visibility
 from ckanext.dcor_depot.records import ckan_data
 from ckanext.dcor_depot.storage import object_store
 
@@ -68,13 +68,13 @@ def _scopes(dataset_ref: str | None):
         return [(f"dataset {pkg.name}",
                  lambda: visibility.dataset_tag_changes(dataset_id))]
     try:
-        buckets = object_store.translate_errors(prune.site_buckets)()
+        buckets = object_store.translate_errors(object_store.site_buckets)()
     except object_store.ObjectStoreError as exc:
         common.fail(f"{COMMAND}: {exc}")
     known = ckan_data.organization_ids()
     scopes = []
     for bucket in buckets:
-        org_id = prune.bucket_organization(bucket)
+        org_id = object_store.bucket_organization(bucket)
         if org_id is None:
             continue
         if org_id not in known:

@@ -90,10 +90,6 @@ class Summary:
     failed: int = 0
     errors: list[str] = field(default_factory=list)
 
-    def line(self) -> str:
-        return (f"import-figshare: {self.imported} imported, "
-                f"{self.skipped} skipped, {self.failed} failed")
-
 
 # ----------------------------------------------------------------- depot
 def _place(tmp: Path, target: Path, sha256: str) -> None:

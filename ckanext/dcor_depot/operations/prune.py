@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 from ckanext.dcor_depot.storage import object_store
@@ -22,18 +23,22 @@ class StaleUpload:
     initiated: datetime.datetime
 
 
+class PruneAction(str, Enum):
+    """What happened to an upload; the value is the word printed."""
+    ABORTED = "aborted"
+    WOULD_ABORT = "would abort"
+    #: too young to be stale
+    KEPT = "kept"
+    #: completed or aborted by someone else meanwhile
+    GONE = "gone"
+    FAILED = "failed"
+
+
 @dataclass
 class PruneOutcome:
     upload: StaleUpload
-    #: "aborted", "would abort", "kept" (too young), "gone" or "failed"
-    action: str
+    action: PruneAction
     error: str = ""
-
-
-# Where the site's buckets are recognised (kept here for existing callers).
-bucket_regex = object_store.bucket_regex
-bucket_organization = object_store.bucket_organization
-site_buckets = object_store.site_buckets
 
 
 def multipart_uploads(bucket: str) -> Iterator[StaleUpload]:
@@ -57,7 +62,7 @@ def prune_multipart_uploads(older_than_days: float, *, dry_run: bool = False,
     """Abort the multipart uploads initiated more than N days ago.
 
     ``on_result`` is called for every upload found, young ones included
-    (action "kept"). Raises ObjectStoreError when the store cannot be
+    (``PruneAction.KEPT``). Raises ObjectStoreError when the store cannot be
     listed; a failing abort is reported through ``on_result``.
     """
     if older_than_days < 0:
@@ -66,7 +71,7 @@ def prune_multipart_uploads(older_than_days: float, *, dry_run: bool = False,
               - datetime.timedelta(days=older_than_days))
     s3 = object_store.get_client()
     with object_store.translated():
-        buckets = site_buckets()
+        buckets = object_store.site_buckets()
     for bucket in buckets:
         try:
             uploads = list(multipart_uploads(bucket))
@@ -83,16 +88,16 @@ def prune_multipart_uploads(older_than_days: float, *, dry_run: bool = False,
 def _prune_one(s3: Any, upload: StaleUpload, cutoff: datetime.datetime,
                dry_run: bool) -> PruneOutcome:
     if upload.initiated > cutoff:
-        return PruneOutcome(upload, "kept")
+        return PruneOutcome(upload, PruneAction.KEPT)
     if dry_run:
-        return PruneOutcome(upload, "would abort")
+        return PruneOutcome(upload, PruneAction.WOULD_ABORT)
     try:
         s3.abort_multipart_upload(Bucket=upload.bucket, Key=upload.key,
                                   UploadId=upload.upload_id)
     except object_store.BOTO_ERRORS as exc:
         # Completed or aborted meanwhile (Ceph RGW says NoSuchKey).
         if object_store.error_code(exc) in ("NoSuchUpload", "NoSuchKey"):
-            return PruneOutcome(upload, "gone")
-        return PruneOutcome(upload, "failed",
+            return PruneOutcome(upload, PruneAction.GONE)
+        return PruneOutcome(upload, PruneAction.FAILED,
                             object_store.describe_error(exc))
-    return PruneOutcome(upload, "aborted")
+    return PruneOutcome(upload, PruneAction.ABORTED)

@@ -322,10 +322,6 @@ def get_tags(bucket: str, key: str) -> dict[str, str] | None:
     return {t["Key"]: t["Value"] for t in resp.get("TagSet", [])}
 
 
-def is_public(bucket: str, key: str) -> bool:
-    return (get_tags(bucket, key) or {}).get(PUBLIC_TAG) == "true"
-
-
 @translate_errors
 def set_public(bucket: str, key: str, public: bool) -> bool:
     """Open (tag ``public=true``) or close (no tags) an object.
@@ -385,14 +381,6 @@ def list_keys(bucket: str) -> list[str]:
         if error_code(exc) != "NoSuchBucket":
             raise
     return keys
-
-
-@translate_errors
-def presigned_get_url(bucket: str, key: str, expires_in: int = 3600) -> str:
-    """A URL that reads the object without credentials until it expires."""
-    return get_client().generate_presigned_url(
-        "get_object", Params={"Bucket": bucket, "Key": key},
-        ExpiresIn=expires_in)
 
 
 @translate_errors

@@ -48,17 +48,6 @@ def upload_ids(bucket: str) -> set[str]:
     return {u.upload_id for u in prune.multipart_uploads(bucket)}
 
 
-def test_bucket_regex_follows_the_template():
-    pattern = prune.bucket_regex("circle-{organization_id}")
-    assert pattern.match("circle-0b8e4b55-3c1c-4b48-9b8b-5d6b0e7f0a11")
-    assert not pattern.match("circle-")
-    assert not pattern.match("other-circle-abc")
-    assert not pattern.match("xcircle-abc")
-    suffixed = prune.bucket_regex("dcor.{organization_id}.data")
-    assert suffixed.match("dcor.abc-1.data")
-    assert not suffixed.match("dcorXabc-1.data")
-
-
 def test_fresh_uploads_are_kept_stale_ones_aborted(cli, site_bucket):
     upload_id = start_upload(site_bucket, "resource/abc/def/ghijkl")
     time.sleep(1.1)  # "Initiated" has a resolution of one second

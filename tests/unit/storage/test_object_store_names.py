@@ -107,3 +107,14 @@ def test_importing_the_storage_modules_reads_no_config():
             download, multipart, object_store, transfer, upload)
     """)
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_bucket_regex_follows_the_template():
+    pattern = object_store.bucket_regex("circle-{organization_id}")
+    assert pattern.match("circle-0b8e4b55-3c1c-4b48-9b8b-5d6b0e7f0a11")
+    assert not pattern.match("circle-")
+    assert not pattern.match("other-circle-abc")
+    assert not pattern.match("xcircle-abc")
+    suffixed = object_store.bucket_regex("dcor.{organization_id}.data")
+    assert suffixed.match("dcor.abc-1.data")
+    assert not suffixed.match("dcorXabc-1.data")
