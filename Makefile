@@ -43,5 +43,5 @@ bench: start  ## benchmarks against the running stack
 	$(VENV)/bin/python benchmarks/run.py
 
 clean: stop  ## remove the stack and all its data
-	if [ -L .devstack/pg ]; then rm -rf "$$(readlink -f .devstack/pg)"; fi
+	bash stack/clean_pg_outside.sh
 	rm -rf .devstack

@@ -33,17 +33,25 @@ S3_ENDPOINT=http://127.0.0.1:$RGW_PORT
 # `mktemp -d` folder). Then its files live in a folder of their own under
 # /var/lib/dcor-devstack, named after the stack, and $DEVSTACK/pg links
 # there (`make clean` removes both). No permission of the checkout changes.
+PG_OUTSIDE_ROOT=/var/lib/dcor-devstack
+
 pg_dir() {
     local link=$DEVSTACK/pg
-    if [ -e "$link" ] || [ -L "$link" ]; then
+    if [ -L "$link" ]; then
+        # The folder may be gone (a fresh /var/lib): make it again.
+        mkdir -p "$(readlink "$link")"
         readlink -f "$link"
+        return
+    fi
+    if [ -e "$link" ]; then
+        echo "$link"
         return
     fi
     if [ "$(id -u)" -eq 0 ] && id -u postgres >/dev/null 2>&1; then
         mkdir -p "$DEVSTACK"
         if ! runuser -u postgres -- test -x "$DEVSTACK" 2>/dev/null; then
             local outside
-            outside=/var/lib/dcor-devstack/$(printf '%s' "$DEVSTACK" | sha256sum | cut -c1-16)/pg
+            outside=$PG_OUTSIDE_ROOT/$(printf '%s' "$DEVSTACK" | sha256sum | cut -c1-16)/pg
             mkdir -p "$outside"
             ln -s "$outside" "$link"
             echo "$outside"

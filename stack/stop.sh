@@ -11,7 +11,8 @@ stop_pidfile "$DEVSTACK/solr-stub.pid" "Solr stand-in"
 "$STACK_DIR/ceph.sh" stop
 stop_pidfile "$DEVSTACK/redis/redis.pid" redis
 PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
-PG_DATA=$(readlink -f "$DEVSTACK/pg")/data  # may link outside (lib.sh)
+# $DEVSTACK/pg may link outside (see pg_dir in lib.sh), even to nothing.
+PG_DATA=$(readlink -f "$DEVSTACK/pg" 2>/dev/null || true)/data
 if [ -n "$PG_BIN" ] && [ -f "$PG_DATA/PG_VERSION" ]; then
     if [ "$(id -u)" -eq 0 ]; then run=(runuser -u postgres --); else run=(); fi
     if "${run[@]}" "$PG_BIN/pg_ctl" -D "$PG_DATA" status >/dev/null 2>&1; then

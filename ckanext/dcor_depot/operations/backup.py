@@ -25,7 +25,7 @@ def backup_resource_from_s3_to_block_storage(resource_id: str) -> str | bool:
     if destination is None:
         return False
     facts = ckan_data.resource_facts(resource_id)
-    if (facts is None or not facts.owner_org
+    if (facts is None or facts.state != "active" or not facts.owner_org
             or not tk.asbool(facts.extras.get("s3_available"))):
         return False
     bucket = object_store.bucket_name(facts.owner_org)

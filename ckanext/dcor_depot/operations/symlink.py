@@ -21,7 +21,7 @@ def symlink_user_dataset(resource_id: str) -> bool:
     if upload.is_symlink() or not upload.is_file():
         return False
     facts = ckan_data.resource_facts(resource_id)
-    if (facts is None
+    if (facts is None or facts.state != "active"
             or facts.org_name in ckan_data.HAND_MANAGED_ORGANIZATIONS):
         return False
     target = layout.user_depot_path(

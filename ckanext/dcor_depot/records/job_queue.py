@@ -3,10 +3,13 @@
 Every job reads the state it acts on when it starts, so a job that is
 still waiting will see any later change: queueing a second one is waste.
 A job that already started may have read too early; then one follow-up
-job (``{id}-again``) is queued.
+job (``{id}-again``) is queued. If that one has started too, a job under
+a unique id is queued: a change is never left without a job that reads
+it after the change.
 """
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -39,7 +42,8 @@ def enqueue_once(func: Callable[..., Any], args: Sequence[Any], *,
     """Queue ``func(*args)`` as ``job_id`` unless a job that has not
     started yet will do the same; returns the id queued (or None)."""
     connection = ckan_jobs.connect_to_redis()
-    for jid in (job_id, f"{job_id}-again"):
+    unique = f"{job_id}-{secrets.token_hex(4)}"
+    for jid in (job_id, f"{job_id}-again", unique):
         try:
             job: Job | None = Job.fetch(jid, connection=connection)
         except NoSuchJobError:
@@ -56,4 +60,4 @@ def enqueue_once(func: Callable[..., Any], args: Sequence[Any], *,
         ckan_jobs.enqueue(func, list(args), title=title, queue=queue,
                           rq_kwargs={"job_id": jid, "timeout": timeout})
         return jid
-    return None
+    raise AssertionError("unreachable: the unique id is never taken")

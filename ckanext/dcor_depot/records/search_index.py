@@ -23,6 +23,7 @@ import time
 from collections.abc import Iterable
 
 import ckan.plugins.toolkit as tk
+import redis
 import rq
 from ckan.lib import jobs as ckan_jobs
 
@@ -63,22 +64,37 @@ def reindex_job_id(dataset_id: str) -> str:
 
 def reindex_later(dataset_id: str) -> str | None:
     """Queue the search-index update of a dataset, unless a waiting one
-    will read the change anyway; returns the id queued (or None)."""
-    return job_queue.enqueue_once(
-        reindex_datasets, [[dataset_id]],
-        job_id=reindex_job_id(dataset_id), queue=QUEUE, timeout=JOB_TIMEOUT,
-        title=f"Update the search index of dataset {dataset_id}")
+    will read the change anyway; returns the id queued (or None).
+
+    Without the queue (Redis unreachable) the index is updated here, so a
+    recorded change never stays out of the index.
+    """
+    try:
+        return job_queue.enqueue_once(
+            reindex_datasets, [[dataset_id]],
+            job_id=reindex_job_id(dataset_id), queue=QUEUE,
+            timeout=JOB_TIMEOUT,
+            title=f"Update the search index of dataset {dataset_id}")
+    except redis.exceptions.RedisError as exc:
+        log.warning("Cannot queue the search-index update of %s (%s); "
+                    "updating it now", dataset_id, exc)
+        reindex_datasets([dataset_id])
+        return None
 
 
 def record_resource_fields(dataset_id: str, resource_id: str,
                            fields: dict[str, object]) -> bool:
     """Record a job's result: merge ``fields`` into the resource now, and
     update the search index in a coalesced background job. Returns False
-    if the resource is gone (or in another dataset) and nothing changed."""
+    if nothing changed (no fields, or the resource is gone or in another
+    dataset).
+
+    The index update is queued even without changes: a rerun of a job
+    that died between its merge and the queueing still repairs the index.
+    """
     changed = ckan_data.merge_resource_fields(
-        {dataset_id: {resource_id: dict(fields)}})
-    if changed:
-        reindex_later(dataset_id)
+        {dataset_id: {resource_id: dict(fields)}}) if fields else set()
+    reindex_later(dataset_id)
     return bool(changed)
 
 

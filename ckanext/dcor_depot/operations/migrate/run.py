@@ -59,8 +59,8 @@ def migrate_resource_to_s3(resource_id: str) -> bool:
     if not path.exists():
         return False
     facts = ckan_data.resource_facts(resource_id)
-    if facts is None:
-        return False  # deleted for good meanwhile
+    if facts is None or facts.state != "active":
+        return False  # deleted meanwhile: the migrate command skips it too
     if not facts.owner_org:
         raise no_bucket_error(resource_id, facts.dataset_name)
     ref = visibility.ObjectRef(facts.owner_org, facts.dataset_id,
@@ -84,11 +84,10 @@ def migrate_resource_to_s3(resource_id: str) -> bool:
         s3_available=tk.asbool(recorded.get("s3_available")),
         s3_url=recorded.get("s3_url"),
         recorded_sha256=recorded.get("sha256"))
-    if changes:
-        # One statement and a coalesced index job: the cost does not grow
-        # with the number of resources in the dataset.
-        search_index.record_resource_fields(facts.dataset_id, resource_id,
-                                            changes)
+    # One statement and a coalesced index job: the cost does not grow
+    # with the number of resources in the dataset.
+    search_index.record_resource_fields(facts.dataset_id, resource_id,
+                                        changes)
     log.info("Resource %s %s s3://%s/%s", resource_id,
              "uploaded to" if result.uploaded else "already at", bucket, key)
     # The dataset may have changed organization during the upload.
