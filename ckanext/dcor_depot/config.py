@@ -86,6 +86,21 @@ def s3_settings() -> S3Settings:
     )
 
 
+@dataclass(frozen=True)
+class DirectUploadSettings:
+    part_size: int
+    url_lifetime: int
+    max_size: int
+
+
+def direct_upload_settings() -> DirectUploadSettings:
+    return DirectUploadSettings(
+        part_size=tk.config["dcor_object_store.upload_part_size"],
+        url_lifetime=tk.config["dcor_object_store.upload_url_lifetime"],
+        max_size=tk.config["dcor_object_store.upload_max_size"],
+    )
+
+
 def check_consistency() -> None:
     """Cross-option checks the per-option validators cannot make."""
     key_id = tk.config["dcor_object_store.access_key_id"]

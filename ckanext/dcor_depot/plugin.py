@@ -7,7 +7,12 @@ import ckan.plugins as plugins
 import ckan.plugins.toolkit as tk
 
 from ckanext.dcor_depot import cli, config, validators
-from ckanext.dcor_depot.hooks import actions, transactions, uploader
+from ckanext.dcor_depot.hooks import (
+    actions,
+    transactions,
+    upload_actions,
+    uploader,
+)
 
 
 @tk.blanket.config_declarations
@@ -15,6 +20,7 @@ class DCORDepotPlugin(plugins.SingletonPlugin):
     plugins.implements(plugins.IConfigurable, inherit=True)
     plugins.implements(plugins.IValidators)
     plugins.implements(plugins.IActions)
+    plugins.implements(plugins.IAuthFunctions)
     plugins.implements(plugins.IClick)
     plugins.implements(plugins.IUploader, inherit=True)
 
@@ -30,7 +36,11 @@ class DCORDepotPlugin(plugins.SingletonPlugin):
 
     # IActions
     def get_actions(self) -> dict[str, Any]:
-        return actions.get_actions()
+        return {**actions.get_actions(), **upload_actions.get_actions()}
+
+    # IAuthFunctions
+    def get_auth_functions(self) -> dict[str, Any]:
+        return upload_actions.get_auth_functions()
 
     # IClick
     def get_commands(self) -> list[Any]:

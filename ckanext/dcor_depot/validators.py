@@ -17,8 +17,14 @@ __all__ = [
     "dcor_depot_bucket_template",
     "dcor_depot_folder_name",
     "dcor_depot_http_url",
+    "dcor_depot_part_size",
+    "dcor_depot_positive_int",
     "dcor_depot_strict_bool",
 ]
+
+#: Part sizes S3 accepts (all parts but the last).
+_MIN_PART = 5 * 2**20
+_MAX_PART = 5 * 2**30
 
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
@@ -75,3 +81,23 @@ def dcor_depot_bucket_template(value: Any) -> str:
             "the bucket name template must contain {organization_id} and "
             f"no other field, got {value!r}")
     return text
+
+
+def dcor_depot_positive_int(value: Any) -> int:
+    """A whole number greater than zero."""
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise tk.Invalid(f"expected a whole number, got {value!r}") from None
+    if number <= 0:
+        raise tk.Invalid(f"expected a number greater than 0, got {value!r}")
+    return number
+
+
+def dcor_depot_part_size(value: Any) -> int:
+    """A multipart part size S3 accepts: 5 MiB to 5 GiB."""
+    number = dcor_depot_positive_int(value)
+    if not _MIN_PART <= number <= _MAX_PART:
+        raise tk.Invalid(f"expected a part size from {_MIN_PART} to "
+                         f"{_MAX_PART} bytes, got {value!r}")
+    return number

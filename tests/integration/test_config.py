@@ -23,6 +23,9 @@ OPTIONS = [
     "dcor_object_store.ssl_verify",
     "dcor_object_store.bucket_name",
     "dcor_object_store.local_backup_location",
+    "dcor_object_store.upload_part_size",
+    "dcor_object_store.upload_url_lifetime",
+    "dcor_object_store.upload_max_size",
 ]
 
 
@@ -94,6 +97,10 @@ def test_valid_config_passes(write_ini):
     ("ckanext.dcor_depot.users_depot_name", "a/b", "plain folder name"),
     ("ckanext.dcor_depot.figshare_api_url", "ftp://x", "http:// or https://"),
     ("dcor_object_store.local_backup_location", "backup", "absolute path"),
+    ("dcor_object_store.upload_part_size", "1048576", "part size from"),
+    ("dcor_object_store.upload_part_size", "64MB", "whole number"),
+    ("dcor_object_store.upload_url_lifetime", "0", "greater than 0"),
+    ("dcor_object_store.upload_max_size", "-5", "greater than 0"),
 ])
 def test_malformed_values_stop_ckan_with_clear_message(
         write_ini, key, value, message):

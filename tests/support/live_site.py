@@ -24,6 +24,8 @@ import requests
 OVERRIDES = {
     # Organization deletion then clears owner_org (the case to test).
     "ckan.auth.create_unowned_dataset": "true",
+    # Direct uploads of a few MiB then have several parts.
+    "dcor_object_store.upload_part_size": str(5 * 2**20),
 }
 
 

@@ -54,3 +54,19 @@ def test_bucket_template():
     for bad in ("circle", "{organization_id}-{user}", "{org", "{0}"):
         with pytest.raises(Invalid):
             v.dcor_depot_bucket_template(bad)
+
+
+def test_positive_int():
+    assert v.dcor_depot_positive_int(" 10800 ") == 10800
+    for bad, message in (("0", "greater than 0"), ("-1", "greater than 0"),
+                         ("1.5", "whole number"), ("lots", "whole number")):
+        with pytest.raises(Invalid, match=message):
+            v.dcor_depot_positive_int(bad)
+
+
+def test_part_size_within_what_s3_accepts():
+    assert v.dcor_depot_part_size(str(5 * 2**20)) == 5 * 2**20
+    assert v.dcor_depot_part_size(5 * 2**30) == 5 * 2**30
+    for bad in (5 * 2**20 - 1, 5 * 2**30 + 1):
+        with pytest.raises(Invalid, match="part size from"):
+            v.dcor_depot_part_size(bad)

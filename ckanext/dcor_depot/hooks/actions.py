@@ -16,7 +16,11 @@ import ckan.model as model
 import ckan.plugins.toolkit as tk
 from ckan.types import Context, DataDict
 
-from ckanext.dcor_depot.hooks import resource_rules, transactions
+from ckanext.dcor_depot.hooks import (
+    resource_rules,
+    transactions,
+    upload_actions,
+)
 
 
 @tk.chained_action
@@ -77,10 +81,20 @@ def _organization_removal(name: str) -> Any:
     return action
 
 
+@tk.chained_action
+def resource_create(original: Any, context: Context,
+                    data_dict: DataDict) -> Any:
+    if data_dict.get("url_type") == "s3_upload":
+        return upload_actions.create_from_upload(original, context,
+                                                 data_dict)
+    return original(context, data_dict)
+
+
 def get_actions() -> dict[str, Any]:
     actions: dict[str, Any] = {
         "package_create": package_create,
         "package_update": package_update,
+        "resource_create": resource_create,
     }
     for name in ("bulk_update_private", "bulk_update_public",
                  "bulk_update_delete"):

@@ -18,7 +18,12 @@ from ckan.lib import jobs as ckan_jobs
 from rq.job import Dependency
 
 from ckanext.dcor_depot import config
-from ckanext.dcor_depot.operations import backup, symlink, visibility
+from ckanext.dcor_depot.operations import (
+    backup,
+    direct_upload,
+    symlink,
+    visibility,
+)
 from ckanext.dcor_depot.operations.migrate import migrate_resource_to_s3
 from ckanext.dcor_depot.records import job_queue
 from ckanext.dcor_depot.storage import layout
@@ -45,7 +50,9 @@ UPLOAD_S3 = JobKind("s3-upload", migrate_resource_to_s3, "dcor-normal", 3600,
 BACKUP_S3 = JobKind("s3-backup",
                     backup.backup_resource_from_s3_to_block_storage,
                     "dcor-normal", 3600, "Back up resource from S3")
-KINDS = (SYMLINK, UPLOAD_S3, BACKUP_S3)
+SHA256_S3 = JobKind("s3-sha256", direct_upload.record_sha256,
+                    "dcor-normal", 3600, "Record the SHA256 of resource")
+KINDS = (SYMLINK, UPLOAD_S3, BACKUP_S3, SHA256_S3)
 
 
 def job_id(resource_id: str, kind: JobKind) -> str:
@@ -60,9 +67,12 @@ def planned_kinds(resource: dict[str, Any]) -> list[JobKind]:
     into the store; a file that arrived in the store directly (the S3
     route) is backed up to block storage if a backup location is set.
     """
+    rid = resource["id"]
+    if resource.get("url_type") == "s3_upload":
+        # A direct upload: its object is verified, its SHA256 not read yet.
+        return [SHA256_S3] + _backup(rid)
     if resource.get("url_type") != "upload":
         return []
-    rid = resource["id"]
     already_in_s3 = tk.asbool(resource.get("s3_available"))
     if os.path.exists(layout.ckan_upload_path(rid)):
         # A resource created with its object already verified in the store
@@ -70,10 +80,13 @@ def planned_kinds(resource: dict[str, Any]) -> list[JobKind]:
         if config.s3_available() and not already_in_s3:
             return [SYMLINK, UPLOAD_S3]
         return [SYMLINK]
-    if (config.s3_available() and already_in_s3
-            and layout.backup_path(rid) is not None):
-        return [BACKUP_S3]
+    if config.s3_available() and already_in_s3:
+        return _backup(rid)  # the S3 route: the file is in the store
     return []
+
+
+def _backup(resource_id: str) -> list[JobKind]:
+    return [BACKUP_S3] if layout.backup_path(resource_id) else []
 
 
 def enqueue_resource_jobs(resource: dict[str, Any]) -> list[str]:

@@ -20,6 +20,10 @@ so the chained versions of those two apply these rules to every path:
 """
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from types import MappingProxyType
 from typing import Any
 
 import ckan.authz as authz
@@ -30,6 +34,32 @@ from ckanext.dcor_depot.storage import layout
 
 #: Resource fields only the plugin (or a sysadmin) writes.
 OWNED_FIELDS = ("s3_available", "s3_url", "sha256", "s3_moved_from")
+
+
+#: Resources being created from a verified direct upload in this request:
+#: id -> the plugin-owned fields the plugin set for it.
+_verified_uploads: ContextVar[Mapping[str, Mapping[str, Any]]] = ContextVar(
+    "dcor_depot_verified_uploads", default=MappingProxyType({}))
+
+
+@contextmanager
+def verified_upload(resource_id: str,
+                    fields: dict[str, Any]) -> Iterator[None]:
+    """While the resource of a checked direct upload is created, accept
+    its id, ``url_type: s3_upload`` and exactly these owned fields."""
+    token = _verified_uploads.set(
+        {**_verified_uploads.get(), resource_id: fields})
+    try:
+        yield
+    finally:
+        _verified_uploads.reset(token)
+
+
+def _is_verified_upload(resource: dict[str, Any]) -> bool:
+    fields = _verified_uploads.get().get(str(resource.get("id")))
+    return (fields is not None and resource.get("url_type") == "s3_upload"
+            and all(_same(name, resource.get(name), value)
+                    for name, value in fields.items()))
 
 
 def is_trusted(context: dict[str, Any]) -> bool:
@@ -111,6 +141,12 @@ def _resource_dicts(data_dict: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _check_new_resource(trusted: bool, resource: dict[str, Any]) -> None:
+    if not trusted and _is_verified_upload(resource):
+        trusted = True  # its id and owned fields were set by the plugin
+    elif not trusted and resource.get("url_type") == "s3_upload":
+        _refuse("url_type", "a resource of a direct upload is created by "
+                "resource_create with the id resource_upload_s3_urls "
+                "returned, once its parts are uploaded")
     rid = resource.get("id")
     if _present(rid):
         if not trusted:

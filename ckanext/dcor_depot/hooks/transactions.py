@@ -206,7 +206,7 @@ def _after_flush(session: orm.Session, flush_context: Any) -> None:
                 touch(session, obj.package_id, resources={obj.id})
             elif enabled:
                 touch(session, obj.package_id, new_resources={obj.id})
-            if obj.url_type == "upload":
+            if obj.url_type in ("upload", "s3_upload"):
                 extras = obj.extras or {}
                 _pending(session).new_uploads[obj.id] = {
                     "id": obj.id, "url_type": obj.url_type,

@@ -82,7 +82,7 @@ def test_jobs_are_queued_once_with_deterministic_ids(
     res = upload(dataset, rtdc_bytes)
     ids = [jobs.job_id(res["id"], kind) for kind in jobs.KINDS]
     assert ids == [f"{res['id']}-symlink", f"{res['id']}-s3-upload",
-                   f"{res['id']}-s3-backup"]
+                   f"{res['id']}-s3-backup", f"{res['id']}-s3-sha256"]
     queued = {job["id"] for job in helpers.call_action("job_list")}
     assert f"{res['id']}-symlink" in queued
     # the S3 copy waits for the symlink job; a file on block storage

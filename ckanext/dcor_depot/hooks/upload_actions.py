@@ -1,0 +1,165 @@
+"""The actions of direct uploads: presigned part URLs, and their end.
+
+``resource_upload_s3_urls`` may be called by whoever may create resources
+in the dataset (``resource_create``); ``resource_upload_s3_abort`` by the
+user the upload was issued to (or a sysadmin) while they still may. Both
+check that first and change nothing in the store before.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import ckan.model as model
+import ckan.plugins.toolkit as tk
+from ckan.types import AuthResult, Context, DataDict
+
+from ckanext.dcor_depot import config, errors
+from ckanext.dcor_depot.hooks import resource_rules
+from ckanext.dcor_depot.operations import direct_upload
+from ckanext.dcor_depot.records import upload_grants
+from ckanext.dcor_depot.storage import layout
+
+
+def _dataset_ref(data_dict: DataDict) -> str:
+    ref = data_dict.get("package_id")
+    if not isinstance(ref, str) or not ref:
+        raise tk.ValidationError({"package_id": ["Missing value"]})
+    return ref
+
+
+# ------------------------------------------------------------------ auth
+def upload_urls_auth(context: Context, data_dict: DataDict) -> AuthResult:
+    return {"success": tk.check_access(
+        "resource_create", context,
+        {"package_id": _dataset_ref(data_dict)})}
+
+
+def upload_abort_auth(context: Context, data_dict: DataDict) -> AuthResult:
+    grant = upload_grants.load(str(data_dict.get("resource_id") or ""))
+    if grant is None:
+        raise tk.ObjectNotFound("no such upload")
+    tk.check_access("resource_create", context,
+                    {"package_id": grant.dataset_id})
+    user = model.User.get(context.get("user") or "")
+    if user is None or (user.id != grant.user_id and not user.sysadmin):
+        return {"success": False,
+                "msg": "the upload was issued to another user"}
+    return {"success": True}
+
+
+def get_auth_functions() -> dict[str, Any]:
+    return {"resource_upload_s3_urls": upload_urls_auth,
+            "resource_upload_s3_abort": upload_abort_auth}
+
+
+# --------------------------------------------------------------- actions
+def resource_upload_s3_urls(context: Context,
+                            data_dict: DataDict) -> dict[str, Any]:
+    """Presigned part URLs for uploading a file straight to the store.
+
+    :param package_id: the dataset the resource will belong to
+    :param name: the file name
+    :param size: the file's size in bytes
+    :param resource_id: (optional) the id of an earlier call, to resume:
+        only the parts the store does not hold yet get URLs
+    :returns: ``resource_id``, ``upload_id``, ``size``, ``part_size``,
+        ``expires`` and ``parts`` (``part_number``, ``size``, ``url``; PUT
+        each part's bytes to its URL), ``complete_parts``
+    """
+    tk.check_access("resource_upload_s3_urls", context, data_dict)
+    dataset = model.Package.get(_dataset_ref(data_dict))
+    if dataset is None or dataset.state == "deleted":
+        raise tk.ObjectNotFound("no such dataset")
+    request = _request(context, data_dict, dataset)
+    resume_id = data_dict.get("resource_id") or None
+    if resume_id is not None:
+        _check_resumable(resume_id)
+    try:
+        return direct_upload.issue(request, resume_id)
+    except errors.DcorDepotError as exc:
+        raise tk.ValidationError({"upload": [str(exc)]}) from exc
+
+
+def resource_upload_s3_abort(context: Context,
+                             data_dict: DataDict) -> dict[str, Any]:
+    """End a direct upload: its parts are freed, its id cannot be used.
+
+    :param resource_id: the id ``resource_upload_s3_urls`` returned
+    """
+    tk.check_access("resource_upload_s3_abort", context, data_dict)
+    grant = upload_grants.load(str(data_dict["resource_id"]))
+    if grant is None:  # aborted by a concurrent call
+        raise tk.ObjectNotFound("no such upload")
+    try:
+        return {"aborted": direct_upload.abort(grant)}
+    except errors.DcorDepotError as exc:
+        raise tk.ValidationError({"upload": [str(exc)]}) from exc
+
+
+def _request(context: Context, data_dict: DataDict,
+             dataset: model.Package) -> direct_upload.UploadRequest:
+    if not config.s3_available():
+        raise tk.ValidationError({"upload": [
+            "direct uploads need the object store, which is not configured"
+        ]})
+    if not dataset.owner_org:
+        raise tk.ValidationError({"package_id": [
+            "the dataset has no organization, so it has no bucket"]})
+    name = data_dict.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise tk.ValidationError({"name": ["Missing value"]})
+    try:
+        size = direct_upload.check_size(data_dict.get("size"))
+    except direct_upload.DirectUploadError as exc:
+        raise tk.ValidationError({"size": [str(exc)]}) from exc
+    user = model.User.get(context.get("user") or "")
+    if user is None:
+        raise tk.NotAuthorized("direct uploads need a user")
+    return direct_upload.UploadRequest(
+        dataset_id=dataset.id, owner_org=dataset.owner_org,
+        user_id=user.id, name=name.strip(), size=size)
+
+
+def _check_resumable(resource_id: Any) -> None:
+    try:
+        layout.check_id(resource_id)
+    except ValueError:
+        raise tk.ValidationError(
+            {"resource_id": ["not a valid resource id"]}) from None
+    if model.Resource.get(resource_id) is not None:
+        raise tk.ValidationError({"resource_id": [
+            "a resource with this id exists; its upload is finished"]})
+
+
+def create_from_upload(original: Any, context: Context,
+                       data_dict: DataDict) -> Any:
+    """``resource_create`` with ``url_type: s3_upload``: complete the
+    granted upload (checked against what was issued), then create the
+    resource with its object recorded."""
+    tk.check_access("resource_create", context, data_dict)
+    dataset = model.Package.get(_dataset_ref(data_dict))
+    user = model.User.get(context.get("user") or "")
+    if dataset is None or user is None:
+        raise tk.ObjectNotFound("no such dataset")
+    rid = str(data_dict.get("id") or "")
+    try:
+        grant = direct_upload.granted(rid, dataset.id, user.id)
+        finished = direct_upload.finish(grant)
+    except errors.DcorDepotError as exc:
+        raise tk.ValidationError({"upload": [str(exc)]}) from exc
+    owned = {"s3_available": True, "s3_url": finished.url}
+    data = {**data_dict, **owned, "id": rid, "url_type": "s3_upload",
+            "size": grant.size, "url": data_dict.get("url") or grant.name}
+    try:
+        with resource_rules.verified_upload(rid, owned):
+            return original(context, data)
+    except Exception:
+        model.Session.rollback()
+        if model.Resource.get(rid) is None:  # nothing refers to it
+            direct_upload.discard(finished)
+        raise
+
+
+def get_actions() -> dict[str, Any]:
+    return {"resource_upload_s3_urls": resource_upload_s3_urls,
+            "resource_upload_s3_abort": resource_upload_s3_abort}

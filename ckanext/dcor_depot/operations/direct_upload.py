@@ -1,0 +1,210 @@
+"""Direct uploads: clients send a file's parts straight to the store.
+
+:func:`issue` starts (or resumes) a multipart upload at the key of a new
+resource and returns presigned URLs for the parts the store does not hold
+yet; what was issued is recorded (:mod:`records.upload_grants`) so that
+creating the resource can check it. :func:`abort` ends an upload. Who
+may do either is decided by the caller (the actions check
+``resource_create`` on the dataset first).
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from ckanext.dcor_depot import config, errors
+from ckanext.dcor_depot.records import ckan_data, search_index, upload_grants
+from ckanext.dcor_depot.records.upload_grants import UploadGrant
+from ckanext.dcor_depot.storage import (
+    layout,
+    object_store,
+    presigned,
+    transfer,
+)
+
+
+class DirectUploadError(errors.SourceError):
+    """A direct upload cannot be issued, resumed or used as asked."""
+
+
+@dataclass(frozen=True)
+class UploadRequest:
+    dataset_id: str
+    owner_org: str
+    user_id: str
+    name: str
+    size: int
+
+
+def check_size(size: Any) -> int:
+    """The declared size as bytes, within what the site accepts."""
+    if isinstance(size, bool):
+        raise DirectUploadError("size must be a number of bytes")
+    try:
+        number = int(size)
+    except (TypeError, ValueError):
+        raise DirectUploadError(
+            f"size must be a number of bytes, not {size!r}") from None
+    limit = config.direct_upload_settings().max_size
+    if number < 0 or number > limit:
+        raise DirectUploadError(
+            f"size must be between 0 and {limit} bytes, not {number}")
+    return number
+
+
+def issue(request: UploadRequest, resume_id: str | None = None
+          ) -> dict[str, Any]:
+    """Start an upload of a new resource (or resume ``resume_id``) and
+    return its id, the upload id and the URLs of the parts still needed."""
+    settings = config.direct_upload_settings()
+    now = time.time()
+    if resume_id is None:
+        grant = _start(request, settings.part_size)
+    else:
+        grant = _resume(request, resume_id)
+    # New URLs, new deadline (also for a resumed upload).
+    grant = dataclasses.replace(grant,
+                                expires_at=now + settings.url_lifetime)
+    layout_ = presigned.PartLayout(grant.size, grant.part_size)
+    stored = ({} if resume_id is None else presigned.stored_parts(
+        grant.bucket, grant.key, grant.upload_id))
+    done = sorted(number for number, part in stored.items()
+                  if number <= layout_.count
+                  and part.size == layout_.part_bytes(number))
+    missing = [n for n in range(1, layout_.count + 1) if n not in done]
+    urls = presigned.part_urls(grant.bucket, grant.key, grant.upload_id,
+                               missing, settings.url_lifetime)
+    upload_grants.save(grant, now)
+    return {
+        "resource_id": grant.resource_id,
+        "upload_id": grant.upload_id,
+        "size": grant.size,
+        "part_size": grant.part_size,
+        "expires": datetime.datetime.fromtimestamp(
+            grant.expires_at, datetime.timezone.utc).isoformat(),
+        "parts": [{"part_number": n, "size": layout_.part_bytes(n),
+                   "url": urls[n]} for n in missing],
+        "complete_parts": done,
+    }
+
+
+def _start(request: UploadRequest, part_size: int) -> UploadGrant:
+    resource_id = str(uuid.uuid4())
+    bucket = object_store.bucket_name(request.owner_org)
+    key = layout.object_key(resource_id)
+    upload_id = presigned.start(bucket, key)
+    return UploadGrant(
+        resource_id=resource_id, dataset_id=request.dataset_id,
+        user_id=request.user_id, name=request.name, size=request.size,
+        part_size=presigned.PartLayout.for_size(request.size,
+                                                part_size).part_size,
+        bucket=bucket, key=key, upload_id=upload_id, expires_at=0.0)
+
+
+def _resume(request: UploadRequest, resume_id: str) -> UploadGrant:
+    grant = granted(resume_id, request.dataset_id, request.user_id)
+    if grant.size != request.size:
+        raise DirectUploadError(
+            f"upload {resume_id} was issued for {grant.size} bytes, not "
+            f"{request.size}")
+    return grant
+
+
+def granted(resource_id: str, dataset_id: str, user_id: str
+            ) -> UploadGrant:
+    """The grant of ``resource_id`` if it was issued to this user for this
+    dataset (DirectUploadError otherwise; the same text for every case, so
+    that ids of other users' uploads are not revealed)."""
+    grant = upload_grants.load(resource_id)
+    if (grant is None or grant.dataset_id != dataset_id
+            or grant.user_id != user_id):
+        raise DirectUploadError(
+            f"no upload {resource_id} was issued to you for this dataset")
+    return grant
+
+
+def abort(grant: UploadGrant) -> bool:
+    """End an upload and forget it; False if the store had ended it."""
+    ended = presigned.abort(grant.bucket, grant.key, grant.upload_id)
+    upload_grants.delete(grant.resource_id)
+    return ended
+
+
+@dataclass(frozen=True)
+class FinishedUpload:
+    url: str
+    etag: str
+
+
+def finish(grant: UploadGrant, now: float | None = None) -> FinishedUpload:
+    """Turn a granted upload into the object of its resource.
+
+    The parts must cover exactly the declared size; the store's ETag of
+    the completed object must be the one the parts give. The grant is
+    used up (it cannot create a second resource).
+    """
+    if grant.expires_at < (time.time() if now is None else now):
+        raise DirectUploadError(
+            f"the upload {grant.resource_id} expired: resume it "
+            "(resource_upload_s3_urls with its resource_id) for new URLs")
+    try:
+        stored = presigned.stored_parts(grant.bucket, grant.key,
+                                        grant.upload_id)
+    except presigned.UploadGone as exc:
+        raise DirectUploadError(str(exc)) from exc
+    parts = _covering_parts(grant, stored)
+    etag = presigned.complete(grant.bucket, grant.key, grant.upload_id,
+                              parts)
+    upload_grants.delete(grant.resource_id)
+    return FinishedUpload(object_store.object_url(grant.bucket, grant.key),
+                          etag)
+
+
+def _covering_parts(grant: UploadGrant,
+                    stored: dict[int, presigned.StoredPart]
+                    ) -> list[presigned.StoredPart]:
+    """The parts in order if they are exactly those of the declared size."""
+    layout_ = presigned.PartLayout(grant.size, grant.part_size)
+    wanted = {n: layout_.part_bytes(n) for n in range(1, layout_.count + 1)}
+    missing = sorted(n for n in wanted if n not in stored)
+    wrong = sorted(n for n, part in stored.items()
+                   if n not in wanted or part.size != wanted[n])
+    if missing or wrong:
+        raise DirectUploadError(
+            f"the parts of upload {grant.resource_id} do not make "
+            f"{grant.size} bytes yet: "
+            + "; ".join(text for text in (
+                f"missing parts {missing}" if missing else "",
+                f"parts of the wrong size or number {wrong}" if wrong
+                else "") if text))
+    return [stored[n] for n in sorted(wanted)]
+
+
+def discard(finished: FinishedUpload) -> None:
+    """Remove the object of an upload whose resource was not created
+    (nothing refers to it)."""
+    where = object_store.parse_object_url(finished.url)
+    if where is not None:
+        object_store.delete_objects(where[0], [where[1]])
+
+
+def record_sha256(resource_id: str) -> str | None:
+    """Job after a direct upload: the SHA256 of the stored object, read
+    with parallel range requests and recorded. Returns it (None when the
+    resource is gone or has it already)."""
+    facts = ckan_data.resource_facts(resource_id)
+    if facts is None or facts.state != "active" \
+            or facts.extras.get("sha256"):
+        return None
+    where = object_store.parse_object_url(facts.extras.get("s3_url") or "")
+    if where is None:
+        raise DirectUploadError(f"resource {resource_id} has no object in "
+                                "this store")
+    sha256 = transfer.object_sha256(*where)
+    search_index.record_resource_fields(facts.dataset_id, resource_id,
+                                        {"sha256": sha256})
+    return sha256

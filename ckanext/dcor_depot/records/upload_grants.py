@@ -1,0 +1,62 @@
+"""What was issued for a direct upload, so that creation can check it.
+
+``resource_upload_s3_urls`` records who may create which resource from
+which upload: the dataset, the user, the declared size and until when.
+The record lives in CKAN's Redis (where its jobs live) and expires by
+itself a day after its URLs; a lost record only means that the upload
+cannot be turned into a resource (nothing is ever opened by one).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+
+import ckan.plugins.toolkit as tk
+from ckan.lib import jobs as ckan_jobs
+
+#: Seconds a grant is kept after its URLs expired (for abort and errors
+#: that can still name it).
+KEEP_AFTER_EXPIRY = 24 * 3600
+
+
+@dataclass(frozen=True)
+class UploadGrant:
+    resource_id: str
+    dataset_id: str
+    user_id: str
+    #: the file name declared when the URLs were issued
+    name: str
+    size: int
+    part_size: int
+    bucket: str
+    key: str
+    upload_id: str
+    #: Unix time after which the URLs and the grant are no longer valid
+    expires_at: float
+
+
+def _redis_key(resource_id: str) -> str:
+    site = tk.config.get("ckan.site_id") or "default"
+    return f"ckanext-dcor_depot:{site}:upload-grant:{resource_id}"
+
+
+def save(grant: UploadGrant, now: float) -> None:
+    keep = max(1, int(grant.expires_at - now) + KEEP_AFTER_EXPIRY)
+    ckan_jobs.connect_to_redis().set(
+        _redis_key(grant.resource_id),
+        json.dumps(dataclasses.asdict(grant)), ex=keep)
+
+
+def load(resource_id: str) -> UploadGrant | None:
+    raw = ckan_jobs.connect_to_redis().get(_redis_key(resource_id))
+    if raw is None:
+        return None
+    try:
+        return UploadGrant(**json.loads(raw))
+    except (TypeError, ValueError):
+        return None  # written by another version: not to be trusted
+
+
+def delete(resource_id: str) -> None:
+    ckan_jobs.connect_to_redis().delete(_redis_key(resource_id))

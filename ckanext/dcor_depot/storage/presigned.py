@@ -1,0 +1,127 @@
+"""Multipart uploads that clients send straight to the store.
+
+The plugin starts the upload and hands out presigned ``UploadPart`` URLs:
+each one can write one part of one upload, nothing else. Completing the
+upload (which makes the object) stays with the plugin, so no URL can
+overwrite an object or create one the plugin did not check.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ckanext.dcor_depot.storage import multipart, object_store
+
+
+class UploadGone(object_store.ObjectStoreError):
+    """The multipart upload was completed, aborted or expired."""
+
+
+@dataclass(frozen=True)
+class PartLayout:
+    """How a file of ``size`` bytes is cut into parts."""
+    size: int
+    part_size: int
+
+    @classmethod
+    def for_size(cls, size: int, part_size: int) -> PartLayout:
+        return cls(size, multipart.part_size_for(size, part_size))
+
+    @property
+    def count(self) -> int:
+        # An empty file is one empty part.
+        return max(1, multipart.part_count(self.size, self.part_size))
+
+    def part_bytes(self, number: int) -> int:
+        """Size of part ``number`` (1-based)."""
+        if not 1 <= number <= self.count:
+            raise ValueError(f"no part {number} in {self.count} parts")
+        if number < self.count:
+            return self.part_size
+        return self.size - (self.count - 1) * self.part_size
+
+
+@dataclass(frozen=True)
+class StoredPart:
+    number: int
+    size: int
+    etag: str
+
+
+def start(bucket: str, key: str) -> str:
+    """Start a multipart upload of ``key``; returns its upload id."""
+    object_store.ensure_bucket(bucket)
+    with object_store.translated(f"cannot start an upload of {key}"):
+        reply = object_store.get_client().create_multipart_upload(
+            Bucket=bucket, Key=key)
+    return reply["UploadId"]
+
+
+def part_urls(bucket: str, key: str, upload_id: str,
+              numbers: list[int], lifetime: int) -> dict[int, str]:
+    """Presigned ``UploadPart`` URLs of the given parts (no request is
+    made: the URLs are signed locally)."""
+    s3 = object_store.get_client()
+    return {number: s3.generate_presigned_url(
+        "upload_part", ExpiresIn=lifetime,
+        Params={"Bucket": bucket, "Key": key, "UploadId": upload_id,
+                "PartNumber": number})
+        for number in numbers}
+
+
+def stored_parts(bucket: str, key: str, upload_id: str
+                 ) -> dict[int, StoredPart]:
+    """The parts the store holds for an upload; UploadGone if the upload
+    no longer exists."""
+    s3 = object_store.get_client()
+    found: dict[int, StoredPart] = {}
+    kwargs = {"Bucket": bucket, "Key": key, "UploadId": upload_id}
+    try:
+        while True:
+            reply = s3.list_parts(**kwargs)
+            for part in reply.get("Parts", []):
+                found[part["PartNumber"]] = StoredPart(
+                    part["PartNumber"], part["Size"],
+                    multipart.clean_etag(part["ETag"]))
+            if not reply.get("IsTruncated"):
+                return found
+            kwargs["PartNumberMarker"] = reply["NextPartNumberMarker"]
+    except object_store.BOTO_ERRORS as exc:
+        if object_store.error_code(exc) in ("NoSuchUpload", "NoSuchKey"):
+            raise UploadGone(f"the upload of {key} no longer exists "
+                             "(completed, aborted or expired)") from exc
+        raise object_store.store_error(
+            exc, f"cannot list the parts of {key}") from exc
+
+
+def abort(bucket: str, key: str, upload_id: str) -> bool:
+    """End an upload and free its parts; False if it was gone already."""
+    try:
+        object_store.get_client().abort_multipart_upload(
+            Bucket=bucket, Key=key, UploadId=upload_id)
+    except object_store.BOTO_ERRORS as exc:
+        if object_store.error_code(exc) in ("NoSuchUpload", "NoSuchKey"):
+            return False
+        raise object_store.store_error(
+            exc, f"cannot abort the upload of {key}") from exc
+    return True
+
+
+def complete(bucket: str, key: str, upload_id: str,
+             parts: list[StoredPart]) -> str:
+    """Complete an upload from exactly ``parts`` and check the object the
+    store made: its ETag must be the one these parts give. Returns it."""
+    expected = multipart.multipart_etag(
+        [bytes.fromhex(part.etag) for part in parts])
+    with object_store.translated(f"cannot complete the upload of {key}"):
+        object_store.get_client().complete_multipart_upload(
+            Bucket=bucket, Key=key, UploadId=upload_id,
+            MultipartUpload={"Parts": [
+                {"PartNumber": part.number, "ETag": f'"{part.etag}"'}
+                for part in parts]})
+    head = object_store.head_object(bucket, key)
+    found = multipart.clean_etag(head["ETag"]) if head else None
+    if found != expected:
+        raise object_store.ObjectStoreError(
+            f"the store made {key} with ETag {found}, not {expected} as "
+            "its parts give")
+    return expected

@@ -1,0 +1,324 @@
+"""``resource_upload_s3_urls`` / ``resource_upload_s3_abort`` over HTTP,
+with real users and the real store (the live site's part size: 5 MiB)."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import time
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
+
+import pytest
+import requests
+
+from ckanext.dcor_depot.records import upload_grants
+from ckanext.dcor_depot.storage import layout, object_store
+from tests.support.access import (
+    anon_status,
+    dataset,
+    fresh_dataset,
+    fresh_resource,
+    organization,
+    person,
+    upload,
+)
+from tests.support.live_site import ApiError
+from tests.support.stack import run_jobs
+
+MiB = 2**20
+
+
+def tk_bool(value) -> bool:
+    return str(value).lower() == "true"
+
+
+@pytest.fixture
+def org(site):
+    return organization()
+
+
+@pytest.fixture
+def ds(site, org):
+    return dataset(site, org, private=True)
+
+
+def urls(site, who, ds, size=12 * MiB, **extra):
+    return site.action("resource_upload_s3_urls", who.token,
+                       package_id=ds["id"], name="cells.rtdc", size=size,
+                       **extra)
+
+
+def put(part, data: bytes) -> requests.Response:
+    return requests.put(part["url"], data=data, timeout=60)
+
+
+def stored_parts(org, rid, upload_id):
+    s3 = object_store.get_client()
+    reply = s3.list_parts(Bucket=object_store.bucket_name(org.id),
+                          Key=layout.object_key(rid), UploadId=upload_id)
+    return [(p["PartNumber"], p["Size"]) for p in reply.get("Parts", [])]
+
+
+def open_uploads(org) -> list[str]:
+    s3 = object_store.get_client()
+    bucket = object_store.bucket_name(org.id)
+    try:
+        reply = s3.list_multipart_uploads(Bucket=bucket)
+    except s3.exceptions.NoSuchBucket:
+        return []
+    return [u["Key"] for u in reply.get("Uploads", [])]
+
+
+def error_status(call) -> tuple[int, dict]:
+    with pytest.raises(ApiError) as info:
+        call()
+    return info.value.status, info.value.error
+
+
+def test_editor_gets_one_url_per_part_and_parts_reach_the_store(
+        site, org, ds):
+    issued = urls(site, org.editor, ds)
+    assert issued["part_size"] == 5 * MiB
+    assert [(p["part_number"], p["size"]) for p in issued["parts"]] \
+        == [(1, 5 * MiB), (2, 5 * MiB), (3, 2 * MiB)]
+    assert issued["complete_parts"] == []
+    data = os.urandom(12 * MiB)
+    for part in issued["parts"]:
+        start = (part["part_number"] - 1) * 5 * MiB
+        assert put(part, data[start:start + part["size"]]).status_code \
+            == 200
+    assert stored_parts(org, issued["resource_id"], issued["upload_id"]) \
+        == [(1, 5 * MiB), (2, 5 * MiB), (3, 2 * MiB)]
+    # nothing exists at the key until the plugin completes the upload
+    assert object_store.head_object(object_store.bucket_name(org.id),
+                                    layout.object_key(issued["resource_id"])
+                                    ) is None
+
+
+def test_small_file_is_one_part(site, org, ds):
+    issued = urls(site, org.editor, ds, size=1000)
+    assert [(p["part_number"], p["size"]) for p in issued["parts"]] \
+        == [(1, 1000)]
+
+
+def test_resume_returns_only_the_missing_parts(site, org, ds):
+    issued = urls(site, org.editor, ds)
+    assert put(issued["parts"][0], os.urandom(5 * MiB)).status_code == 200
+    # a wrong-sized part does not count as done
+    assert put(issued["parts"][2], b"short").status_code == 200
+
+    again = urls(site, org.editor, ds, resource_id=issued["resource_id"])
+    assert again["resource_id"] == issued["resource_id"]
+    assert again["upload_id"] == issued["upload_id"]
+    assert again["complete_parts"] == [1]
+    assert [p["part_number"] for p in again["parts"]] == [2, 3]
+
+
+@pytest.mark.parametrize("who", ["member", "other_editor", "anonymous"])
+def test_users_who_may_not_add_resources_get_403(site, org, ds, who):
+    other = organization()
+    token = {"member": org.member.token, "other_editor": other.editor.token,
+             "anonymous": None}[who]
+    before = open_uploads(org)
+    assert site.status("resource_upload_s3_urls", token,
+                       package_id=ds["id"], name="x.rtdc", size=10) == 403
+    assert open_uploads(org) == before  # nothing started in the store
+
+
+def test_resume_by_another_user_or_elsewhere_is_refused(site, org, ds):
+    issued = urls(site, org.editor, ds)
+    rid = issued["resource_id"]
+    status, error = error_status(lambda: urls(site, org.admin, ds,
+                                              resource_id=rid))
+    assert status == 409 and "no upload" in str(error)
+    other_ds = dataset(site, org, private=True)
+    status, error = error_status(lambda: urls(site, org.editor, other_ds,
+                                              resource_id=rid))
+    assert status == 409 and "no upload" in str(error)
+    status, error = error_status(lambda: urls(
+        site, org.editor, ds, resource_id=rid, size=13 * MiB))
+    assert status == 409 and "12582912 bytes" in str(error)
+
+
+def test_ids_never_issued_or_of_existing_resources_are_refused(
+        site, org, ds):
+    existing = upload(site, org.editor, ds["id"])
+    status, error = error_status(lambda: urls(
+        site, org.editor, ds, resource_id=existing["id"]))
+    assert status == 409 and "exists" in str(error)
+    never = "0b8e4b55-3c1c-4b48-9b8b-000000000000"
+    status, error = error_status(lambda: urls(site, org.editor, ds,
+                                              resource_id=never))
+    assert status == 409 and "no upload" in str(error)
+
+
+@pytest.mark.parametrize("size, message", [
+    (-1, "between 0 and"), (2 * 2**40, "between 0 and"),
+    ("lots", "number of bytes"), (None, "number of bytes"),
+])
+def test_bad_sizes_are_refused(site, org, ds, size, message):
+    before = open_uploads(org)
+    status, error = error_status(lambda: urls(site, org.editor, ds,
+                                              size=size))
+    assert status == 409 and message in str(error["size"])
+    assert open_uploads(org) == before
+
+
+def test_a_part_url_writes_only_its_part(site, org, ds):
+    issued = urls(site, org.editor, ds)
+    url = issued["parts"][0]["url"]
+    scheme, netloc, path, query, _ = urlsplit(url)
+    params = {k: v[0] for k, v in parse_qs(query).items()}
+    params["partNumber"] = "2"
+    forged = urlunsplit((scheme, netloc, path, urlencode(params), ""))
+    assert requests.put(forged, data=b"x", timeout=30).status_code == 403
+    # and the key itself cannot be written without a signature
+    bare = urlunsplit((scheme, netloc, path, "", ""))
+    assert requests.put(bare, data=b"x", timeout=30).status_code == 403
+    assert stored_parts(org, issued["resource_id"], issued["upload_id"]) \
+        == []
+
+
+def test_abort_frees_the_parts_and_ends_the_id(site, org, ds):
+    issued = urls(site, org.editor, ds)
+    rid = issued["resource_id"]
+    assert put(issued["parts"][0], os.urandom(5 * MiB)).status_code == 200
+    assert layout.object_key(rid) in open_uploads(org)
+    # only the user it was issued to (or a sysadmin) may end it
+    assert site.status("resource_upload_s3_abort", org.admin.token,
+                       resource_id=rid) == 403
+    assert site.status("resource_upload_s3_abort", None,
+                       resource_id=rid) == 403
+    assert layout.object_key(rid) in open_uploads(org)
+
+    assert site.action("resource_upload_s3_abort", org.editor.token,
+                       resource_id=rid) == {"aborted": True}
+    assert layout.object_key(rid) not in open_uploads(org)
+    status, _ = error_status(lambda: urls(site, org.editor, ds,
+                                          resource_id=rid))
+    assert status == 409
+    assert site.status("resource_upload_s3_abort", org.editor.token,
+                       resource_id=rid) == 404
+
+
+def test_sysadmin_may_abort_any_upload(site, org, ds):
+    issued = urls(site, org.editor, ds)
+    admin = person(sysadmin=True)
+    assert site.action("resource_upload_s3_abort", admin.token,
+                       resource_id=issued["resource_id"]) \
+        == {"aborted": True}
+
+
+# ------------------------------------------------- creating the resource
+def upload_all(site, who, ds, data: bytes) -> dict:
+    issued = urls(site, who, ds, size=len(data))
+    for part in issued["parts"]:
+        start = (part["part_number"] - 1) * issued["part_size"]
+        assert put(part, data[start:start + part["size"]]).status_code \
+            == 200
+    return issued
+
+
+def create(site, who, ds, rid, **fields):
+    return site.action("resource_create", who.token, package_id=ds["id"],
+                       id=rid, url_type="s3_upload", name="cells.rtdc",
+                       **fields)
+
+
+@pytest.mark.parametrize("private, anonymous", [(False, 200), (True, 403)])
+def test_uploaded_parts_become_a_verified_resource(site, org, private,
+                                                   anonymous):
+    ds = dataset(site, org, private=private)
+    data = os.urandom(12 * MiB + 7)
+    issued = upload_all(site, org.editor, ds, data)
+    rid = issued["resource_id"]
+
+    res = create(site, org.editor, ds, rid)
+
+    assert res["id"] == rid and res["url_type"] == "s3_upload"
+    assert res["size"] == len(data)
+    assert tk_bool(res["s3_available"])
+    url = res["s3_url"]
+    assert url == object_store.object_url(object_store.bucket_name(org.id),
+                                          layout.object_key(rid))
+    assert anon_status(url) == anonymous
+    s3 = object_store.get_client()
+    body = s3.get_object(Bucket=object_store.bucket_name(org.id),
+                         Key=layout.object_key(rid))["Body"].read()
+    assert body == data
+    assert open_uploads(org) == []  # nothing left behind
+    run_jobs()  # the SHA256 job
+    assert fresh_resource(rid)["sha256"] == hashlib.sha256(data).hexdigest()
+    # the URLs are used up: no part can be written any more
+    assert put(issued["parts"][0], b"late").status_code == 404
+
+
+def test_creation_before_the_parts_are_complete_is_refused(site, org, ds):
+    issued = urls(site, org.editor, ds)
+    put(issued["parts"][0], os.urandom(5 * MiB))
+    status, error = error_status(
+        lambda: create(site, org.editor, ds, issued["resource_id"]))
+    assert status == 409 and "missing parts [2, 3]" in str(error)
+    assert fresh_dataset(ds["id"])["resources"] == []
+    # the upload goes on: the rest can still be sent and created
+    for part in issued["parts"][1:]:
+        put(part, os.urandom(part["size"]))
+    assert create(site, org.editor, ds, issued["resource_id"])["size"] \
+        == 12 * MiB
+
+
+def test_parts_of_the_wrong_size_are_refused(site, org, ds):
+    issued = urls(site, org.editor, ds, size=7 * MiB)
+    put(issued["parts"][0], os.urandom(5 * MiB))
+    put(issued["parts"][1], os.urandom(3 * MiB))  # declared: 2 MiB
+    status, error = error_status(
+        lambda: create(site, org.editor, ds, issued["resource_id"]))
+    assert status == 409 and "wrong size" in str(error)
+    assert fresh_dataset(ds["id"])["resources"] == []
+
+
+def test_creation_by_another_user_or_without_a_grant_is_refused(
+        site, org, ds):
+    issued = upload_all(site, org.editor, ds, os.urandom(1000))
+    for who in (org.admin, org.editor):
+        rid = issued["resource_id"] if who is org.admin \
+            else "0b8e4b55-3c1c-4b48-9b8b-000000000001"
+        status, error = error_status(
+            lambda w=who, r=rid: create(site, w, ds, r))
+        assert status == 409 and "no upload" in str(error)
+    assert site.status("resource_create", org.member.token,
+                       package_id=ds["id"], id=issued["resource_id"],
+                       url_type="s3_upload", name="x") == 403
+    assert fresh_dataset(ds["id"])["resources"] == []
+    # the editor it was issued to still can
+    assert create(site, org.editor, ds, issued["resource_id"])["size"] \
+        == 1000
+
+
+def test_an_expired_grant_cannot_create(site, org, ds):
+    issued = upload_all(site, org.editor, ds, os.urandom(1000))
+    grant = upload_grants.load(issued["resource_id"])
+    upload_grants.save(dataclasses.replace(grant, expires_at=time.time() - 1),
+                       time.time())
+    status, error = error_status(
+        lambda: create(site, org.editor, ds, issued["resource_id"]))
+    assert status == 409 and "expired" in str(error)
+    # resuming gives new URLs and a new deadline
+    again = urls(site, org.editor, ds, size=1000,
+                 resource_id=issued["resource_id"])
+    assert again["parts"] == [] and again["complete_parts"] == [1]
+    assert create(site, org.editor, ds, issued["resource_id"])["size"] \
+        == 1000
+
+
+def test_s3_upload_resources_need_a_grant_in_any_action(site, org, ds):
+    for action, fields in (
+            ("resource_create", {"package_id": ds["id"]}),
+            ("package_patch", {"id": ds["id"], "resources": [
+                {"name": "x", "url_type": "s3_upload", "url": "x"}]})):
+        if action == "resource_create":
+            fields = dict(fields, name="x", url_type="s3_upload")
+        status, _ = error_status(
+            lambda a=action, f=fields: site.action(a, org.editor.token, **f))
+        assert status == 409
+    assert fresh_dataset(ds["id"])["resources"] == []
