@@ -9,6 +9,7 @@ import os
 
 import pytest
 from ckan.lib import jobs as ckan_jobs
+from ckan.tests import factories
 from rq.utils import import_attribute
 
 from ckanext.dcor_depot import MOVED_JOB_MODULES
@@ -45,17 +46,24 @@ def test_every_moved_module_is_covered():
 
 
 def test_a_job_queued_under_the_old_path_runs_in_a_worker(
-        make_dataset, upload, start_worker):
-    dataset = make_dataset()
-    res = upload(dataset, b"queued before the upgrade")
-    path = layout.ckan_upload_path(res["id"])
+        owner, start_worker):
+    # A file where the worker (test.ini's storage path) finds it; CKAN's
+    # upload fixture would put it in a folder of this process only.
+    dataset = factories.Dataset(user=owner["user"],
+                                owner_org=owner["org"]["id"], resources=[
+                                    {"name": "old.rtdc", "url": "old.rtdc",
+                                     "url_type": "upload"}])
+    rid = dataset["resources"][0]["id"]
+    path = layout.ckan_upload_path(rid)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"queued before the upgrade")
     for name in QUEUES:  # only the job of the old release
         ckan_jobs.get_queue(name).empty()
     assert not path.is_symlink()
 
     ckan_jobs.get_queue("dcor-short").enqueue_call(
         func="ckanext.dcor_depot.depot.symlink_user_dataset",
-        args=[res["id"]], job_id=f"{res['id']}-symlink-old")
+        args=[rid], job_id=f"{rid}-symlink-old")
     start_worker("dcor-short")
 
     wait_for(path.is_symlink, what="the old job to move the upload")
