@@ -19,6 +19,8 @@ __all__ = [
     "dcor_depot_http_url",
     "dcor_depot_part_size",
     "dcor_depot_positive_int",
+    "dcor_depot_upload_max_size",
+    "dcor_depot_url_lifetime",
     "dcor_depot_strict_bool",
 ]
 
@@ -100,4 +102,28 @@ def dcor_depot_part_size(value: Any) -> int:
     if not _MIN_PART <= number <= _MAX_PART:
         raise tk.Invalid(f"expected a part size from {_MIN_PART} to "
                          f"{_MAX_PART} bytes, got {value!r}")
+    return number
+
+
+#: Longest validity of a SigV4 presigned URL (7 days).
+_MAX_URL_LIFETIME = 7 * 24 * 3600
+#: Largest object S3 stores (5 TiB).
+_MAX_OBJECT = 5 * 2**40
+
+
+def dcor_depot_url_lifetime(value: Any) -> int:
+    """Seconds a presigned URL is valid: 1 to 604800 (SigV4's limit)."""
+    number = dcor_depot_positive_int(value)
+    if number > _MAX_URL_LIFETIME:
+        raise tk.Invalid(f"expected at most {_MAX_URL_LIFETIME} seconds "
+                         f"(7 days), got {value!r}")
+    return number
+
+
+def dcor_depot_upload_max_size(value: Any) -> int:
+    """The largest direct upload: up to 5 TiB (S3's largest object)."""
+    number = dcor_depot_positive_int(value)
+    if number > _MAX_OBJECT:
+        raise tk.Invalid(f"expected at most {_MAX_OBJECT} bytes (5 TiB), "
+                         f"got {value!r}")
     return number

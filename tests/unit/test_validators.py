@@ -70,3 +70,15 @@ def test_part_size_within_what_s3_accepts():
     for bad in (5 * 2**20 - 1, 5 * 2**30 + 1):
         with pytest.raises(Invalid, match="part size from"):
             v.dcor_depot_part_size(bad)
+
+
+def test_url_lifetime_within_what_sigv4_signs():
+    assert v.dcor_depot_url_lifetime("604800") == 604800
+    with pytest.raises(Invalid, match="7 days"):
+        v.dcor_depot_url_lifetime("604801")
+
+
+def test_upload_max_size_within_what_s3_stores():
+    assert v.dcor_depot_upload_max_size(5 * 2**40) == 5 * 2**40
+    with pytest.raises(Invalid, match="5 TiB"):
+        v.dcor_depot_upload_max_size(5 * 2**40 + 1)

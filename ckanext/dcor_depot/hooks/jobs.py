@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 
 # Bytes per second assumed for a copy to a depot on another filesystem.
 _CROSS_FS_COPY_RATE = 50 * 1024 * 1024
+# Bytes per second assumed for reading an object from the store (slow
+# networks included: a timeout must not end a job that makes progress).
+_STORE_READ_RATE = 20 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -100,7 +103,7 @@ def enqueue_resource_jobs(resource: dict[str, Any]) -> list[str]:
         else:
             rq_kwargs: dict[str, Any] = {
                 "job_id": jid,
-                "timeout": _timeout(kind, resource["id"]),
+                "timeout": _timeout(kind, resource),
             }
             if previous is not None:
                 rq_kwargs["depends_on"] = Dependency(jobs=[previous],
@@ -113,11 +116,15 @@ def enqueue_resource_jobs(resource: dict[str, Any]) -> list[str]:
     return queued
 
 
-def _timeout(kind: JobKind, resource_id: str) -> int:
-    """The kind's timeout; more for copies to another filesystem."""
+def _timeout(kind: JobKind, resource: dict[str, Any]) -> int:
+    """The kind's timeout; more for large objects read from the store and
+    for copies to another filesystem."""
+    if kind in (SHA256_S3, BACKUP_S3):
+        size = resource.get("size") or 0
+        return max(kind.timeout, 600 + int(size) // _STORE_READ_RATE)
     if kind is not SYMLINK:
         return kind.timeout
-    upload = layout.ckan_upload_path(resource_id)
+    upload = layout.ckan_upload_path(resource["id"])
     depot_root = config.depots_path()
     try:
         same_fs = (upload.stat().st_dev

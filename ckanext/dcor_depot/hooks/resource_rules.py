@@ -62,6 +62,19 @@ def _is_verified_upload(resource: dict[str, Any]) -> bool:
                     for name, value in fields.items()))
 
 
+def _check_verified_upload(resource: dict[str, Any]) -> None:
+    """Only the owned fields the plugin verified, and no file."""
+    verified = _verified_uploads.get()[str(resource.get("id"))]
+    for field in OWNED_FIELDS:
+        if field not in verified and _present(resource.get(field)):
+            _refuse(field, f"{field} is set by the dcor_depot plugin once "
+                    "the data are stored; leave it out")
+    if _has_file(resource.get("upload")) or _present(
+            resource.get("clear_upload")):
+        _refuse("upload", "the file of a direct upload is in the store "
+                "already: send no file")
+
+
 def is_trusted(context: dict[str, Any]) -> bool:
     """Sysadmins, including the site user the plugin's jobs act as."""
     return bool(authz.is_sysadmin(context.get("user")))
@@ -142,6 +155,7 @@ def _resource_dicts(data_dict: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _check_new_resource(trusted: bool, resource: dict[str, Any]) -> None:
     if not trusted and _is_verified_upload(resource):
+        _check_verified_upload(resource)
         trusted = True  # its id and owned fields were set by the plugin
     elif not trusted and resource.get("url_type") == "s3_upload":
         _refuse("url_type", "a resource of a direct upload is created by "

@@ -210,6 +210,7 @@ def _after_flush(session: orm.Session, flush_context: Any) -> None:
                 extras = obj.extras or {}
                 _pending(session).new_uploads[obj.id] = {
                     "id": obj.id, "url_type": obj.url_type,
+                    "size": obj.size or 0,
                     "s3_available": extras.get("s3_available", False)}
 
 

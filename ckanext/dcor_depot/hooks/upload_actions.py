@@ -7,6 +7,7 @@ check that first and change nothing in the store before.
 """
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import ckan.model as model
@@ -15,9 +16,11 @@ from ckan.types import AuthResult, Context, DataDict
 
 from ckanext.dcor_depot import config, errors
 from ckanext.dcor_depot.hooks import resource_rules
-from ckanext.dcor_depot.operations import direct_upload
+from ckanext.dcor_depot.operations import direct_upload, move
 from ckanext.dcor_depot.records import upload_grants
 from ckanext.dcor_depot.storage import layout
+
+log = logging.getLogger(__name__)
 
 
 def _dataset_ref(data_dict: DataDict) -> str:
@@ -75,8 +78,11 @@ def resource_upload_s3_urls(context: Context,
     if resume_id is not None:
         _check_resumable(resume_id)
     try:
-        return direct_upload.issue(request, resume_id)
-    except errors.DcorDepotError as exc:
+        if resume_id is None:
+            return direct_upload.issue(request)
+        with upload_grants.claimed(resume_id):
+            return direct_upload.issue(request, resume_id)
+    except (errors.DcorDepotError, upload_grants.UploadBusy) as exc:
         raise tk.ValidationError({"upload": [str(exc)]}) from exc
 
 
@@ -91,8 +97,9 @@ def resource_upload_s3_abort(context: Context,
     if grant is None:  # aborted by a concurrent call
         raise tk.ObjectNotFound("no such upload")
     try:
-        return {"aborted": direct_upload.abort(grant)}
-    except errors.DcorDepotError as exc:
+        with upload_grants.claimed(grant.resource_id):
+            return {"aborted": direct_upload.abort(grant)}
+    except (errors.DcorDepotError, upload_grants.UploadBusy) as exc:
         raise tk.ValidationError({"upload": [str(exc)]}) from exc
 
 
@@ -137,6 +144,7 @@ def create_from_upload(original: Any, context: Context,
     granted upload (checked against what was issued), then create the
     resource with its object recorded."""
     tk.check_access("resource_create", context, data_dict)
+    _refuse_what_the_plugin_sets(data_dict)
     dataset = model.Package.get(_dataset_ref(data_dict))
     user = model.User.get(context.get("user") or "")
     if dataset is None or user is None:
@@ -144,20 +152,38 @@ def create_from_upload(original: Any, context: Context,
     rid = str(data_dict.get("id") or "")
     try:
         grant = direct_upload.granted(rid, dataset.id, user.id)
-        finished = direct_upload.finish(grant)
-    except errors.DcorDepotError as exc:
+        with upload_grants.claimed(rid):
+            finished = direct_upload.finish(grant)
+            owned = {"s3_available": True, "s3_url": finished.url}
+            data = {**data_dict, **owned, "id": rid,
+                    "url_type": "s3_upload", "size": grant.size,
+                    "url": data_dict.get("url") or grant.name}
+            with resource_rules.verified_upload(rid, owned):
+                created = original(context, data)
+            direct_upload.done(grant)
+    except (errors.DcorDepotError, upload_grants.UploadBusy) as exc:
         raise tk.ValidationError({"upload": [str(exc)]}) from exc
-    owned = {"s3_available": True, "s3_url": finished.url}
-    data = {**data_dict, **owned, "id": rid, "url_type": "s3_upload",
-            "size": grant.size, "url": data_dict.get("url") or grant.name}
+    # The dataset may have changed organization since the URLs were
+    # issued: its data follow it.
     try:
-        with resource_rules.verified_upload(rid, owned):
-            return original(context, data)
-    except Exception:
-        model.Session.rollback()
-        if model.Resource.get(rid) is None:  # nothing refers to it
-            direct_upload.discard(finished)
-        raise
+        move.request_move_if_needed(dataset.id)
+    except Exception:  # noqa: BLE001 - the resource exists: report only
+        log.exception("Could not check whether the data of dataset %s "
+                      "must move; run dcor-depot-move-dataset --pending",
+                      dataset.id)
+    return created
+
+
+def _refuse_what_the_plugin_sets(data_dict: DataDict) -> None:
+    for name in resource_rules.OWNED_FIELDS:
+        if data_dict.get(name) not in (None, ""):
+            raise tk.ValidationError({name: [
+                f"{name} is set by the dcor_depot plugin; leave it out"]})
+    for name in ("upload", "clear_upload"):
+        if data_dict.get(name) not in (None, ""):
+            raise tk.ValidationError({name: [
+                "the file of a direct upload is in the store already: "
+                f"send no {name}"]})
 
 
 def get_actions() -> dict[str, Any]:

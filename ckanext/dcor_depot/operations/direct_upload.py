@@ -111,6 +111,9 @@ def _resume(request: UploadRequest, resume_id: str) -> UploadGrant:
         raise DirectUploadError(
             f"upload {resume_id} was issued for {grant.size} bytes, not "
             f"{request.size}")
+    if grant.completed_etag:
+        raise DirectUploadError(
+            f"upload {resume_id} is complete: create its resource")
     return grant
 
 
@@ -128,8 +131,15 @@ def granted(resource_id: str, dataset_id: str, user_id: str
 
 
 def abort(grant: UploadGrant) -> bool:
-    """End an upload and forget it; False if the store had ended it."""
+    """End an upload and forget it; False if the store had ended it.
+
+    An upload already completed (its resource not created) has an object
+    that nothing refers to: it goes too.
+    """
     ended = presigned.abort(grant.bucket, grant.key, grant.upload_id)
+    if grant.completed_etag and not ckan_data.resource_facts(
+            grant.resource_id):
+        object_store.delete_objects(grant.bucket, [grant.key])
     upload_grants.delete(grant.resource_id)
     return ended
 
@@ -144,24 +154,55 @@ def finish(grant: UploadGrant, now: float | None = None) -> FinishedUpload:
     """Turn a granted upload into the object of its resource.
 
     The parts must cover exactly the declared size; the store's ETag of
-    the completed object must be the one the parts give. The grant is
-    used up (it cannot create a second resource).
+    the completed object must be the one the parts give. The grant stays
+    (marked complete) until the resource exists, so a creation that fails
+    later can be retried without sending the file again. The caller holds
+    the upload's claim.
     """
     if grant.expires_at < (time.time() if now is None else now):
         raise DirectUploadError(
             f"the upload {grant.resource_id} expired: resume it "
             "(resource_upload_s3_urls with its resource_id) for new URLs")
+    url = object_store.object_url(grant.bucket, grant.key)
+    if grant.completed_etag:
+        _check_completed(grant)
+        return FinishedUpload(url, grant.completed_etag)
     try:
         stored = presigned.stored_parts(grant.bucket, grant.key,
                                         grant.upload_id)
     except presigned.UploadGone as exc:
         raise DirectUploadError(str(exc)) from exc
     parts = _covering_parts(grant, stored)
-    etag = presigned.complete(grant.bucket, grant.key, grant.upload_id,
-                              parts)
+    expected = presigned.expected_etag(parts)
+    # Noted first: if the store completes but its answer is lost, a retry
+    # finds the object instead of a missing upload.
+    upload_grants.save(dataclasses.replace(grant, completed_etag=expected),
+                       time.time())
+    presigned.complete(grant.bucket, grant.key, grant.upload_id, parts)
+    return FinishedUpload(url, expected)
+
+
+def _check_completed(grant: UploadGrant) -> None:
+    """A retried creation: the object must be the one the parts made."""
+    head = object_store.head_object(grant.bucket, grant.key)
+    if (head is None or head["ContentLength"] != grant.size
+            or head["ETag"].strip('"') != grant.completed_etag):
+        # The completion did not happen (or the answer said so): the
+        # parts are still there if the upload is.
+        try:
+            stored = presigned.stored_parts(grant.bucket, grant.key,
+                                            grant.upload_id)
+        except presigned.UploadGone as exc:
+            raise DirectUploadError(
+                f"upload {grant.resource_id} has neither parts nor a "
+                "complete object: start again") from exc
+        parts = _covering_parts(grant, stored)
+        presigned.complete(grant.bucket, grant.key, grant.upload_id, parts)
+
+
+def done(grant: UploadGrant) -> None:
+    """The resource exists: the grant is used up."""
     upload_grants.delete(grant.resource_id)
-    return FinishedUpload(object_store.object_url(grant.bucket, grant.key),
-                          etag)
 
 
 def _covering_parts(grant: UploadGrant,
@@ -182,14 +223,6 @@ def _covering_parts(grant: UploadGrant,
                 f"parts of the wrong size or number {wrong}" if wrong
                 else "") if text))
     return [stored[n] for n in sorted(wanted)]
-
-
-def discard(finished: FinishedUpload) -> None:
-    """Remove the object of an upload whose resource was not created
-    (nothing refers to it)."""
-    where = object_store.parse_object_url(finished.url)
-    if where is not None:
-        object_store.delete_objects(where[0], [where[1]])
 
 
 def record_sha256(resource_id: str) -> str | None:

@@ -8,8 +8,11 @@ cannot be turned into a resource (nothing is ever opened by one).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import ckan.plugins.toolkit as tk
@@ -34,6 +37,10 @@ class UploadGrant:
     upload_id: str
     #: Unix time after which the URLs and the grant are no longer valid
     expires_at: float
+    #: set once the plugin asked the store to complete the upload: the
+    #: ETag the object must have (a retried creation checks it instead of
+    #: completing again)
+    completed_etag: str = ""
 
 
 def _redis_key(resource_id: str) -> str:
@@ -60,3 +67,30 @@ def load(resource_id: str) -> UploadGrant | None:
 
 def delete(resource_id: str) -> None:
     ckan_jobs.connect_to_redis().delete(_redis_key(resource_id))
+
+
+#: Seconds a claim lasts at most (a request that died releases it then).
+CLAIM_SECONDS = 3600
+
+
+@contextlib.contextmanager
+def claimed(resource_id: str) -> Iterator[None]:
+    """Exclusive use of an upload for one request (creating, resuming or
+    aborting it); UploadBusy if another request holds it."""
+    connection = ckan_jobs.connect_to_redis()
+    key = _redis_key(resource_id) + ":claim"
+    token = secrets.token_hex(8)
+    if not connection.set(key, token, nx=True, ex=CLAIM_SECONDS):
+        raise UploadBusy(f"upload {resource_id} is in use by another "
+                         "request; try again when it is done")
+    try:
+        yield
+    finally:
+        # Only our own claim is released (it may have expired and been
+        # taken by another request meanwhile).
+        if connection.get(key) == token.encode():
+            connection.delete(key)
+
+
+class UploadBusy(Exception):
+    """Another request is creating, resuming or aborting the upload."""

@@ -106,12 +106,17 @@ def abort(bucket: str, key: str, upload_id: str) -> bool:
     return True
 
 
+def expected_etag(parts: list[StoredPart]) -> str:
+    """The ETag of the object these parts make."""
+    return multipart.multipart_etag(
+        [bytes.fromhex(part.etag) for part in parts])
+
+
 def complete(bucket: str, key: str, upload_id: str,
              parts: list[StoredPart]) -> str:
     """Complete an upload from exactly ``parts`` and check the object the
     store made: its ETag must be the one these parts give. Returns it."""
-    expected = multipart.multipart_etag(
-        [bytes.fromhex(part.etag) for part in parts])
+    expected = expected_etag(parts)
     with object_store.translated(f"cannot complete the upload of {key}"):
         object_store.get_client().complete_multipart_upload(
             Bucket=bucket, Key=key, UploadId=upload_id,

@@ -322,3 +322,91 @@ def test_s3_upload_resources_need_a_grant_in_any_action(site, org, ds):
             lambda a=action, f=fields: site.action(a, org.editor.token, **f))
         assert status == 409
     assert fresh_dataset(ds["id"])["resources"] == []
+
+
+@pytest.mark.parametrize("field, value", [
+    ("sha256", "0" * 64),
+    ("s3_moved_from", "http://127.0.0.1:7480/other-bucket/resource/x"),
+    ("s3_url", "http://127.0.0.1:7480/other-bucket/resource/x"),
+])
+def test_owned_fields_cannot_ride_on_a_direct_upload(site, org, ds, field,
+                                                     value):
+    issued = upload_all(site, org.editor, ds, os.urandom(1000))
+    rid = issued["resource_id"]
+    status, error = error_status(
+        lambda: create(site, org.editor, ds, rid, **{field: value}))
+    assert status == 409 and field in error
+    assert fresh_dataset(ds["id"])["resources"] == []
+    # the honest request still works, and the plugin computes the SHA256
+    create(site, org.editor, ds, rid)
+    run_jobs()
+    assert fresh_resource(rid)["sha256"] != "0" * 64
+
+
+def test_a_file_cannot_ride_on_a_direct_upload(site, org, ds):
+    issued = upload_all(site, org.editor, ds, os.urandom(1000))
+    reply = site.call("resource_create", org.editor.token,
+                      files={"upload": ("other.rtdc", b"other bytes")},
+                      package_id=ds["id"], id=issued["resource_id"],
+                      url_type="s3_upload", name="cells.rtdc")
+    assert reply.status_code == 409
+    assert fresh_dataset(ds["id"])["resources"] == []
+
+
+def test_a_creation_ckan_refuses_can_be_retried(site, org, ds):
+    data = os.urandom(6 * MiB)
+    issued = upload_all(site, org.editor, ds, data)
+    rid = issued["resource_id"]
+    status, error = error_status(lambda: create(
+        site, org.editor, ds, rid, last_modified="not a date"))
+    assert status == 409 and "last_modified" in error
+    assert fresh_dataset(ds["id"])["resources"] == []
+    # the upload was completed, and is kept for the retry
+    res = create(site, org.editor, ds, rid)
+    assert res["size"] == len(data)
+    body = object_store.get_client().get_object(
+        Bucket=object_store.bucket_name(org.id),
+        Key=layout.object_key(rid))["Body"].read()
+    assert body == data
+    # used up now
+    status, _ = error_status(lambda: create(site, org.editor, ds, rid))
+    assert status == 409
+
+
+def test_concurrent_creations_make_one_resource(site, org, ds):
+    from concurrent.futures import ThreadPoolExecutor
+    data = os.urandom(6 * MiB)
+    rid = upload_all(site, org.editor, ds, data)["resource_id"]
+
+    def attempt(_):
+        return site.call("resource_create", org.editor.token,
+                         package_id=ds["id"], id=rid, url_type="s3_upload",
+                         name="cells.rtdc").status_code
+    with ThreadPoolExecutor(3) as pool:
+        statuses = sorted(pool.map(attempt, range(3)))
+    assert statuses[0] == 200 and all(s == 409 for s in statuses[1:])
+    assert [r["id"] for r in fresh_dataset(ds["id"])["resources"]] == [rid]
+    body = object_store.get_client().get_object(
+        Bucket=object_store.bucket_name(org.id),
+        Key=layout.object_key(rid))["Body"].read()
+    assert body == data
+
+
+def test_data_follow_a_dataset_moved_while_uploading(site, org, ds):
+    data = os.urandom(1000)
+    rid = upload_all(site, org.editor, ds, data)["resource_id"]
+    # an organization where the uploader is an editor too
+    from ckan.tests import factories
+    other = factories.Organization(users=[
+        {"name": org.editor.name, "capacity": "editor"}])
+    site.action("package_patch", person(sysadmin=True).token,
+                id=ds["id"], owner_org=other["id"])
+    create(site, org.editor, ds, rid)
+    run_jobs()  # the move
+    res = fresh_resource(rid)
+    assert res["s3_url"] == object_store.object_url(
+        object_store.bucket_name(other["id"]), layout.object_key(rid))
+    body = object_store.get_client().get_object(
+        Bucket=object_store.bucket_name(other["id"]),
+        Key=layout.object_key(rid))["Body"].read()
+    assert body == data
