@@ -20,7 +20,7 @@ so the chained versions of those two apply these rules to every path:
 """
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from types import MappingProxyType
@@ -62,11 +62,13 @@ def _is_verified_upload(resource: dict[str, Any]) -> bool:
                     for name, value in fields.items()))
 
 
-def _check_verified_upload(resource: dict[str, Any]) -> None:
-    """Only the owned fields the plugin verified, and no file."""
-    verified = _verified_uploads.get()[str(resource.get("id"))]
+def refuse_plugin_fields(resource: dict[str, Any],
+                         allowed: Collection[str] = ()) -> None:
+    """A direct upload's resource: no owned field but those in ``allowed``
+    (the ones the plugin verified), and no file (its file is in the
+    store already)."""
     for field in OWNED_FIELDS:
-        if field not in verified and _present(resource.get(field)):
+        if field not in allowed and _present(resource.get(field)):
             _refuse(field, f"{field} is set by the dcor_depot plugin once "
                     "the data are stored; leave it out")
     if _has_file(resource.get("upload")) or _present(
@@ -155,7 +157,8 @@ def _resource_dicts(data_dict: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _check_new_resource(trusted: bool, resource: dict[str, Any]) -> None:
     if not trusted and _is_verified_upload(resource):
-        _check_verified_upload(resource)
+        refuse_plugin_fields(
+            resource, _verified_uploads.get()[str(resource.get("id"))])
         trusted = True  # its id and owned fields were set by the plugin
     elif not trusted and resource.get("url_type") == "s3_upload":
         _refuse("url_type", "a resource of a direct upload is created by "

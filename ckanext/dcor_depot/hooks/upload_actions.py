@@ -93,11 +93,13 @@ def resource_upload_s3_abort(context: Context,
     :param resource_id: the id ``resource_upload_s3_urls`` returned
     """
     tk.check_access("resource_upload_s3_abort", context, data_dict)
-    grant = upload_grants.load(str(data_dict["resource_id"]))
-    if grant is None:  # aborted by a concurrent call
-        raise tk.ObjectNotFound("no such upload")
+    rid = str(data_dict["resource_id"])
     try:
-        with upload_grants.claimed(grant.resource_id):
+        with upload_grants.claimed(rid):
+            # Read under the claim: a concurrent call may have used it.
+            grant = upload_grants.load(rid)
+            if grant is None:
+                raise tk.ObjectNotFound("no such upload")
             return {"aborted": direct_upload.abort(grant)}
     except (errors.DcorDepotError, upload_grants.UploadBusy) as exc:
         raise tk.ValidationError({"upload": [str(exc)]}) from exc
@@ -144,15 +146,15 @@ def create_from_upload(original: Any, context: Context,
     granted upload (checked against what was issued), then create the
     resource with its object recorded."""
     tk.check_access("resource_create", context, data_dict)
-    _refuse_what_the_plugin_sets(data_dict)
+    resource_rules.refuse_plugin_fields(data_dict)
     dataset = model.Package.get(_dataset_ref(data_dict))
     user = model.User.get(context.get("user") or "")
     if dataset is None or user is None:
         raise tk.ObjectNotFound("no such dataset")
     rid = str(data_dict.get("id") or "")
     try:
-        grant = direct_upload.granted(rid, dataset.id, user.id)
         with upload_grants.claimed(rid):
+            grant = direct_upload.granted(rid, dataset.id, user.id)
             finished = direct_upload.finish(grant)
             owned = {"s3_available": True, "s3_url": finished.url}
             data = {**data_dict, **owned, "id": rid,
@@ -172,18 +174,6 @@ def create_from_upload(original: Any, context: Context,
                       "must move; run dcor-depot-move-dataset --pending",
                       dataset.id)
     return created
-
-
-def _refuse_what_the_plugin_sets(data_dict: DataDict) -> None:
-    for name in resource_rules.OWNED_FIELDS:
-        if data_dict.get(name) not in (None, ""):
-            raise tk.ValidationError({name: [
-                f"{name} is set by the dcor_depot plugin; leave it out"]})
-    for name in ("upload", "clear_upload"):
-        if data_dict.get(name) not in (None, ""):
-            raise tk.ValidationError({name: [
-                "the file of a direct upload is in the store already: "
-                f"send no {name}"]})
 
 
 def get_actions() -> dict[str, Any]:

@@ -21,6 +21,7 @@ from ckanext.dcor_depot.records import ckan_data, search_index, upload_grants
 from ckanext.dcor_depot.records.upload_grants import UploadGrant
 from ckanext.dcor_depot.storage import (
     layout,
+    multipart,
     object_store,
     presigned,
     transfer,
@@ -72,10 +73,8 @@ def issue(request: UploadRequest, resume_id: str | None = None
     layout_ = presigned.PartLayout(grant.size, grant.part_size)
     stored = ({} if resume_id is None else presigned.stored_parts(
         grant.bucket, grant.key, grant.upload_id))
-    done = sorted(number for number, part in stored.items()
-                  if number <= layout_.count
-                  and part.size == layout_.part_bytes(number))
-    missing = [n for n in range(1, layout_.count + 1) if n not in done]
+    done = sorted(n for n, part in stored.items() if layout_.fits(part))
+    missing = [n for n in layout_.numbers if n not in done]
     urls = presigned.part_urls(grant.bucket, grant.key, grant.upload_id,
                                missing, settings.url_lifetime)
     upload_grants.save(grant, now)
@@ -186,7 +185,7 @@ def _check_completed(grant: UploadGrant) -> None:
     """A retried creation: the object must be the one the parts made."""
     head = object_store.head_object(grant.bucket, grant.key)
     if (head is None or head["ContentLength"] != grant.size
-            or head["ETag"].strip('"') != grant.completed_etag):
+            or multipart.clean_etag(head["ETag"]) != grant.completed_etag):
         # The completion did not happen (or the answer said so): the
         # parts are still there if the upload is.
         try:
@@ -210,10 +209,8 @@ def _covering_parts(grant: UploadGrant,
                     ) -> list[presigned.StoredPart]:
     """The parts in order if they are exactly those of the declared size."""
     layout_ = presigned.PartLayout(grant.size, grant.part_size)
-    wanted = {n: layout_.part_bytes(n) for n in range(1, layout_.count + 1)}
-    missing = sorted(n for n in wanted if n not in stored)
-    wrong = sorted(n for n, part in stored.items()
-                   if n not in wanted or part.size != wanted[n])
+    missing = [n for n in layout_.numbers if n not in stored]
+    wrong = sorted(n for n, part in stored.items() if not layout_.fits(part))
     if missing or wrong:
         raise DirectUploadError(
             f"the parts of upload {grant.resource_id} do not make "
@@ -222,7 +219,7 @@ def _covering_parts(grant: UploadGrant,
                 f"missing parts {missing}" if missing else "",
                 f"parts of the wrong size or number {wrong}" if wrong
                 else "") if text))
-    return [stored[n] for n in sorted(wanted)]
+    return [stored[n] for n in layout_.numbers]
 
 
 def record_sha256(resource_id: str) -> str | None:

@@ -31,6 +31,15 @@ class PartLayout:
         # An empty file is one empty part.
         return max(1, multipart.part_count(self.size, self.part_size))
 
+    @property
+    def numbers(self) -> range:
+        return range(1, self.count + 1)
+
+    def fits(self, part: StoredPart) -> bool:
+        """Whether a stored part is one of this layout, of its size."""
+        return (part.number in self.numbers
+                and part.size == self.part_bytes(part.number))
+
     def part_bytes(self, number: int) -> int:
         """Size of part ``number`` (1-based)."""
         if not 1 <= number <= self.count:
