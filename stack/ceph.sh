@@ -135,7 +135,10 @@ start() {
     wait_until 60 "ceph osd" osd_up \
         || die "ceph: the OSD did not come up, see $CEPH_DIR/log/osd.0.log"
     if ! pid_alive "$CEPH_DIR/run/$RGW_NAME.pid"; then
+        # A lifecycle "day" lasts RGW_LC_DAY seconds here, so that the
+        # buckets' abort-incomplete-uploads rule can be seen at work.
         radosgw -c "$CONF" -n $RGW_NAME \
+            --rgw_lc_debug_interval="${RGW_LC_DAY:-30}" \
             || die "ceph: radosgw did not start, see $CEPH_DIR/log/$RGW_NAME.log"
     fi
     wait_until 90 "radosgw" rgw_up \

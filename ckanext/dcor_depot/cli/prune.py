@@ -12,7 +12,8 @@ COMMAND = "dcor-prune-stale-multipart-uploads"
 
 @click.command(COMMAND,
                short_help="Abort stale incomplete multipart uploads.")
-@click.option("--initiated-before-days", type=float, default=5,
+@click.option("--initiated-before-days", type=float,
+              default=object_store.ABORT_INCOMPLETE_AFTER_DAYS,
               show_default=True,
               help="Abort uploads initiated more than N days ago.")
 @click.option("--dry-run", is_flag=True,

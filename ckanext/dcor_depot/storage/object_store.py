@@ -283,7 +283,41 @@ def ensure_bucket(bucket: str) -> None:
         # by hand without it.
         s3.put_bucket_policy(Bucket=bucket,
                              Policy=json.dumps(bucket_policy(bucket)))
+        ensure_lifecycle(s3, bucket)
         _known_buckets.add(bucket)
+
+
+#: Incomplete multipart uploads are aborted by the store itself after this
+#: many days (the prune command's default age): no upload leaks parts.
+ABORT_INCOMPLETE_AFTER_DAYS = 5
+LIFECYCLE_RULE_ID = "dcor-depot-abort-incomplete-multipart-uploads"
+
+
+def lifecycle_rule() -> dict[str, Any]:
+    return {"ID": LIFECYCLE_RULE_ID, "Status": "Enabled",
+            "Filter": {"Prefix": ""},
+            "AbortIncompleteMultipartUpload": {
+                "DaysAfterInitiation": ABORT_INCOMPLETE_AFTER_DAYS}}
+
+
+def ensure_lifecycle(s3: Any, bucket: str) -> None:
+    """Add the plugin's rule to the bucket's lifecycle configuration,
+    keeping every other rule (an operator's expiry rules stay)."""
+    try:
+        rules = s3.get_bucket_lifecycle_configuration(
+            Bucket=bucket)["Rules"]
+    except botocore.exceptions.ClientError as exc:
+        if error_code(exc) != "NoSuchLifecycleConfiguration":
+            raise
+        rules = []
+    ours = [rule for rule in rules if rule.get("ID") == LIFECYCLE_RULE_ID]
+    if ours and ours[0].get("AbortIncompleteMultipartUpload") \
+            == lifecycle_rule()["AbortIncompleteMultipartUpload"]:
+        return
+    others = [rule for rule in rules if rule.get("ID") != LIFECYCLE_RULE_ID]
+    s3.put_bucket_lifecycle_configuration(
+        Bucket=bucket,
+        LifecycleConfiguration={"Rules": [*others, lifecycle_rule()]})
 
 
 @translate_errors
