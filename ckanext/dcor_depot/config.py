@@ -91,6 +91,7 @@ class DirectUploadSettings:
     part_size: int
     url_lifetime: int
     max_size: int
+    download_url_lifetime: int
 
 
 def direct_upload_settings() -> DirectUploadSettings:
@@ -98,6 +99,8 @@ def direct_upload_settings() -> DirectUploadSettings:
         part_size=tk.config["dcor_object_store.upload_part_size"],
         url_lifetime=tk.config["dcor_object_store.upload_url_lifetime"],
         max_size=tk.config["dcor_object_store.upload_max_size"],
+        download_url_lifetime=tk.config[
+            "dcor_object_store.download_url_lifetime"],
     )
 
 

@@ -9,6 +9,7 @@ import ckan.plugins.toolkit as tk
 from ckanext.dcor_depot import cli, config, validators
 from ckanext.dcor_depot.hooks import (
     actions,
+    downloads,
     transactions,
     upload_actions,
     uploader,
@@ -23,6 +24,8 @@ class DCORDepotPlugin(plugins.SingletonPlugin):
     plugins.implements(plugins.IAuthFunctions)
     plugins.implements(plugins.IClick)
     plugins.implements(plugins.IUploader, inherit=True)
+    plugins.implements(plugins.IBlueprint)
+    plugins.implements(plugins.IResourceController, inherit=True)
 
     # IConfigurable
     def configure(self, ckan_config: Any) -> None:
@@ -52,3 +55,13 @@ class DCORDepotPlugin(plugins.SingletonPlugin):
 
     def get_resource_uploader(self, data_dict: dict[str, Any]) -> Any:
         return uploader.get_resource_uploader(data_dict)
+
+    # IBlueprint
+    def get_blueprint(self) -> Any:
+        return downloads.blueprint
+
+    # IResourceController
+    def before_resource_show(self, resource_dict: dict[str, Any]
+                             ) -> dict[str, Any]:
+        downloads.show_download_url(resource_dict)
+        return resource_dict

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import ckan.model as model
+import requests
 from ckan.tests import factories, helpers
 
 from ckanext.dcor_depot.storage import layout, object_store
@@ -104,3 +105,19 @@ def put_artifact(org_id: str, rid: str, artifact: str,
     object_store.get_client().put_object(
         Bucket=bucket, Key=layout.object_key(rid, artifact), Body=data)
     return object_url(org_id, rid, artifact)
+
+
+def direct_upload(site: LiveSite, who: Person, dataset_id: str,
+                  data: bytes, name: str = "cells.rtdc",
+                  **fields: Any) -> dict[str, Any]:
+    """A resource made by the direct-upload route: URLs, parts PUT to
+    the store, resource_create with ``url_type: s3_upload``."""
+    issued = site.action("resource_upload_s3_urls", who.token,
+                         package_id=dataset_id, name=name, size=len(data))
+    for part in issued["parts"]:
+        start = (part["part_number"] - 1) * issued["part_size"]
+        requests.put(part["url"], data=data[start:start + part["size"]],
+                     timeout=60).raise_for_status()
+    return site.action("resource_create", who.token, package_id=dataset_id,
+                       id=issued["resource_id"], url_type="s3_upload",
+                       name=name, **fields)

@@ -8,6 +8,7 @@ overwrite an object or create one the plugin did not check.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from ckanext.dcor_depot.storage import multipart, object_store
 
@@ -139,3 +140,26 @@ def complete(bucket: str, key: str, upload_id: str,
             f"the store made {key} with ETag {found}, not {expected} as "
             "its parts give")
     return expected
+
+
+def download_url(bucket: str, key: str, filename: str, lifetime: int,
+                 content_type: str | None = None) -> str:
+    """A presigned ``GetObject`` URL whose answer names ``filename`` as
+    an attachment (no request is made)."""
+    params = {"Bucket": bucket, "Key": key,
+              "ResponseContentDisposition": content_disposition(filename)}
+    if content_type:
+        params["ResponseContentType"] = content_type
+    return object_store.get_client().generate_presigned_url(
+        "get_object", Params=params, ExpiresIn=lifetime)
+
+
+def content_disposition(filename: str) -> str:
+    """``attachment`` with the file name, for every browser: a plain ASCII
+    name and, for the rest, its UTF-8 form (RFC 6266)."""
+    plain = "".join(char if " " <= char <= "~" and char not in '"\\'
+                    else "_" for char in filename) or "download"
+    if plain == filename:
+        return f'attachment; filename="{plain}"'
+    return (f'attachment; filename="{plain}"; '
+            f"filename*=UTF-8''{quote(filename, safe='')}")

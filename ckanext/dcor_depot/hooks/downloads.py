@@ -1,0 +1,99 @@
+"""CKAN's resource download URL for files that live only in the store.
+
+A resource of a direct upload (``url_type: s3_upload``), or an upload
+whose local file is gone (``--delete-after-migration``), has its bytes
+only in the object store. Its download URL then answers 302 to a fresh
+presigned URL, so the bytes never pass through CKAN's web process. Who
+may download is decided exactly as CKAN decides it (``resource_show``
+and ``package_show`` for the requesting user) before any URL is made;
+everything else is left to CKAN's own download view.
+"""
+from __future__ import annotations
+
+import mimetypes
+import posixpath
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import ckan.plugins.toolkit as tk
+from ckan.lib import signals
+from ckan.views import resource as ckan_resource_views
+from flask import Blueprint
+
+from ckanext.dcor_depot import config
+from ckanext.dcor_depot.storage import layout, object_store, presigned
+
+blueprint = Blueprint("dcor_depot_download", __name__)
+
+
+def url_file_name(resource: dict[str, Any]) -> str:
+    """The file name a resource's data are downloaded as (its ``url``
+    may be the name or, as shown, CKAN's quoted download URL)."""
+    stored = str(resource.get("url") or "").rstrip("/")
+    name = unquote(posixpath.basename(urlsplit(stored).path))
+    return name or str(resource.get("name") or "") or str(resource["id"])
+
+
+def show_download_url(resource: dict[str, Any]) -> None:
+    """A direct upload's ``url`` is CKAN's download URL, as for uploads
+    (which CKAN rewrites itself)."""
+    if resource.get("url_type") != "s3_upload" or not resource.get(
+            "package_id") or not resource.get("id"):
+        return
+    resource["url"] = tk.url_for(
+        "resource.download", id=resource["package_id"],
+        resource_id=resource["id"], filename=url_file_name(resource),
+        qualified=True)
+
+
+def store_location(resource: dict[str, Any]) -> tuple[str, str] | None:
+    """``(bucket, key)`` to download from if the file is only in the
+    store, else None (CKAN serves it, or has nothing to serve)."""
+    url_type = resource.get("url_type")
+    if url_type not in ("s3_upload", "upload") \
+            or not config.s3_available():
+        return None
+    if url_type == "upload" and (
+            not tk.asbool(resource.get("s3_available"))
+            or layout.ckan_upload_path(resource["id"]).exists()):
+        return None  # still on block storage, or never in the store
+    return object_store.parse_object_url(resource.get("s3_url") or "")
+
+
+def download(id: str, resource_id: str,  # noqa: A002 - CKAN's route
+             filename: str | None = None) -> Any:
+    context = {"user": tk.current_user.name,
+               "auth_user_obj": tk.current_user}
+    try:
+        resource = tk.get_action("resource_show")(
+            context, {"id": resource_id})
+        dataset = tk.get_action("package_show")(context, {"id": id})
+    except tk.ObjectNotFound:
+        return tk.abort(404, tk._("Resource not found"))
+    except tk.NotAuthorized:
+        return tk.abort(403, tk._("Not authorized to download resource"))
+    if resource.get("package_id") != dataset["id"]:
+        return tk.abort(404, tk._("Resource not found"))
+    location = store_location(resource)
+    if location is None:
+        if resource.get("url_type") == "s3_upload":
+            return tk.abort(404, tk._("No download is available"))
+        return ckan_resource_views.download("dataset", id, resource_id,
+                                            filename)
+    name = url_file_name(resource)
+    url = presigned.download_url(
+        *location, filename=name,
+        lifetime=config.direct_upload_settings().download_url_lifetime,
+        content_type=resource.get("mimetype")
+        or mimetypes.guess_type(name)[0])
+    signals.resource_download.send(resource_id)
+    return tk.redirect_to(url)
+
+
+# Registered before CKAN's own blueprints, these rules take the download
+# URLs; the view hands every file still on block storage back to CKAN.
+blueprint.add_url_rule("/dataset/<id>/resource/<resource_id>/download",
+                       view_func=download)
+blueprint.add_url_rule(
+    "/dataset/<id>/resource/<resource_id>/download/<filename>",
+    view_func=download)
