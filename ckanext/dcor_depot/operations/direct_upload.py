@@ -75,8 +75,9 @@ def issue(request: UploadRequest, resume_id: str | None = None
         grant.bucket, grant.key, grant.upload_id))
     done = sorted(n for n, part in stored.items() if layout_.fits(part))
     missing = [n for n in layout_.numbers if n not in done]
-    urls = presigned.part_urls(grant.bucket, grant.key, grant.upload_id,
-                               missing, settings.url_lifetime)
+    urls = presigned.part_urls(
+        grant.bucket, grant.key, grant.upload_id,
+        {n: layout_.part_bytes(n) for n in missing}, settings.url_lifetime)
     upload_grants.save(grant, now)
     return {
         "resource_id": grant.resource_id,

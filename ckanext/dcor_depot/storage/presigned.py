@@ -67,15 +67,16 @@ def start(bucket: str, key: str) -> str:
 
 
 def part_urls(bucket: str, key: str, upload_id: str,
-              numbers: list[int], lifetime: int) -> dict[int, str]:
-    """Presigned ``UploadPart`` URLs of the given parts (no request is
-    made: the URLs are signed locally)."""
+              sizes: dict[int, int], lifetime: int) -> dict[int, str]:
+    """Presigned ``UploadPart`` URLs of the given parts (number: size).
+    Each URL signs its part's Content-Length, so it takes exactly that
+    many bytes. No request is made: the URLs are signed locally."""
     s3 = object_store.get_client()
     return {number: s3.generate_presigned_url(
         "upload_part", ExpiresIn=lifetime,
         Params={"Bucket": bucket, "Key": key, "UploadId": upload_id,
-                "PartNumber": number})
-        for number in numbers}
+                "PartNumber": number, "ContentLength": size})
+        for number, size in sizes.items()}
 
 
 def stored_parts(bucket: str, key: str, upload_id: str

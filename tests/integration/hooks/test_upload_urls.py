@@ -104,8 +104,12 @@ def test_small_file_is_one_part(site, org, ds):
 def test_resume_returns_only_the_missing_parts(site, org, ds):
     issued = urls(site, org.editor, ds)
     assert put(issued["parts"][0], os.urandom(5 * MiB)).status_code == 200
-    # a wrong-sized part does not count as done
-    assert put(issued["parts"][2], b"short").status_code == 200
+    # a wrong-sized part (not from its URL, which signs the size) does
+    # not count as done
+    object_store.get_client().upload_part(
+        Bucket=object_store.bucket_name(org.id),
+        Key=layout.object_key(issued["resource_id"]),
+        UploadId=issued["upload_id"], PartNumber=3, Body=b"short")
 
     again = urls(site, org.editor, ds, resource_id=issued["resource_id"])
     assert again["resource_id"] == issued["resource_id"]
@@ -250,7 +254,8 @@ def test_uploaded_parts_become_a_verified_resource(site, org, private,
     run_jobs()  # the SHA256 job
     assert fresh_resource(rid)["sha256"] == hashlib.sha256(data).hexdigest()
     # the URLs are used up: no part can be written any more
-    assert put(issued["parts"][0], b"late").status_code == 404
+    assert put(issued["parts"][0], os.urandom(5 * MiB)).status_code \
+        == 404
 
 
 def test_creation_before_the_parts_are_complete_is_refused(site, org, ds):
@@ -267,10 +272,32 @@ def test_creation_before_the_parts_are_complete_is_refused(site, org, ds):
         == 12 * MiB
 
 
+def test_a_part_url_takes_exactly_its_parts_size(site, org, ds):
+    # Each URL signs its part's Content-Length: a longer or shorter body
+    # is refused by the store, and nothing is stored.
+    issued = urls(site, org.editor, ds, size=7 * MiB)
+    last = issued["parts"][1]  # declared: 2 MiB
+    for wrong in (3 * MiB, 2 * MiB - 1, 0):
+        assert put(last, os.urandom(wrong)).status_code == 403
+    assert stored_parts(org, issued["resource_id"], issued["upload_id"]) \
+        == []
+    put(issued["parts"][0], os.urandom(5 * MiB))
+    status, error = error_status(
+        lambda: create(site, org.editor, ds, issued["resource_id"]))
+    assert status == 409 and "missing parts [2]" in str(error)
+    assert fresh_dataset(ds["id"])["resources"] == []
+
+
 def test_parts_of_the_wrong_size_are_refused(site, org, ds):
     issued = urls(site, org.editor, ds, size=7 * MiB)
     put(issued["parts"][0], os.urandom(5 * MiB))
-    put(issued["parts"][1], os.urandom(3 * MiB))  # declared: 2 MiB
+    # A part the URLs could not have sent (written with the plugin's own
+    # credentials, as by an older release's unsized URL).
+    object_store.get_client().upload_part(
+        Bucket=object_store.bucket_name(org.id),
+        Key=layout.object_key(issued["resource_id"]),
+        UploadId=issued["upload_id"], PartNumber=2,
+        Body=os.urandom(3 * MiB))
     status, error = error_status(
         lambda: create(site, org.editor, ds, issued["resource_id"]))
     assert status == 409 and "wrong size" in str(error)
