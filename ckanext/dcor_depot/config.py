@@ -92,6 +92,7 @@ class DirectUploadSettings:
     url_lifetime: int
     max_size: int
     download_url_lifetime: int
+    max_open_per_user: int
 
 
 def direct_upload_settings() -> DirectUploadSettings:
@@ -101,6 +102,8 @@ def direct_upload_settings() -> DirectUploadSettings:
         max_size=tk.config["dcor_object_store.upload_max_size"],
         download_url_lifetime=tk.config[
             "dcor_object_store.download_url_lifetime"],
+        max_open_per_user=tk.config[
+            "dcor_object_store.upload_max_open_per_user"],
     )
 
 

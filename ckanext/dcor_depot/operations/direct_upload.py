@@ -64,6 +64,7 @@ def issue(request: UploadRequest, resume_id: str | None = None
     settings = config.direct_upload_settings()
     now = time.time()
     if resume_id is None:
+        _check_open_uploads(request.user_id, settings.max_open_per_user, now)
         grant = _start(request, settings.part_size)
     else:
         grant = _resume(request, resume_id)
@@ -90,6 +91,16 @@ def issue(request: UploadRequest, resume_id: str | None = None
                    "url": urls[n]} for n in missing],
         "complete_parts": done,
     }
+
+
+def _check_open_uploads(user_id: str, limit: int, now: float) -> None:
+    # A soft cap: two concurrent requests may both pass it once.
+    count = upload_grants.open_uploads(user_id, now)
+    if count >= limit:
+        raise DirectUploadError(
+            f"you have {count} direct uploads open (at most {limit}): "
+            "create their resources, let them expire or end them with "
+            "resource_upload_s3_abort first")
 
 
 def _start(request: UploadRequest, part_size: int) -> UploadGrant:
@@ -140,7 +151,7 @@ def abort(grant: UploadGrant) -> bool:
     if grant.completed_etag and not ckan_data.resource_facts(
             grant.resource_id):
         object_store.delete_objects(grant.bucket, [grant.key])
-    upload_grants.delete(grant.resource_id)
+    upload_grants.delete(grant)
     return ended
 
 
@@ -202,7 +213,7 @@ def _check_completed(grant: UploadGrant) -> None:
 
 def done(grant: UploadGrant) -> None:
     """The resource exists: the grant is used up."""
-    upload_grants.delete(grant.resource_id)
+    upload_grants.delete(grant)
 
 
 def _covering_parts(grant: UploadGrant,

@@ -48,11 +48,30 @@ def _redis_key(resource_id: str) -> str:
     return f"ckanext-dcor_depot:{site}:upload-grant:{resource_id}"
 
 
+def _user_key(user_id: str) -> str:
+    site = tk.config.get("ckan.site_id") or "default"
+    return f"ckanext-dcor_depot:{site}:open-uploads-of:{user_id}"
+
+
 def save(grant: UploadGrant, now: float) -> None:
     keep = max(1, int(grant.expires_at - now) + KEEP_AFTER_EXPIRY)
-    ckan_jobs.connect_to_redis().set(
-        _redis_key(grant.resource_id),
-        json.dumps(dataclasses.asdict(grant)), ex=keep)
+    connection = ckan_jobs.connect_to_redis()
+    with connection.pipeline() as pipe:
+        pipe.set(_redis_key(grant.resource_id),
+                 json.dumps(dataclasses.asdict(grant)), ex=keep)
+        # The user's open uploads, each until its URLs expire.
+        pipe.zadd(_user_key(grant.user_id),
+                  {grant.resource_id: grant.expires_at})
+        pipe.expire(_user_key(grant.user_id), keep)
+        pipe.execute()
+
+
+def open_uploads(user_id: str, now: float) -> int:
+    """How many uploads issued to the user are neither used, aborted nor
+    expired."""
+    connection = ckan_jobs.connect_to_redis()
+    connection.zremrangebyscore(_user_key(user_id), "-inf", now)
+    return int(connection.zcard(_user_key(user_id)))
 
 
 def load(resource_id: str) -> UploadGrant | None:
@@ -65,8 +84,11 @@ def load(resource_id: str) -> UploadGrant | None:
         return None  # written by another version: not to be trusted
 
 
-def delete(resource_id: str) -> None:
-    ckan_jobs.connect_to_redis().delete(_redis_key(resource_id))
+def delete(grant: UploadGrant) -> None:
+    with ckan_jobs.connect_to_redis().pipeline() as pipe:
+        pipe.delete(_redis_key(grant.resource_id))
+        pipe.zrem(_user_key(grant.user_id), grant.resource_id)
+        pipe.execute()
 
 
 #: Seconds a claim lasts at most (a request that died releases it then).

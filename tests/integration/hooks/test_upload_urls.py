@@ -8,6 +8,7 @@ import os
 import time
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
+import ckan.plugins.toolkit as tk
 import pytest
 import requests
 
@@ -437,3 +438,24 @@ def test_data_follow_a_dataset_moved_while_uploading(site, org, ds):
         Bucket=object_store.bucket_name(other["id"]),
         Key=layout.object_key(rid))["Body"].read()
     assert body == data
+
+
+@pytest.mark.ckan_config("dcor_object_store.upload_max_open_per_user", 2)
+def test_a_user_has_a_limited_number_of_open_uploads(site, org, ds):
+    from ckan.tests import helpers
+
+    def issue(who, **extra):
+        return helpers.call_action(
+            "resource_upload_s3_urls", context={"user": who.name},
+            package_id=ds["id"], name="cells.rtdc", size=1000, **extra)
+    first, second = issue(org.editor), issue(org.editor)
+    with pytest.raises(tk.ValidationError, match="2 direct uploads open"):
+        issue(org.editor)
+    assert len(open_uploads(org)) == 2  # nothing started for the third
+    issue(org.admin)  # others are not held up
+    issue(org.editor, resource_id=first["resource_id"])  # resuming is fine
+    # ending one (abort, or creating its resource) makes room again
+    helpers.call_action("resource_upload_s3_abort",
+                        context={"user": org.editor.name},
+                        resource_id=second["resource_id"])
+    assert issue(org.editor)["resource_id"]
