@@ -103,6 +103,10 @@ def bench_sha256(args, s3, bucket: str) -> None:
           f" s over {len(margins)} rounds (target <= +2 s)", flush=True)
 
 
+def fetch(session, url: str) -> None:
+    session.get(url, timeout=60).raise_for_status()
+
+
 def bench_redirect(args, s3, bucket: str) -> None:
     """CKAN's download URL -> 302 -> bytes vs the presigned URL fetched
     directly: the latency CKAN adds, per request."""
@@ -119,15 +123,13 @@ def bench_redirect(args, s3, bucket: str) -> None:
         res = resources[i % len(resources)]
         url = (f"{env['CKAN_URL']}/dataset/{dataset['id']}/resource/"
                f"{res['id']}/download/direct-small.bin")
-        t_ckan = base.timed(lambda: session.get(url, timeout=60)
-                            .raise_for_status())
+        t_ckan = base.timed(fetch, session, url)
         where = object_store.parse_object_url(res["s3_url"])
         assert where is not None
         signed = presigned.download_url(
             *where, filename="direct-small.bin",
             lifetime=direct_upload_settings().download_url_lifetime)
-        t_direct = base.timed(lambda: plain.get(signed, timeout=60)
-                              .raise_for_status())
+        t_direct = base.timed(fetch, plain, signed)
         added.append((t_ckan - t_direct) * 1000)
     added.sort()
     p95 = added[int(0.95 * (len(added) - 1))]
