@@ -252,8 +252,10 @@ def test_uploaded_parts_become_a_verified_resource(site, org, private,
                          Key=layout.object_key(rid))["Body"].read()
     assert body == data
     assert open_uploads(org) == []  # nothing left behind
-    run_jobs()  # the SHA256 job
+    run_jobs()  # the SHA256 job, then the backup job
     assert fresh_resource(rid)["sha256"] == hashlib.sha256(data).hexdigest()
+    backup = layout.backup_path(rid)
+    assert backup is not None and backup.read_bytes() == data
     # the URLs are used up: no part can be written any more
     assert put(issued["parts"][0], os.urandom(5 * MiB)).status_code \
         == 404
