@@ -25,7 +25,6 @@ class DCORDepotPlugin(plugins.SingletonPlugin):
     plugins.implements(plugins.IClick)
     plugins.implements(plugins.IUploader, inherit=True)
     plugins.implements(plugins.IBlueprint)
-    plugins.implements(plugins.IResourceController, inherit=True)
 
     # IConfigurable
     def configure(self, ckan_config: Any) -> None:
@@ -60,8 +59,3 @@ class DCORDepotPlugin(plugins.SingletonPlugin):
     def get_blueprint(self) -> Any:
         return downloads.blueprint
 
-    # IResourceController
-    def before_resource_show(self, resource_dict: dict[str, Any]
-                             ) -> dict[str, Any]:
-        downloads.show_download_url(resource_dict)
-        return resource_dict

@@ -109,6 +109,7 @@ def put_artifact(org_id: str, rid: str, artifact: str,
 
 def direct_upload(site: LiveSite, who: Person, dataset_id: str,
                   data: bytes, name: str = "cells.rtdc",
+                  resource_name: str | None = None,
                   **fields: Any) -> dict[str, Any]:
     """A resource made by the direct-upload route: URLs, parts PUT to
     the store, resource_create with ``url_type: s3_upload``."""
@@ -120,4 +121,4 @@ def direct_upload(site: LiveSite, who: Person, dataset_id: str,
                      timeout=60).raise_for_status()
     return site.action("resource_create", who.token, package_id=dataset_id,
                        id=issued["resource_id"], url_type="s3_upload",
-                       name=name, **fields)
+                       name=resource_name or name, **fields)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import mimetypes
 import posixpath
+import re
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -27,23 +28,29 @@ blueprint = Blueprint("dcor_depot_download", __name__)
 
 
 def url_file_name(resource: dict[str, Any]) -> str:
-    """The file name a resource's data are downloaded as (its ``url``
-    may be the name or, as shown, CKAN's quoted download URL)."""
+    """The file name a resource's data are downloaded as: the last part
+    of its ``url`` (CKAN's quoted download URL, as shown)."""
     stored = str(resource.get("url") or "").rstrip("/")
     name = unquote(posixpath.basename(urlsplit(stored).path))
-    return name or str(resource.get("name") or "") or str(resource["id"])
+    return safe_file_name(name or str(resource.get("name") or "")
+                          or str(resource["id"]))
 
 
-def show_download_url(resource: dict[str, Any]) -> None:
-    """A direct upload's ``url`` is CKAN's download URL, as for uploads
-    (which CKAN rewrites itself)."""
-    if resource.get("url_type") != "s3_upload" or not resource.get(
-            "package_id") or not resource.get("id"):
-        return
-    resource["url"] = tk.url_for(
-        "resource.download", id=resource["package_id"],
-        resource_id=resource["id"], filename=url_file_name(resource),
-        qualified=True)
+def safe_file_name(name: str) -> str:
+    """``name`` as one path segment: no slashes, control characters or
+    dot names (other characters are kept; URLs quote them)."""
+    cleaned = "".join("_" if char in "/\\" or ord(char) < 32
+                      or ord(char) == 127 else char
+                      for char in name).strip()
+    return cleaned if cleaned.strip(".") else "data"
+
+
+def download_url_of(dataset_id: str, resource_id: str, name: str) -> str:
+    """CKAN's download URL of a resource, as CKAN shows it for uploads
+    (the ``url`` a direct upload is created with)."""
+    return tk.url_for("resource.download", id=dataset_id,
+                      resource_id=resource_id,
+                      filename=safe_file_name(name), qualified=True)
 
 
 def store_location(resource: dict[str, Any]) -> tuple[str, str] | None:
@@ -84,10 +91,29 @@ def download(id: str, resource_id: str,  # noqa: A002 - CKAN's route
     url = presigned.download_url(
         *location, filename=name,
         lifetime=config.direct_upload_settings().download_url_lifetime,
-        content_type=resource.get("mimetype")
+        content_type=media_type(resource.get("mimetype"))
         or mimetypes.guess_type(name)[0])
     signals.resource_download.send(resource_id)
-    return tk.redirect_to(url)
+    return private_redirect(url)
+
+
+def media_type(value: Any) -> str | None:
+    """A user-set ``mimetype`` only if it is a plain ``type/subtype``."""
+    text = str(value or "")
+    return text if _MEDIA_TYPE.fullmatch(text) else None
+
+
+_MEDIA_TYPE = re.compile(r"[\w.+-]+/[\w.+-]+")
+
+
+def private_redirect(url: str) -> Any:
+    """302 to a URL that carries its own credentials: never cached by a
+    shared cache, never passed on as a referrer."""
+    tk.request.environ["__no_cache__"] = True  # CKAN: Cache-Control private
+    response = tk.redirect_to(url)
+    response.cache_control.no_store = True
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
 
 
 # Registered before CKAN's own blueprints, these rules take the download

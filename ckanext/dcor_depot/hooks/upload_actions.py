@@ -15,7 +15,7 @@ import ckan.plugins.toolkit as tk
 from ckan.types import AuthResult, Context, DataDict
 
 from ckanext.dcor_depot import config, errors
-from ckanext.dcor_depot.hooks import resource_rules
+from ckanext.dcor_depot.hooks import downloads, resource_rules
 from ckanext.dcor_depot.operations import direct_upload, move
 from ckanext.dcor_depot.records import upload_grants
 from ckanext.dcor_depot.storage import layout
@@ -157,9 +157,12 @@ def create_from_upload(original: Any, context: Context,
             grant = direct_upload.granted(rid, dataset.id, user.id)
             finished = direct_upload.finish(grant)
             owned = {"s3_available": True, "s3_url": finished.url}
+            # The url is CKAN's download URL, named as declared when
+            # the URLs were issued (the plugin's, not the client's).
             data = {**data_dict, **owned, "id": rid,
                     "url_type": "s3_upload", "size": grant.size,
-                    "url": data_dict.get("url") or grant.name}
+                    "url": downloads.download_url_of(dataset.id, rid,
+                                                     grant.name)}
             with resource_rules.verified_upload(rid, owned):
                 created = original(context, data)
             direct_upload.done(grant)

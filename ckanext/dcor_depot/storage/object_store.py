@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import logging
 import random
 import re
 import threading
@@ -24,6 +25,8 @@ import botocore.config
 import botocore.exceptions
 
 from ckanext.dcor_depot import config, errors
+
+log = logging.getLogger(__name__)
 
 PUBLIC_TAG = "public"
 
@@ -302,22 +305,42 @@ def lifecycle_rule() -> dict[str, Any]:
 
 def ensure_lifecycle(s3: Any, bucket: str) -> None:
     """Add the plugin's rule to the bucket's lifecycle configuration,
-    keeping every other rule (an operator's expiry rules stay)."""
+    keeping every other rule (an operator's expiry rules stay).
+
+    A store that refuses (no permission, no lifecycle support, rules it
+    will not merge) is logged, not fatal: data still flow, and
+    ``dcor-prune-stale-multipart-uploads`` does the same work by hand.
+    """
     try:
-        rules = s3.get_bucket_lifecycle_configuration(
-            Bucket=bucket)["Rules"]
+        _merge_lifecycle_rule(s3, bucket)
+    except BOTO_ERRORS as exc:
+        log.warning("Bucket %s keeps its lifecycle rules without %s "
+                    "(%s): prune stale uploads with "
+                    "dcor-prune-stale-multipart-uploads", bucket,
+                    LIFECYCLE_RULE_ID, exc)
+
+
+def _merge_lifecycle_rule(s3: Any, bucket: str) -> None:
+    try:
+        current = s3.get_bucket_lifecycle_configuration(Bucket=bucket)
     except botocore.exceptions.ClientError as exc:
         if error_code(exc) != "NoSuchLifecycleConfiguration":
             raise
-        rules = []
+        current = {"Rules": []}
+    rules = current["Rules"]
     ours = [rule for rule in rules if rule.get("ID") == LIFECYCLE_RULE_ID]
     if ours and ours[0].get("AbortIncompleteMultipartUpload") \
             == lifecycle_rule()["AbortIncompleteMultipartUpload"]:
         return
     others = [rule for rule in rules if rule.get("ID") != LIFECYCLE_RULE_ID]
+    configuration: dict[str, Any] = {"Rules": [*others, lifecycle_rule()]}
+    extra = {}
+    if "TransitionDefaultMinimumObjectSize" in current:
+        # A bucket-wide setting of the configuration, kept as it was.
+        extra["TransitionDefaultMinimumObjectSize"] = \
+            current["TransitionDefaultMinimumObjectSize"]
     s3.put_bucket_lifecycle_configuration(
-        Bucket=bucket,
-        LifecycleConfiguration={"Rules": [*others, lifecycle_rule()]})
+        Bucket=bucket, LifecycleConfiguration=configuration, **extra)
 
 
 @translate_errors

@@ -57,12 +57,21 @@ def test_direct_upload_download_redirects_to_the_store(site, org, private):
     # CKAN's download URL, qualified with ckan.site_url as for uploads.
     assert urllib.parse.urlsplit(shown["url"]).path == \
         urllib.parse.urlsplit(download_url(site, res)).path
+    # saved back unchanged by an edit of the dataset
+    site.action("package_patch", org.editor.token, id=ds["id"],
+                notes="edited")
+    assert fresh_resource(res["id"])["url"] == shown["url"]
     for reader in (org.editor, org.member) + ((None,) if not private
                                                 else ()):
         target, body = redirected_bytes(download_url(site, res), reader)
         assert body == DATA
         assert target.headers["Content-Disposition"] == \
             'attachment; filename="cells.rtdc"'
+    answer = get(download_url(site, res), org.editor)
+    # the Location carries credentials: no shared cache, no referrer
+    assert "no-store" in answer.headers["Cache-Control"]
+    assert "public" not in answer.headers["Cache-Control"]
+    assert answer.headers["Referrer-Policy"] == "no-referrer"
     if private:
         assert get(download_url(site, res)).status_code == 403
         outsider = organization().editor
@@ -80,13 +89,38 @@ def test_the_url_without_file_name_redirects_too(site, org):
 def test_a_file_name_that_is_not_ascii_is_kept(site, org):
     ds = dataset(site, org, private=True)
     name = "Zellen µ-Kanal 2026.rtdc"
-    res = direct_upload(site, org.editor, ds["id"], DATA, name=name)
+    # the file name is the one declared for the upload, whatever the
+    # resource is called
+    res = direct_upload(site, org.editor, ds["id"], DATA, name=name,
+                        resource_name="Measurement 1")
+    assert urllib.parse.unquote(res["url"]).endswith("/download/" + name)
     target, body = redirected_bytes(download_url(site, res, name),
                                     org.editor)
     assert body == DATA
     disposition = target.headers["Content-Disposition"]
     assert "filename*=UTF-8''" + urllib.parse.quote(name, safe="") \
         in disposition
+
+
+@pytest.mark.parametrize("declared, saved", [("run 1/2.rtdc", "run 1_2.rtdc"),
+                                             ("..", "data")])
+def test_file_names_are_one_path_segment(site, org, declared, saved):
+    ds = dataset(site, org, private=False)
+    res = direct_upload(site, org.editor, ds["id"], DATA, name=declared)
+    assert res["url"].endswith("/download/" + urllib.parse.quote(saved))
+    target, body = redirected_bytes(res["url"].replace(
+        urllib.parse.urlsplit(res["url"]).netloc,
+        urllib.parse.urlsplit(site.url).netloc).replace("https:", "http:"))
+    assert body == DATA
+    assert f'filename="{saved}"' in target.headers["Content-Disposition"]
+
+
+def test_an_empty_file_is_uploaded_and_downloaded(site, org):
+    ds = dataset(site, org, private=True)
+    res = direct_upload(site, org.editor, ds["id"], b"", name="empty.rtdc")
+    assert res["size"] == 0
+    assert redirected_bytes(download_url(site, res, "empty.rtdc"),
+                            org.editor)[1] == b""
 
 
 def test_deleted_resources_are_not_found(site, org):
