@@ -77,7 +77,7 @@ class ProgressLine:
         self._first: tuple[float, int] | None = None
         self._last_shown = 0.0
         self._shown_any = False
-        self._last_text = ""
+        self._last_done: int | None = None
 
     def __call__(self, done: int, total: int) -> None:
         now = time.monotonic()
@@ -86,11 +86,10 @@ class ProgressLine:
                 self._first = (now, done)
             if now - self._last_shown < self.interval and done != total:
                 return
-            text = self._text(now, done, total)
-            if text != self._last_text:
+            if done != self._last_done:
                 self._last_shown = now
-                self._last_text = text
-                self._write(text)
+                self._last_done = done
+                self._write(self._text(now, done, total))
 
     def close(self) -> None:
         """End the redrawn line (on a terminal)."""
