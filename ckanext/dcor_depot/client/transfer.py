@@ -135,7 +135,7 @@ def send_round(session: requests.Session, path: str, parts: list[Part],
             while waiting and len(running) < parallel:
                 if start_before is not None \
                         and time.monotonic() > start_before:
-                    outcome.not_started += [p.number for p in waiting]
+                    outcome.not_started = sorted(p.number for p in waiting)
                     waiting.clear()
                     break
                 part = waiting.pop()
