@@ -10,7 +10,8 @@ from collections.abc import Callable
 from typing import TextIO
 
 #: ``callback(done, total)``: bytes in the store (or on their way there)
-#: and the file's size. Called from the threads that send parts.
+#: and the file's size. Called from the threads that send parts, one call
+#: at a time: keep it short.
 ProgressCallback = Callable[[int, int], None]
 
 
@@ -36,7 +37,7 @@ class Tracker:
         """What the store holds (known anew when URLs are issued)."""
         with self._lock:
             self.done = done
-        self._report()
+            self._report()
 
     def add(self, count: int) -> None:
         with self._lock:
@@ -45,16 +46,17 @@ class Tracker:
             ahead = (self._sent / self._max_rate
                      - (time.monotonic() - self._started)
                      if self._max_rate else 0.0)
-        self._report()
+            self._report()
         if ahead > 0:
             time.sleep(ahead)
 
     def take_back(self, count: int) -> None:
         with self._lock:
             self.done -= count
-        self._report()
+            self._report()
 
     def _report(self) -> None:
+        # Under the lock: the callback sees the counts in order.
         if self._callback is not None:
             self._callback(self.done, self.total)
 
