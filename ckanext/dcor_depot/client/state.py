@@ -1,0 +1,117 @@
+"""What an interrupted upload needs to resume: a small JSON file per
+upload in a state directory.
+
+The file is named by a hash of the site, the dataset, the file's absolute
+path, its size and its modification time, so a changed file never resumes
+an upload of its old bytes. It is written (atomically) before the first
+part is sent and deleted once the resource exists. It holds no secret:
+the API token is never stored.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+STATE_VERSION = 1
+
+
+def default_state_dir() -> Path:
+    """``$XDG_CACHE_HOME/dcor-depot-client`` or
+    ``~/.cache/dcor-depot-client``."""
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "dcor-depot-client"
+
+
+@dataclass(frozen=True)
+class FileIdentity:
+    """Which bytes a path held: a changed file has another identity."""
+    path: str
+    size: int
+    mtime_ns: int
+
+    @classmethod
+    def of(cls, path: str | os.PathLike[str]) -> FileIdentity:
+        absolute = os.path.abspath(path)
+        stat = os.stat(absolute)
+        return cls(absolute, stat.st_size, stat.st_mtime_ns)
+
+
+@dataclass(frozen=True)
+class UploadState:
+    """One upload in progress: this file to this dataset of this site."""
+    site: str
+    dataset: str
+    path: str
+    size: int
+    mtime_ns: int
+    resource_id: str
+
+    @classmethod
+    def for_file(cls, site: str, dataset: str, identity: FileIdentity,
+                 resource_id: str = "") -> UploadState:
+        return cls(site.rstrip("/"), dataset, identity.path, identity.size,
+                   identity.mtime_ns, resource_id)
+
+    def same_upload(self, other: UploadState) -> bool:
+        """Everything but the resource id is equal."""
+        return dataclasses.replace(other, resource_id=self.resource_id) \
+            == self
+
+    @property
+    def file_name(self) -> str:
+        key = json.dumps([self.site, self.dataset, self.path, self.size,
+                          self.mtime_ns])
+        return hashlib.sha256(key.encode()).hexdigest()[:32] + ".json"
+
+
+def state_file(state_dir: Path, wanted: UploadState) -> Path:
+    return state_dir / wanted.file_name
+
+
+def load(state_dir: Path, wanted: UploadState) -> UploadState | None:
+    """The saved state of this upload; None if there is none (or it is
+    unreadable or of another upload: then it is not trusted)."""
+    try:
+        raw = json.loads(state_file(state_dir, wanted).read_text("utf-8"))
+        if raw.pop("version", None) != STATE_VERSION:
+            return None
+        saved = UploadState(**raw)
+    except (OSError, ValueError, TypeError):
+        return None
+    if not saved.same_upload(wanted) or not saved.resource_id:
+        return None
+    return saved
+
+
+def save(state_dir: Path, state: UploadState) -> Path:
+    """Write the state atomically: a reader (or a resumed run after a
+    crash) sees the old file or the new one, never a part."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    target = state_file(state_dir, state)
+    text = json.dumps({"version": STATE_VERSION, **dataclasses.asdict(state)},
+                      indent=1)
+    fd, temporary = tempfile.mkstemp(dir=state_dir, prefix=".tmp-",
+                                     suffix=".json")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(temporary, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+    return target
+
+
+def delete(state_dir: Path, state: UploadState) -> None:
+    with contextlib.suppress(OSError):
+        state_file(state_dir, state).unlink()
+
