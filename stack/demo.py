@@ -1,8 +1,10 @@
 """The main job of the plugin, as a user of a running devstack sees it.
 
 Creates an organization and a private dataset over CKAN's HTTP API,
-uploads a generated RT-DC file, waits for the background jobs, makes the
-dataset public and prints a report. Run by `make demo` (after `make start`).
+uploads a generated RT-DC file, waits for the background jobs, uploads a
+second file straight to the store with the plugin's client and downloads
+it back through CKAN's download URL, makes the dataset public and prints
+a report. Run by `make demo` (after `make start`).
 """
 import configparser
 import hashlib
@@ -17,6 +19,7 @@ import boto3
 import botocore.config
 import requests
 
+from ckanext.dcor_depot import client
 from ckanext.dcor_depot.sample_data import make_rtdc_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -133,6 +136,11 @@ def main() -> int:
                        "the depot job has not run)"))
         problems.append("no depot symlink")
 
+    direct_report, direct_problems = direct_upload_and_download(
+        env, dataset)
+    report += direct_report
+    problems += direct_problems
+
     s3_url = res.get("s3_url")
     if res.get("s3_available") and s3_url:
         found = object_sha256(env, s3_url)
@@ -168,6 +176,48 @@ def main() -> int:
         print("\nNot working: " + "; ".join(problems), file=sys.stderr)
         return 1
     return 0
+
+
+def direct_upload_and_download(env: dict, dataset: dict
+                               ) -> tuple[list, list]:
+    """The direct data path: the client sends the parts to the store,
+    creates the resource and checks its SHA256; CKAN's download URL
+    redirects to the store. The dataset is still private here."""
+    report: list = []
+    problems: list = []
+    with tempfile.TemporaryDirectory() as tmp:
+        path = make_rtdc_file(Path(tmp) / "direct.rtdc", events=2000,
+                              image_frames=200, sample="direct demo")
+        try:
+            result = client.upload_file(
+                env["CKAN_URL"], env["CKAN_API_TOKEN"], dataset["id"],
+                path, sha256_timeout=WAIT_SECONDS, progress=None)
+        except client.ClientError as exc:
+            return [("direct upload", f"FAILED: {exc}")], \
+                ["the client's direct upload failed"]
+    report += [("direct upload", f"direct.rtdc as resource "
+                f"{result.resource_id}, {len(result.parts_sent)} part(s) "
+                "sent straight to the store"),
+               ("SHA256 check", "recorded = file" if result.verified
+                else "NOT verified")]
+    url = result.resource["url"]
+    authorized = requests.get(url, allow_redirects=False, timeout=60,
+                              headers={"Authorization":
+                                       env["CKAN_API_TOKEN"]})
+    anonymous = requests.get(url, allow_redirects=False, timeout=60)
+    fetched = b""
+    if authorized.status_code == 302:
+        fetched = requests.get(authorized.headers["Location"],
+                               timeout=60).content
+    same = hashlib.sha256(fetched).hexdigest() == result.sha256
+    report += [("download URL", url),
+               ("download", f"{authorized.status_code} to the store for "
+                f"the owner, bytes {'identical' if same else 'DIFFER'}; "
+                f"{anonymous.status_code} for anonymous (expected 403)")]
+    if not (result.verified and authorized.status_code == 302 and same
+            and anonymous.status_code == 403):
+        problems.append("the direct data path does not work")
+    return report, problems
 
 
 def make_rtdc_file_of_demo_size(path: Path) -> Path:
