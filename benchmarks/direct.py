@@ -37,7 +37,7 @@ def upload(env: dict[str, str], dataset: dict[str, Any], path: Path
            ) -> dict[str, Any]:
     return client.upload_file(env["CKAN_URL"], env["CKAN_API_TOKEN"],
                               dataset["id"], path, verify=False,
-                              progress=None)
+                              progress=None).resource
 
 
 def wait_for_sha256(action, resource_id: str) -> float:

@@ -136,7 +136,8 @@ def test_a_resource_is_only_downloaded_through_its_own_dataset(site, org):
     private = dataset(site, org, private=True)
     res = direct_upload(site, org.editor, private["id"], DATA)
     disguised = download_url(site, {**res, "package_id": public["id"]})
-    assert get(disguised).status_code == 403
+    # the same answer for everybody: nothing about the resource is told
+    assert get(disguised).status_code == 404
     assert get(disguised, org.editor).status_code == 404
 
 
