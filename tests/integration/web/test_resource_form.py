@@ -3,7 +3,7 @@
 A real headless Chromium, a real editor logged in through the login form,
 the live site and the real store. Screenshots of the upload in progress
 and of the resource page are kept in ``.devstack/artifacts/``
-(tests.support.browser.ARTIFACTS).
+(tests.support.browser.ARTIFACTS), named after the CKAN version.
 """
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import hashlib
 import os
 from pathlib import Path
 
+import ckan
 import pytest
 from ckan.tests import helpers
 
@@ -22,6 +23,7 @@ from tests.support.access import dataset, fresh_dataset, organization
 MiB = 2**20
 PASSWORD = "correct horse battery staple"
 MODULE = 'data-module="dcor-direct-upload"'
+CKAN = f"ckan-{ckan.__version__}"  # in the screenshots' names
 
 pytestmark = pytest.mark.skipif(browser.missing() is not None,
                                 reason=str(browser.missing()))
@@ -129,7 +131,7 @@ def test_a_100_mib_file_goes_straight_to_the_store(
                  "the upload to be under way")
     assert "of 100.0 MiB" in status_text(driver)
     report_artifacts.append(
-        browser.screenshot(driver, "resource-form-upload-progress.png"))
+        browser.screenshot(driver, f"resource-form-progress-{CKAN}.png"))
     # CKAN publishes the draft and shows the dataset, as after its own
     # form upload.
     browser.wait(driver, lambda d: d.current_url.rstrip("/")
@@ -150,7 +152,7 @@ def test_a_100_mib_file_goes_straight_to_the_store(
     driver.get(f"{site.url}/dataset/{ds['name']}/resource/{res['id']}")
     assert "cells.rtdc" in driver.title
     report_artifacts.append(
-        browser.screenshot(driver, "resource-page-after-upload.png"))
+        browser.screenshot(driver, f"resource-page-{CKAN}.png"))
 
 
 def remembered_upload(driver) -> str | None:
@@ -250,7 +252,6 @@ def test_the_session_calls_pass_ckans_csrf_check(site, org,
                                                  editor_browser):
     """The form calls the API with the session cookie and the page's CSRF
     token in X-CSRFToken, as CKAN's own scripts do."""
-    import ckan
     driver = editor_browser
     ds = dataset(site, org, private=True)
     driver.get(f"{site.url}/dataset/{ds['name']}/resource/new")
