@@ -6,7 +6,9 @@ source "$(dirname "$0")/lib.sh"
 
 APT_PACKAGES=(postgresql libpq-dev redis-server ceph-mon ceph-osd radosgw
               ceph-common uuid-runtime gcc make python3 python3-venv
-              python3-dev curl)
+              python3-dev curl
+              # the resource form's browser tests (tests/integration/web)
+              chromium chromium-driver)
 
 install_debian_packages() {
     local missing=()

@@ -9,6 +9,7 @@ import socket
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import ckan.plugins.toolkit as tk
 from ckan.exceptions import CkanConfigurationException
@@ -54,6 +55,31 @@ def storage_path() -> Path:
         raise CkanConfigurationException(
             "ckan.storage_path is empty: set it to CKAN's upload folder")
     return Path(value)
+
+
+def origin_of(url: str) -> str | None:
+    """The web origin (``scheme://host[:port]``) of ``url`` as browsers
+    send it in ``Origin`` (default ports left out); None if ``url`` has
+    no scheme or host."""
+    parts = urlsplit(url.strip())
+    scheme, host = parts.scheme.lower(), parts.hostname
+    if scheme not in ("http", "https") or not host:
+        return None
+    if ":" in host:  # IPv6
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:  # not a port number
+        return None
+    default = 443 if scheme == "https" else 80
+    return f"{scheme}://{host}" + (f":{port}" if port not in (None, default)
+                                   else "")
+
+
+def site_origin() -> str | None:
+    """Where the site's pages come from (``ckan.site_url``): the origin
+    the buckets let send parts of direct uploads."""
+    return origin_of(tk.config.get("ckan.site_url") or "")
 
 
 def local_backup_location() -> Path | None:

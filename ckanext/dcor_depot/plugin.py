@@ -10,6 +10,7 @@ from ckanext.dcor_depot import cli, config, validators
 from ckanext.dcor_depot.hooks import (
     actions,
     downloads,
+    templates,
     transactions,
     upload_actions,
     uploader,
@@ -19,6 +20,8 @@ from ckanext.dcor_depot.hooks import (
 @tk.blanket.config_declarations
 class DCORDepotPlugin(plugins.SingletonPlugin):
     plugins.implements(plugins.IConfigurable, inherit=True)
+    plugins.implements(plugins.IConfigurer, inherit=True)
+    plugins.implements(plugins.ITemplateHelpers)
     plugins.implements(plugins.IValidators)
     plugins.implements(plugins.IActions)
     plugins.implements(plugins.IAuthFunctions)
@@ -30,6 +33,15 @@ class DCORDepotPlugin(plugins.SingletonPlugin):
     def configure(self, ckan_config: Any) -> None:
         config.check_consistency()
         transactions.install()  # also done on import; idempotent
+
+    # IConfigurer: the resource form's direct uploads (templates/, assets/)
+    def update_config(self, ckan_config: Any) -> None:
+        tk.add_template_directory(ckan_config, "templates")
+        tk.add_resource("assets", "dcor_depot")
+
+    # ITemplateHelpers
+    def get_helpers(self) -> dict[str, Any]:
+        return templates.get_helpers()
 
     # IValidators
     def get_validators(self) -> dict[str, Any]:

@@ -26,6 +26,9 @@ OVERRIDES = {
     "ckan.auth.create_unowned_dataset": "true",
     # Direct uploads of a few MiB then have several parts.
     "dcor_object_store.upload_part_size": str(5 * 2**20),
+    # As on a real site: the web form's API calls (session cookie) must
+    # carry CKAN's CSRF token; calls with an API token need none.
+    "WTF_CSRF_ENABLED": "true",
 }
 
 
@@ -83,8 +86,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def write_ini(test_ini: Path, target: Path) -> Path:
-    """The test ini with :data:`OVERRIDES` set in its ``[app:main]``."""
+def write_ini(test_ini: Path, target: Path, site_url: str) -> Path:
+    """The test ini with :data:`OVERRIDES` and ``site_url`` (the origin
+    the buckets' CORS rule lets browsers upload from) set in its
+    ``[app:main]``."""
+    overrides = {**OVERRIDES, "ckan.site_url": site_url}
     lines = test_ini.read_text().splitlines()
     out: list[str] = []
     section = ""
@@ -92,28 +98,28 @@ def write_ini(test_ini: Path, target: Path) -> Path:
         stripped = line.strip()
         if stripped.startswith("["):
             if section == "app:main":
-                out += [f"{k} = {v}" for k, v in OVERRIDES.items()]
+                out += [f"{k} = {v}" for k, v in overrides.items()]
             section = stripped.strip("[]")
         elif section == "app:main" and stripped.split("=")[0].strip() \
-                in OVERRIDES:
+                in overrides:
             continue
         out.append(line)
     if section == "app:main":
-        out += [f"{k} = {v}" for k, v in OVERRIDES.items()]
+        out += [f"{k} = {v}" for k, v in overrides.items()]
     target.write_text("\n".join(out) + "\n")
     return target
 
 
 def serve(ckan: str, test_ini: Path, workdir: Path) -> Iterator[LiveSite]:
     """Run ``ckan run`` until the generator is closed."""
-    ini = write_ini(test_ini, workdir / "live.ini")
     port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    ini = write_ini(test_ini, workdir / "live.ini", url)
     log = open(workdir / "live-site.log", "wb")
     proc = subprocess.Popen(
         [ckan, "-c", str(ini), "run", "-H", "127.0.0.1", "-p", str(port),
          "--disable-reloader", "--threaded"],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 90
         while True:

@@ -25,6 +25,7 @@ import botocore.config
 import botocore.exceptions
 
 from ckanext.dcor_depot import config, errors
+from ckanext.dcor_depot.storage import cors
 
 log = logging.getLogger(__name__)
 
@@ -258,7 +259,8 @@ def translate_errors(func: Callable[_P, _T]) -> Callable[_P, _T]:
 
 @translate_errors
 def ensure_bucket(bucket: str) -> None:
-    """Create ``bucket`` with the public-tag policy unless it exists.
+    """Create ``bucket`` with the public-tag policy unless it exists; its
+    lifecycle and CORS rules are the plugin's (added to any others).
 
     Idempotent and safe when several processes create the same bucket.
     """
@@ -287,6 +289,7 @@ def ensure_bucket(bucket: str) -> None:
         s3.put_bucket_policy(Bucket=bucket,
                              Policy=json.dumps(bucket_policy(bucket)))
         ensure_lifecycle(s3, bucket)
+        ensure_cors(s3, bucket, config.site_origin())
         _known_buckets.add(bucket)
 
 
@@ -341,6 +344,24 @@ def _merge_lifecycle_rule(s3: Any, bucket: str) -> None:
             current["TransitionDefaultMinimumObjectSize"]
     s3.put_bucket_lifecycle_configuration(
         Bucket=bucket, LifecycleConfiguration=configuration, **extra)
+
+
+def ensure_cors(s3: Any, bucket: str, origin: str | None) -> None:
+    """Let pages of ``origin`` (the site) send parts to the bucket: the
+    plugin's CORS rule, kept among every other rule (an operator's stay).
+    """
+    if origin is None:
+        return
+    try:
+        rules = s3.get_bucket_cors(Bucket=bucket)["CORSRules"]
+    except botocore.exceptions.ClientError as exc:
+        if error_code(exc) != "NoSuchCORSConfiguration":
+            raise
+        rules = []
+    merged = cors.merged_rules(rules, origin)
+    if merged is not None:
+        s3.put_bucket_cors(Bucket=bucket,
+                           CORSConfiguration={"CORSRules": merged})
 
 
 @translate_errors

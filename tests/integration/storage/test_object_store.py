@@ -4,8 +4,10 @@ import uuid
 
 import botocore.exceptions
 import pytest
+import requests
 
-from ckanext.dcor_depot.storage import object_store
+from ckanext.dcor_depot import config
+from ckanext.dcor_depot.storage import cors, object_store
 from tests.support.stack import anonymous_get, wait_for
 
 
@@ -180,3 +182,55 @@ def test_the_rule_aborts_a_forgotten_upload(s3_client, fresh_bucket,
                              UploadId=upload["UploadId"])
     assert object_store.error_code(refused.value) in {"NoSuchUpload",
                                                       "NoSuchKey"}
+
+
+def cors_rules(s3_client, bucket) -> dict[str | None, dict]:
+    return {r.get("ID"): r for r in s3_client.get_bucket_cors(
+        Bucket=bucket)["CORSRules"]}
+
+
+def preflight(url: str, origin: str) -> requests.Response:
+    """What a browser asks before it PUTs a part from a page of
+    ``origin``."""
+    return requests.options(url, timeout=30, headers={
+        "Origin": origin, "Access-Control-Request-Method": "PUT",
+        "Access-Control-Request-Headers": "content-type"})
+
+
+def test_buckets_let_the_sites_pages_send_parts(s3_client, fresh_bucket):
+    site = config.site_origin()
+    assert site == "http://test.ckan.net"  # ckan.site_url of the tests
+    rule = cors_rules(s3_client, fresh_bucket)[cors.RULE_ID]
+    assert rule["AllowedOrigins"] == [site]
+    assert set(rule["AllowedMethods"]) == {"PUT", "GET", "HEAD"}
+    assert rule["ExposeHeaders"] == ["ETag"]
+
+    url = object_store.object_url(fresh_bucket, "resource/abc/def/ghi")
+    reply = preflight(f"{url}?partNumber=1&uploadId=x", site)
+    assert reply.status_code == 200
+    assert reply.headers["Access-Control-Allow-Origin"] == site
+    assert "PUT" in reply.headers["Access-Control-Allow-Methods"]
+    assert "ETag" in reply.headers["Access-Control-Expose-Headers"]
+    foreign = preflight(url, "https://elsewhere.example")
+    assert "Access-Control-Allow-Origin" not in foreign.headers
+
+
+def test_an_operators_cors_rules_are_kept(s3_client, fresh_bucket):
+    operator_rule = {"ID": "operator-downloads",
+                     "AllowedOrigins": ["https://viewer.example"],
+                     "AllowedMethods": ["GET"]}
+    stale = cors.site_rule("https://old-name.example")
+    s3_client.put_bucket_cors(Bucket=fresh_bucket, CORSConfiguration={
+        "CORSRules": [operator_rule, stale]})
+    for _ in range(2):  # twice: no duplicate
+        object_store._known_buckets.discard(fresh_bucket)
+        object_store.ensure_bucket(fresh_bucket)
+    rules = cors_rules(s3_client, fresh_bucket)
+    assert set(rules) == {"operator-downloads", cors.RULE_ID}
+    assert rules["operator-downloads"]["AllowedOrigins"] \
+        == ["https://viewer.example"]
+    # the plugin's rule follows ckan.site_url
+    assert rules[cors.RULE_ID]["AllowedOrigins"] == ["http://test.ckan.net"]
+    assert preflight(object_store.object_url(fresh_bucket, "k"),
+                     "https://old-name.example").headers.get(
+        "Access-Control-Allow-Origin") is None

@@ -1,0 +1,77 @@
+"""Without the object store, the resource form is CKAN's own: the direct
+upload module is only on the form of a new resource when the store is
+configured (rendered in-process; no browser needed)."""
+from __future__ import annotations
+
+import io
+
+import pytest
+from ckan.tests import factories
+
+from ckanext.dcor_depot.hooks import templates
+from tests.support.access import fresh_dataset, person
+
+MODULE = 'data-module="dcor-direct-upload"'
+
+
+@pytest.fixture
+def editor_and_dataset(clean_db, clean_queues, with_plugins):
+    # (Not the pipeline fixture: its request context would be reused by
+    # the test app's requests, whose user would then be anonymous.)
+    editor = person()
+    org = factories.Organization(users=[{"name": editor.name,
+                                         "capacity": "editor"}])
+    ds = factories.Dataset(owner_org=org["id"], private=True,
+                           user={"name": editor.name})
+    return editor, ds
+
+
+def page(app, editor, url: str) -> str:
+    reply = app.get(url, headers={"Authorization": editor.token})
+    assert reply.status_code == 200
+    return reply.get_data(as_text=True)
+
+
+def test_the_new_resource_form_has_the_module(app, editor_and_dataset):
+    editor, ds = editor_and_dataset
+    html = page(app, editor, f"/dataset/{ds['name']}/resource/new")
+    assert MODULE in html
+    assert 'id="field-resource-upload"' in html  # CKAN's field stays
+
+
+def test_editing_a_resource_uses_ckans_upload(app, editor_and_dataset):
+    editor, ds = editor_and_dataset
+    res = factories.Resource(package_id=ds["id"], url="http://x.org/a")
+    html = page(app, editor,
+                f"/dataset/{ds['name']}/resource/{res['id']}/edit")
+    assert 'id="field-resource-upload"' in html
+    assert MODULE not in html
+
+
+@pytest.mark.ckan_config("dcor_object_store.access_key_id", "")
+@pytest.mark.ckan_config("dcor_object_store.secret_access_key", "")
+def test_without_the_store_the_form_uploads_as_before(
+        app, editor_and_dataset):
+    editor, ds = editor_and_dataset
+    url = f"/dataset/{ds['name']}/resource/new"
+    html = page(app, editor, url)
+    assert 'id="field-resource-upload"' in html
+    assert MODULE not in html
+    assert templates.direct_upload_enabled(ds["id"]) is False
+
+    reply = app.post(url, headers={"Authorization": editor.token}, data={
+        "id": "", "name": "cells.rtdc", "url": "", "url_type": "upload",
+        "save": "go-dataset-complete",
+        "upload": (io.BytesIO(b"form upload bytes"), "cells.rtdc")},
+        follow_redirects=False)
+    assert reply.status_code == 302
+    res, = fresh_dataset(ds["id"])["resources"]
+    assert res["url_type"] == "upload"
+    assert int(res["size"]) == len(b"form upload bytes")
+
+
+@pytest.mark.ckan_config("ckan.auth.create_unowned_dataset", "true")
+def test_datasets_without_an_organization_use_ckans_upload(pipeline):
+    ds = factories.Dataset(owner_org=None)
+    assert templates.direct_upload_enabled(ds["id"]) is False
+    assert templates.direct_upload_enabled(None) is False
