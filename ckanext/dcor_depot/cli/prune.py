@@ -5,7 +5,7 @@ import click
 
 from ckanext.dcor_depot.cli import common
 from ckanext.dcor_depot.operations import prune
-from ckanext.dcor_depot.storage import object_store
+from ckanext.dcor_depot.storage import lifecycle, object_store
 
 COMMAND = "dcor-prune-stale-multipart-uploads"
 
@@ -13,7 +13,7 @@ COMMAND = "dcor-prune-stale-multipart-uploads"
 @click.command(COMMAND,
                short_help="Abort stale incomplete multipart uploads.")
 @click.option("--initiated-before-days", type=float,
-              default=object_store.ABORT_INCOMPLETE_AFTER_DAYS,
+              default=lifecycle.ABORT_INCOMPLETE_AFTER_DAYS,
               show_default=True,
               help="Abort uploads initiated more than N days ago.")
 @click.option("--dry-run", is_flag=True,

@@ -25,7 +25,7 @@ import botocore.config
 import botocore.exceptions
 
 from ckanext.dcor_depot import config, errors
-from ckanext.dcor_depot.storage import cors
+from ckanext.dcor_depot.storage import cors, lifecycle
 
 log = logging.getLogger(__name__)
 
@@ -288,62 +288,9 @@ def ensure_bucket(bucket: str) -> None:
         # by hand without it.
         s3.put_bucket_policy(Bucket=bucket,
                              Policy=json.dumps(bucket_policy(bucket)))
-        ensure_lifecycle(s3, bucket)
+        lifecycle.ensure_rule(s3, bucket)
         ensure_cors(s3, bucket, config.site_origin())
         _known_buckets.add(bucket)
-
-
-#: Incomplete multipart uploads are aborted by the store itself after this
-#: many days (the prune command's default age): no upload leaks parts.
-ABORT_INCOMPLETE_AFTER_DAYS = 5
-LIFECYCLE_RULE_ID = "dcor-depot-abort-incomplete-multipart-uploads"
-
-
-def lifecycle_rule() -> dict[str, Any]:
-    return {"ID": LIFECYCLE_RULE_ID, "Status": "Enabled",
-            "Filter": {"Prefix": ""},
-            "AbortIncompleteMultipartUpload": {
-                "DaysAfterInitiation": ABORT_INCOMPLETE_AFTER_DAYS}}
-
-
-def ensure_lifecycle(s3: Any, bucket: str) -> None:
-    """Add the plugin's rule to the bucket's lifecycle configuration,
-    keeping every other rule (an operator's expiry rules stay).
-
-    A store that refuses (no permission, no lifecycle support, rules it
-    will not merge) is logged, not fatal: data still flow, and
-    ``dcor-prune-stale-multipart-uploads`` does the same work by hand.
-    """
-    try:
-        _merge_lifecycle_rule(s3, bucket)
-    except BOTO_ERRORS as exc:
-        log.warning("Bucket %s keeps its lifecycle rules without %s "
-                    "(%s): prune stale uploads with "
-                    "dcor-prune-stale-multipart-uploads", bucket,
-                    LIFECYCLE_RULE_ID, exc)
-
-
-def _merge_lifecycle_rule(s3: Any, bucket: str) -> None:
-    try:
-        current = s3.get_bucket_lifecycle_configuration(Bucket=bucket)
-    except botocore.exceptions.ClientError as exc:
-        if error_code(exc) != "NoSuchLifecycleConfiguration":
-            raise
-        current = {"Rules": []}
-    rules = current["Rules"]
-    ours = [rule for rule in rules if rule.get("ID") == LIFECYCLE_RULE_ID]
-    if ours and ours[0].get("AbortIncompleteMultipartUpload") \
-            == lifecycle_rule()["AbortIncompleteMultipartUpload"]:
-        return
-    others = [rule for rule in rules if rule.get("ID") != LIFECYCLE_RULE_ID]
-    configuration: dict[str, Any] = {"Rules": [*others, lifecycle_rule()]}
-    extra = {}
-    if "TransitionDefaultMinimumObjectSize" in current:
-        # A bucket-wide setting of the configuration, kept as it was.
-        extra["TransitionDefaultMinimumObjectSize"] = \
-            current["TransitionDefaultMinimumObjectSize"]
-    s3.put_bucket_lifecycle_configuration(
-        Bucket=bucket, LifecycleConfiguration=configuration, **extra)
 
 
 def ensure_cors(s3: Any, bucket: str, origin: str | None) -> None:

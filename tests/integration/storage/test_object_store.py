@@ -7,7 +7,7 @@ import pytest
 import requests
 
 from ckanext.dcor_depot import config
-from ckanext.dcor_depot.storage import cors, object_store
+from ckanext.dcor_depot.storage import cors, lifecycle, object_store
 from tests.support.stack import anonymous_get, wait_for
 
 
@@ -133,10 +133,10 @@ def lifecycle_rules(s3_client, bucket) -> list[dict]:
 def test_buckets_abort_incomplete_uploads_themselves(s3_client,
                                                      fresh_bucket):
     rule, = [r for r in lifecycle_rules(s3_client, fresh_bucket)
-             if r["ID"] == object_store.LIFECYCLE_RULE_ID]
+             if r["ID"] == lifecycle.RULE_ID]
     assert rule["Status"] == "Enabled"
     assert rule["AbortIncompleteMultipartUpload"] == {
-        "DaysAfterInitiation": object_store.ABORT_INCOMPLETE_AFTER_DAYS}
+        "DaysAfterInitiation": lifecycle.ABORT_INCOMPLETE_AFTER_DAYS}
 
 
 def test_an_operators_lifecycle_rules_are_kept(s3_client, fresh_bucket):
@@ -151,7 +151,7 @@ def test_an_operators_lifecycle_rules_are_kept(s3_client, fresh_bucket):
     object_store._known_buckets.discard(fresh_bucket)
     object_store.ensure_bucket(fresh_bucket)  # twice: no duplicate
     rules = {r["ID"]: r for r in lifecycle_rules(s3_client, fresh_bucket)}
-    assert set(rules) == {"expire-scratch", object_store.LIFECYCLE_RULE_ID}
+    assert set(rules) == {"expire-scratch", lifecycle.RULE_ID}
     assert rules["expire-scratch"]["Expiration"] == {"Days": 30}
 
 
@@ -163,8 +163,8 @@ def test_the_rule_aborts_a_forgotten_upload(s3_client, fresh_bucket,
     # five, then acts within two minutes. (`radosgw-admin lc process`
     # must not be used here: it counts real days and marks the bucket
     # done for the session.)
-    monkeypatch.setattr(object_store, "ABORT_INCOMPLETE_AFTER_DAYS", 1)
-    object_store.ensure_lifecycle(s3_client, fresh_bucket)
+    monkeypatch.setattr(lifecycle, "ABORT_INCOMPLETE_AFTER_DAYS", 1)
+    lifecycle.ensure_rule(s3_client, fresh_bucket)
     key = "resource/for/got/ten"
     upload = s3_client.create_multipart_upload(Bucket=fresh_bucket, Key=key)
     s3_client.upload_part(Bucket=fresh_bucket, Key=key,
