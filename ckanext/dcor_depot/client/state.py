@@ -18,6 +18,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ckanext.dcor_depot.client.api import ClientError
+
 STATE_VERSION = 1
 
 
@@ -92,7 +94,11 @@ def load(state_dir: Path, wanted: UploadState) -> UploadState | None:
 def save(state_dir: Path, state: UploadState) -> Path:
     """Write the state atomically: a reader (or a resumed run after a
     crash) sees the old file or the new one, never a part."""
-    state_dir.mkdir(parents=True, exist_ok=True)
+    # Only its user may plant or read states there.
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if hasattr(os, "getuid") and state_dir.stat().st_uid != os.getuid():
+        raise ClientError(f"the state folder {state_dir} belongs to "
+                          "another user: choose another with --state-dir")
     target = state_file(state_dir, state)
     text = json.dumps({"version": STATE_VERSION, **dataclasses.asdict(state)},
                       indent=1)

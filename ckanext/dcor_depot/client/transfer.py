@@ -3,6 +3,7 @@ PUT to its presigned URL; several parts at once."""
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -160,9 +161,19 @@ def _note(outcome: RoundOutcome, part: Part, future: Future[None]) -> None:
         outcome.sent.append(part.number)
     elif isinstance(error, (requests.RequestException, PartRefused,
                             OSError)):
-        outcome.failed[part.number] = str(error) or type(error).__name__
+        outcome.failed[part.number] = without_query(
+            str(error) or type(error).__name__)
     else:
         raise error
+
+
+_QUERY = re.compile(r"\?[^\s'\")]*")
+
+
+def without_query(text: str) -> str:
+    """An error text without the query strings of URLs in it: a part
+    URL's query is its signature, a credential for hours."""
+    return _QUERY.sub("?…", text)
 
 
 def file_sha256(path: str, stop: threading.Event | None = None,

@@ -47,6 +47,10 @@ log = logging.getLogger(__name__)
 EXPIRY_MARGIN = 60.0
 
 
+#: How the site says another request holds an upload (a 409).
+BUSY_TEXT = "in use by another request"
+
+
 @dataclass(frozen=True)
 class UploadResult:
     """What an upload did."""
@@ -215,6 +219,7 @@ class _Upload:
                               else f"{path}: not a regular file")
         self.api = api
         self.dataset = dataset
+        self._known_dataset_id: str | None = None
         self.path = path
         self.identity = states.FileIdentity.of(path)
         self.name = options.name or path.name
@@ -282,14 +287,20 @@ class _Upload:
         except ClientError as exc:
             if exc.status != 409:
                 raise
-            if exc.mentions("exists", "resource_id"):
-                # An earlier run created it, but was stopped before it
-                # could forget the upload.
-                created = self._existing(resource_id)
-                if created is not None:
-                    return _Start(resource_id, None, resumed=True,
-                                  created=created)
-            elif exc.mentions("is complete", "upload"):
+            if exc.mentions(BUSY_TEXT):
+                # Perhaps an earlier run still creating the resource:
+                # starting anew would make a second one.
+                raise ClientError(
+                    f"the upload of {self.path} begun earlier is in use "
+                    "by another request; run again in a moment to resume "
+                    "it", exc.status) from exc
+            # An earlier run created the resource, but was stopped before
+            # it could forget the upload.
+            created = self._existing(resource_id)
+            if created is not None:
+                return _Start(resource_id, None, resumed=True,
+                              created=created)
+            if exc.mentions("is complete", "upload"):
                 return _Start(resource_id, None, resumed=True)
             log.warning("The upload of %s begun earlier cannot be resumed "
                         "(%s); starting anew.", self.path, exc)
@@ -375,9 +386,17 @@ class _Upload:
                 return None
             raise
         if resource.get("size") != self.size \
-                or resource.get("url_type") != "s3_upload":
+                or resource.get("url_type") != "s3_upload" \
+                or resource.get("package_id") != self._dataset_id():
             return None
         return resource
+
+    def _dataset_id(self) -> str:
+        """The dataset's id (the user may have named it)."""
+        if self._known_dataset_id is None:
+            dataset = self.api.call("package_show", id=self.dataset)
+            self._known_dataset_id = str(dataset["id"])
+        return self._known_dataset_id
 
     def _abort_quietly(self, resource_id: str) -> None:
         """End an upload that will not be used; it may be gone already

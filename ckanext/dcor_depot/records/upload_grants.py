@@ -62,7 +62,10 @@ def save(grant: UploadGrant, now: float) -> None:
         # The user's open uploads, each until its URLs expire.
         pipe.zadd(_user_key(grant.user_id),
                   {grant.resource_id: grant.expires_at})
-        pipe.expire(_user_key(grant.user_id), keep)
+        # Never shortened (an older grant saved again must not end the
+        # set before newer grants expire).
+        pipe.expire(_user_key(grant.user_id), keep, gt=True)
+        pipe.expire(_user_key(grant.user_id), keep, nx=True)
         pipe.execute()
 
 

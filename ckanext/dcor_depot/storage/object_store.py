@@ -296,19 +296,29 @@ def ensure_bucket(bucket: str) -> None:
 def ensure_cors(s3: Any, bucket: str, origin: str | None) -> None:
     """Let pages of ``origin`` (the site) send parts to the bucket: the
     plugin's CORS rule, kept among every other rule (an operator's stay).
+
+    A store that refuses (no permission, no CORS support) is logged, not
+    fatal: only uploads from the web form need the rule, every other
+    path works without it.
     """
     if origin is None:
         return
     try:
-        rules = s3.get_bucket_cors(Bucket=bucket)["CORSRules"]
-    except botocore.exceptions.ClientError as exc:
-        if error_code(exc) != "NoSuchCORSConfiguration":
-            raise
-        rules = []
-    merged = cors.merged_rules(rules, origin)
-    if merged is not None:
-        s3.put_bucket_cors(Bucket=bucket,
-                           CORSConfiguration={"CORSRules": merged})
+        try:
+            rules = s3.get_bucket_cors(Bucket=bucket)["CORSRules"]
+        except botocore.exceptions.ClientError as exc:
+            if error_code(exc) != "NoSuchCORSConfiguration":
+                raise
+            rules = []
+        merged = cors.merged_rules(rules, origin)
+        if merged is not None:
+            s3.put_bucket_cors(Bucket=bucket,
+                               CORSConfiguration={"CORSRules": merged})
+    except BOTO_ERRORS as exc:
+        log.warning("Bucket %s has no CORS rule for %s (%s): uploads from "
+                    "the web form to it will fail; set "
+                    "ckanext.dcor_depot.browser_direct_upload = false or "
+                    "add the rule by hand", bucket, origin, exc)
 
 
 @translate_errors

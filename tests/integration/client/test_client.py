@@ -435,3 +435,61 @@ def test_a_lost_answer_of_the_creation_is_found_by_the_retry(
     assert [r["id"] for r in fresh_dataset(ds["id"])["resources"]] \
         == [result.resource_id]
     assert stored_object(org, result.resource_id) == data
+
+
+def test_a_created_resource_is_found_by_a_run_that_remembered_it(
+        site, org, tmp_path, state_dir):
+    # A run killed after the creation, before it forgot the upload: the
+    # next run finds the resource instead of uploading a second copy.
+    from ckanext.dcor_depot.client import state as states
+    ds = dataset(site, org)
+    path, _ = data_file(tmp_path, 1000)
+    first = upload_file(site.url, org.editor.token, ds["id"], path,
+                        verify=False, state_dir=state_dir)
+    states.save(state_dir, states.UploadState.for_file(
+        site.url, ds["id"], states.FileIdentity.of(path),
+        resource_id=first.resource_id))
+
+    again = upload_file(site.url, org.editor.token, ds["id"], path,
+                        verify=False, state_dir=state_dir)
+    assert again.resource_id == first.resource_id
+    assert again.parts_sent == ()
+    assert [r["id"] for r in fresh_dataset(ds["id"])["resources"]] \
+        == [first.resource_id]
+    assert open_uploads(org) == []
+    assert list(state_dir.iterdir()) == []
+
+
+def test_an_upload_in_use_is_not_started_anew(site, org, tmp_path,
+                                              state_dir):
+    ds = dataset(site, org)
+    path, data = data_file(tmp_path, 6 * MiB)
+    session = BreakingSession(is_creation, refused_creation)
+    with pytest.raises(ClientError):
+        upload_file(site.url, org.editor.token, ds["id"], path, retries=0,
+                    verify=False, state_dir=state_dir, session=session)
+    saved, = state_dir.iterdir()
+    rid = json.loads(saved.read_text())["resource_id"]
+    # another request (an earlier run still creating it) holds the upload
+    with upload_grants.claimed(rid), \
+            pytest.raises(ClientError, match="in use by another request"):
+        upload_file(site.url, org.editor.token, ds["id"], path, retries=0,
+                    verify=False, state_dir=state_dir)
+    assert [f.name for f in state_dir.iterdir()] == [saved.name]  # kept
+    assert fresh_dataset(ds["id"])["resources"] == []
+    assert len(open_uploads(org)) == 1  # no second upload begun
+
+    again = upload_file(site.url, org.editor.token, ds["id"], path,
+                        verify=False, state_dir=state_dir)
+    assert again.resource_id == rid and again.parts_sent == ()
+    assert stored_object(org, rid) == data
+
+
+def test_a_state_folder_of_another_user_is_refused(site, org, tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chown(shared, 12345, 12345)
+    path, _ = data_file(tmp_path, 1000)
+    with pytest.raises(ClientError, match="belongs to another user"):
+        upload_file(site.url, org.editor.token, dataset(site, org)["id"],
+                    path, verify=False, state_dir=shared)
