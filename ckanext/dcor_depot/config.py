@@ -82,6 +82,13 @@ def site_origin() -> str | None:
     return origin_of(tk.config.get("ckan.site_url") or "")
 
 
+def browser_direct_upload() -> bool:
+    """Whether CKAN's resource form sends files straight to the object
+    store (with the store configured); off: CKAN's own form upload."""
+    return bool(tk.asbool(
+        tk.config.get("ckanext.dcor_depot.browser_direct_upload", True)))
+
+
 def local_backup_location() -> Path | None:
     value = tk.config["dcor_object_store.local_backup_location"]
     return Path(value) if value else None

@@ -17,6 +17,7 @@ OPTIONS = [
     "ckanext.dcor_depot.tmp_dir",
     "ckanext.dcor_depot.figshare_api_url",
     "ckanext.dcor_depot.figshare_dois_path",
+    "ckanext.dcor_depot.browser_direct_upload",
     "dcor_object_store.access_key_id",
     "dcor_object_store.secret_access_key",
     "dcor_object_store.endpoint_url",
@@ -88,6 +89,8 @@ def test_valid_config_passes(write_ini):
 
 @pytest.mark.parametrize("key, value, message", [
     ("dcor_object_store.ssl_verify", "maybe", "expected true or false"),
+    ("ckanext.dcor_depot.browser_direct_upload", "sometimes",
+     "expected true or false"),
     ("dcor_object_store.bucket_name", "circle", "{organization_id}"),
     ("dcor_object_store.bucket_name", "c-{organization_id}-{x}",
      "no other field"),
@@ -138,6 +141,7 @@ def test_defaults(with_plugins):
     assert config.figshare_dois_path().name == "figshare_dois.txt"
     assert config.figshare_dois_path().is_file()
     assert config.s3_available()
+    assert config.browser_direct_upload() is True
     # test.ini turns it off (the devstack gateway speaks plain HTTP)
     assert config.s3_settings().ssl_verify is False
 

@@ -13,6 +13,8 @@ this.ckan.module('dcor-direct-upload', function ($) {
   const PARALLEL_PARTS = 4;
   const PART_ATTEMPTS = 4;
   const MiB = 1024 * 1024;
+  // What the plugin says when another request holds an upload.
+  const BUSY_TEXT = 'in use by another request';
   // Form fields that are not fields of the resource.
   const NOT_RESOURCE_FIELDS = ['upload', 'url', 'url_type', 'clear_upload',
                                'save', 'id'];
@@ -21,6 +23,7 @@ this.ckan.module('dcor-direct-upload', function ($) {
     constructor(status, error) {
       super(describeApiError(error) || 'HTTP ' + status);
       this.status = status;
+      this.answered = Boolean(error);  // CKAN answered (not a proxy)
       this.fields = error || {};
     }
 
@@ -29,6 +32,17 @@ this.ckan.module('dcor-direct-upload', function ($) {
       return this.status === 409 && Object.keys(this.fields).every(
         (key) => ['upload', 'resource_id', 'id', 'message'].includes(key) ||
           key.startsWith('__'));
+    }
+
+    // Another request (an earlier submission still completing the
+    // upload) holds the upload.
+    get busy() {
+      return this.status === 409 && this.mentions('upload', BUSY_TEXT);
+    }
+
+    mentions(field, text) {
+      return [].concat(this.fields[field] || []).some(
+        (message) => String(message).includes(text));
     }
   }
 
@@ -84,7 +98,17 @@ this.ckan.module('dcor-direct-upload', function ($) {
     // No answer, or the store is busy: worth another try. A refused URL
     // (expired, upload gone) is not.
     error.retry = status === 0 || status === 408 || status === 429 || status >= 500;
+    error.status = status;
+    error.store = originOf(part.url);
     return error;
+  }
+
+  function originOf(url) {
+    try {
+      return new URL(url).origin;
+    } catch (e) {
+      return '';
+    }
   }
 
   async function sendPart(part, blob, onProgress) {
@@ -145,20 +169,14 @@ this.ckan.module('dcor-direct-upload', function ($) {
       let issued = null;
       const earlier = remembered.get(key);
       if (earlier) {
-        issued = await this._call('resource_upload_s3_urls',
-          Object.assign({resource_id: earlier}, request)).catch((error) => {
-          if (error instanceof ApiError && error.status === 409) {
-            return null;  // finished earlier, or not resumable
-          }
-          throw error;
-        });
+        const resumed = await this._resume(earlier, request, file);
+        if (resumed.created) {
+          remembered.forget(key);
+          return resumed.created;
+        }
+        issued = resumed.issued || null;
         if (!issued) {
-          const created = await this._createOrNull(earlier, file);
-          if (created) {
-            remembered.forget(key);
-            return created;
-          }
-          remembered.forget(key);  // start again
+          remembered.forget(key);  // ended: start anew
         }
       }
       if (!issued) {
@@ -166,23 +184,92 @@ this.ckan.module('dcor-direct-upload', function ($) {
         remembered.set(key, issued.resource_id);
       }
       await this._sendParts(file, issued);
-      this._showStatus(this._('Creating the resource…'));
-      const resource = await this._create(issued.resource_id, file);
+      const resource = await this._createOnce(issued.resource_id, file);
       remembered.forget(key);
       return resource;
     },
 
-    // The parts all sent earlier (a creation refused for a field): the
-    // resource may be created now. Null if the upload itself is refused.
-    _createOrNull: async function (resourceId, file) {
+    // The upload remembered for this file: {issued} to send what the
+    // store lacks, {created} if an earlier submission created its
+    // resource (its answer lost), {} if it cannot go on (then ended).
+    _resume: async function (resourceId, request, file) {
+      let refusal;
+      try {
+        return {issued: await this._call('resource_upload_s3_urls',
+          Object.assign({resource_id: resourceId}, request))};
+      } catch (error) {
+        if (!(error instanceof ApiError) || !error.aboutTheUpload) {
+          throw error;
+        }
+        refusal = error;
+      }
+      if (refusal.busy) {
+        throw this._busyError();  // keep the id: no second upload
+      }
+      if (refusal.mentions('upload', 'is complete')) {
+        // Every part is stored; only the resource is missing.
+        return {created: await this._createOnce(resourceId, file)};
+      }
+      const existing = await this._existing(resourceId, file);
+      if (existing) {
+        return {created: existing};
+      }
+      // Unknown, expired or ended: free what the store may still hold.
+      await this._call('resource_upload_s3_abort', {resource_id: resourceId})
+        .catch(() => null);
+      return {};
+    },
+
+    // resource_create of an upload whose parts are all stored. A
+    // creation whose answer was lost has used the upload up: then its
+    // resource is there.
+    _createOnce: async function (resourceId, file) {
+      this._showStatus(this._('Creating the resource…'));
       try {
         return await this._create(resourceId, file);
       } catch (error) {
-        if (error instanceof ApiError && error.aboutTheUpload) {
+        if (error instanceof ApiError && error.busy) {
+          throw this._busyError();
+        }
+        if (error instanceof ApiError && error.status === 409 &&
+            error.mentions('upload', 'no upload')) {
+          const existing = await this._existing(resourceId, file);
+          if (existing) {
+            return existing;
+          }
+        }
+        if (!(error instanceof ApiError) || !error.answered || error.status >= 500) {
+          // No answer (a proxy's timeout, the network): the site may be
+          // creating the resource still.
+          throw new Error(error.message + '. ' + this._(
+            'The resource may have been created anyway: wait a moment, ' +
+            'then submit the form again (the file is not sent again).'));
+        }
+        throw error;
+      }
+    },
+
+    // The resource an earlier submission created for this upload, if it
+    // is in this dataset and of this file (null: there is none).
+    _existing: async function (resourceId, file) {
+      let resource;
+      try {
+        resource = await this._call('resource_show', {id: resourceId});
+      } catch (error) {
+        if (error instanceof ApiError && [403, 404].includes(error.status)) {
           return null;
         }
         throw error;
       }
+      const ours = resource.package_id === String(this.options.package) &&
+        resource.url_type === 's3_upload' && Number(resource.size) === file.size;
+      return ours ? resource : null;
+    },
+
+    _busyError: function () {
+      return new Error(this._(
+        'The site is still finishing an earlier submission of this file. ' +
+        'Wait a moment, then submit the form again.'));
     },
 
     _sendParts: async function (file, issued) {
@@ -202,6 +289,7 @@ this.ckan.module('dcor-direct-upload', function ($) {
       show();
       const queue = issued.parts.slice();
       let failure = null;
+      let partsSent = 0;
       const worker = async () => {
         while (queue.length && !failure) {
           const part = queue.shift();
@@ -211,6 +299,7 @@ this.ckan.module('dcor-direct-upload', function ($) {
               sending.set(part.part_number, bytes);
               show();
             });
+            partsSent += 1;
           } catch (error) {
             failure = failure || error;
           }
@@ -219,10 +308,24 @@ this.ckan.module('dcor-direct-upload', function ($) {
       // Every worker ends before a failure is reported: nothing is still
       // sending when the form can be submitted again.
       await Promise.all(Array.from({length: PARALLEL_PARTS}, worker));
+      if (failure && failure.status === 0 && !partsSent) {
+        throw this._storeUnreachable(failure.store);
+      }
       if (failure) {
         throw new Error(failure.message + '. ' +
           this._('Submit the form again to resume the upload.'));
       }
+    },
+
+    // Not one part got an answer: the store is out of the browser's reach
+    // (blocked, internal only) or refuses this page (its CORS rule).
+    _storeUnreachable: function (store) {
+      return new Error(this._(
+        'Your browser could not reach the object store (%(store)s), so ' +
+        'the file was not uploaded. The store may not be reachable from ' +
+        'your network, or it may not accept uploads from this site (its ' +
+        'CORS rule). Please tell the site\'s administrators.',
+        {store: store || this._('unknown address')}));
     },
 
     _create: function (resourceId, file) {

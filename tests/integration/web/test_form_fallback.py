@@ -1,6 +1,8 @@
 """Without the object store, the resource form is CKAN's own: the direct
 upload module is only on the form of a new resource when the store is
-configured (rendered in-process; no browser needed)."""
+configured, the option ckanext.dcor_depot.browser_direct_upload is on and
+ckan.site_url names an origin (rendered in-process, where options can be
+set per test; no browser needed)."""
 from __future__ import annotations
 
 import io
@@ -75,3 +77,48 @@ def test_datasets_without_an_organization_use_ckans_upload(pipeline):
     ds = factories.Dataset(owner_org=None)
     assert templates.direct_upload_enabled(ds["id"]) is False
     assert templates.direct_upload_enabled(None) is False
+
+
+@pytest.mark.ckan_config("ckanext.dcor_depot.browser_direct_upload", False)
+def test_the_option_off_gives_ckans_upload(app, editor_and_dataset):
+    editor, ds = editor_and_dataset
+    html = page(app, editor, f"/dataset/{ds['name']}/resource/new")
+    assert 'id="field-resource-upload"' in html
+    assert MODULE not in html
+    assert "direct-upload" not in html  # nor its script
+    assert templates.direct_upload_enabled(ds["id"]) is False
+    # The API's direct uploads are not affected.
+    reply = app.post("/api/3/action/resource_upload_s3_urls",
+                     headers={"Authorization": editor.token},
+                     json={"package_id": ds["id"], "name": "a.rtdc",
+                           "size": 10})
+    assert reply.status_code == 200
+    rid = reply.json["result"]["resource_id"]
+    reply = app.post("/api/3/action/resource_upload_s3_abort",
+                     headers={"Authorization": editor.token},
+                     json={"resource_id": rid})
+    assert reply.status_code == 200
+
+
+@pytest.mark.ckan_config("ckanext.dcor_depot.browser_direct_upload", "true")
+def test_the_option_on_gives_the_module_with_the_dataset_id(
+        app, editor_and_dataset):
+    editor, ds = editor_and_dataset
+    html = page(app, editor, f"/dataset/{ds['name']}/resource/new")
+    assert MODULE in html
+    # The dataset's id: the form compares it with the package_id of a
+    # resource an earlier submission may have created.
+    assert f'data-module-package="{ds["id"]}"' in html
+
+
+@pytest.mark.parametrize("site_url", ["http://", "https://dcor.example:port"])
+def test_a_site_url_without_an_origin_gives_ckans_upload(
+        editor_and_dataset, ckan_config, monkeypatch, site_url):
+    """No origin for the buckets' CORS rule (CKAN itself only checks that
+    ckan.site_url starts with http): browsers could not send parts, so
+    the form does not try."""
+    _, ds = editor_and_dataset
+    assert templates.direct_upload_enabled(ds["id"]) is True
+    with monkeypatch.context() as patch:  # undone before CKAN's teardown
+        patch.setitem(ckan_config, "ckan.site_url", site_url)
+        assert templates.direct_upload_enabled(ds["id"]) is False

@@ -9,20 +9,27 @@ from __future__ import annotations
 
 import hashlib
 import os
-from pathlib import Path
 
 import ckan
 import pytest
 from ckan.tests import helpers
 
-from ckanext.dcor_depot.records import upload_grants
 from ckanext.dcor_depot.storage import layout, object_store
 from tests.support import browser
-from tests.support.access import dataset, fresh_dataset, organization
+from tests.support.access import dataset, fresh_dataset
+from tests.support.resource_form import (
+    MODULE,
+    MiB,
+    choose_file,
+    make_file,
+    open_uploads,
+    press,
+    progress,
+    remembered_upload,
+    status_text,
+    stored_part_count,
+)
 
-MiB = 2**20
-PASSWORD = "correct horse battery staple"
-MODULE = 'data-module="dcor-direct-upload"'
 CKAN = f"ckan-{ckan.__version__}"  # in the screenshots' names
 
 # Skipped only outside CI: there, `make setup` installs the browser, and a
@@ -30,37 +37,6 @@ CKAN = f"ckan-{ckan.__version__}"  # in the screenshots' names
 pytestmark = pytest.mark.skipif(
     browser.missing() is not None and not os.environ.get("CI"),
     reason=str(browser.missing()))
-
-
-@pytest.fixture
-def org(site):
-    org = organization()
-    browser.set_password(org.editor.name, PASSWORD)
-    return org
-
-
-@pytest.fixture
-def editor_browser(site, org):
-    """Chromium with the organization's editor logged in."""
-    with browser.chromium() as driver:
-        browser.log_in(driver, site.url, org.editor.name, PASSWORD)
-        yield driver
-
-
-@pytest.fixture
-def report_artifacts(request):
-    """Name the artifacts of a test on the terminal."""
-    paths: list[Path] = []
-    yield paths
-    plugins = request.config.pluginmanager
-    reporter = plugins.get_plugin("terminalreporter")
-    capture = plugins.get_plugin("capturemanager")
-    if reporter is None or capture is None or not paths:
-        return
-    with capture.global_and_fixture_disabled():
-        reporter.write_line("")
-        for path in paths:
-            reporter.write_line(f"artifact: {path}")
 
 
 def draft_dataset(site, org) -> dict:
@@ -72,12 +48,6 @@ def draft_dataset(site, org) -> dict:
                        state="draft")
 
 
-def make_file(tmp_path: Path, size: int, name: str = "cells.rtdc") -> Path:
-    path = tmp_path / name
-    path.write_bytes(os.urandom(size))
-    return path
-
-
 def stored_sha256(org, rid: str) -> str:
     body = object_store.get_client().get_object(
         Bucket=org.bucket, Key=layout.object_key(rid))["Body"]
@@ -85,36 +55,6 @@ def stored_sha256(org, rid: str) -> str:
     for chunk in iter(lambda: body.read(8 * MiB), b""):
         digest.update(chunk)
     return digest.hexdigest()
-
-
-def open_uploads(org) -> list[str]:
-    reply = object_store.get_client().list_multipart_uploads(
-        Bucket=org.bucket)
-    return [u["Key"] for u in reply.get("Uploads", [])]
-
-
-def choose_file(driver, path: Path) -> None:
-    from selenium.webdriver.common.by import By
-    driver.find_element(By.ID, "field-resource-upload").send_keys(str(path))
-
-
-def press(driver, save: str) -> None:
-    from selenium.webdriver.common.by import By
-    driver.find_element(
-        By.CSS_SELECTOR, f'button[name="save"][value="{save}"]').click()
-
-
-def progress(driver) -> int:
-    return int(driver.execute_script(
-        "const bar = document.querySelector('[data-module=dcor-direct-upload]"
-        " .progress-bar'); return bar ? bar.getAttribute('aria-valuenow')"
-        " : -1;"))
-
-
-def status_text(driver) -> str:
-    return driver.execute_script(
-        "return document.querySelector('.dcor-direct-upload-status')"
-        ".textContent;")
 
 
 def test_a_100_mib_file_goes_straight_to_the_store(
@@ -156,24 +96,6 @@ def test_a_100_mib_file_goes_straight_to_the_store(
     assert "cells.rtdc" in driver.title
     report_artifacts.append(
         browser.screenshot(driver, f"resource-page-{CKAN}.png"))
-
-
-def remembered_upload(driver) -> str | None:
-    """The resource id the page keeps for resuming (None: none kept)."""
-    return driver.execute_script(
-        "for (let i = 0; i < localStorage.length; i++) {"
-        "  const key = localStorage.key(i);"
-        "  if (key.startsWith('dcor-direct-upload|'))"
-        "    return localStorage.getItem(key);"
-        "} return null;")
-
-
-def stored_part_count(org, rid: str) -> int:
-    grant = upload_grants.load(rid)
-    reply = object_store.get_client().list_parts(
-        Bucket=org.bucket, Key=layout.object_key(rid),
-        UploadId=grant.upload_id)
-    return len(reply.get("Parts", []))
 
 
 def test_a_reloaded_upload_resumes_and_save_and_add_another(

@@ -1,0 +1,152 @@
+"""The web form after a failure: an answer lost on the way back, an upload
+still being completed by an earlier submission, a store out of reach.
+
+What a user does (submit, read the message, submit again) in a real
+headless Chromium against the live site and the real store. A lost
+answer is what a proxy does: the request reaches CKAN, the browser gets
+the proxy's "504 Gateway Time-out" page instead of CKAN's answer.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+import ckan.plugins.toolkit as tk
+import pytest
+
+from ckanext.dcor_depot.records import upload_grants
+from ckanext.dcor_depot.storage import layout
+from tests.support import browser
+from tests.support.access import Org, dataset, fresh_dataset
+from tests.support.resource_form import (
+    MiB,
+    choose_file,
+    make_file,
+    open_uploads,
+    press,
+    remembered_upload,
+    shown_error,
+    stored_objects,
+)
+
+pytestmark = pytest.mark.skipif(
+    browser.missing() is not None and not os.environ.get("CI"),
+    reason=str(browser.missing()))
+
+#: The next resource_create reaches CKAN (FORWARD = true) or not, and
+#: the page gets a proxy's 504 page instead of CKAN's answer.
+PROXY_TIMES_OUT = """
+const forward = arguments[0];
+const real = window.fetch;
+window.fetch = function (url, options) {
+  if (!String(url).endsWith('/resource_create')) {
+    return real(url, options);
+  }
+  window.fetch = real;  // this answer only
+  const gateway = () => new Response(
+    '<html><body><h1>504 Gateway Time-out</h1></body></html>',
+    {status: 504, headers: {'Content-Type': 'text/html'}});
+  return forward ? real(url, options).then(gateway)
+                 : Promise.resolve(gateway());
+};
+"""
+
+
+def form_with_file(driver, site, ds, path) -> None:
+    driver.get(f"{site.url}/dataset/{ds['name']}/resource/new")
+    choose_file(driver, path)
+
+
+def wait_for_error(driver, text: str) -> str:
+    return browser.wait(
+        driver, lambda d: text in (shown_error(d) or "") and shown_error(d),
+        f"the message {text!r}", timeout=30)
+
+
+def wait_for_dataset_page(driver, site, ds) -> None:
+    browser.wait(driver, lambda d: d.current_url.rstrip("/")
+                 == f"{site.url}/dataset/{ds['name']}", "the dataset page",
+                 timeout=30)
+
+
+def resource_ids(ds) -> list[str]:
+    return [res["id"] for res in fresh_dataset(ds["id"])["resources"]]
+
+
+def nothing_left_open(org: Org) -> bool:
+    return (open_uploads(org) == []
+            and upload_grants.open_uploads(org.editor.id, time.time()) == 0)
+
+
+def test_a_creation_whose_answer_was_lost_is_not_uploaded_again(
+        site, org, editor_browser, tmp_path):
+    driver = editor_browser
+    ds = dataset(site, org, private=True)
+    form_with_file(driver, site, ds, make_file(tmp_path, 12 * MiB))
+    driver.execute_script(PROXY_TIMES_OUT, True)
+    press(driver, "go-dataset-complete")  # "Add"
+
+    message = wait_for_error(driver, "HTTP 504")
+    assert "submit the form again" in message
+    rid = remembered_upload(driver)
+    assert resource_ids(ds) == [rid]  # CKAN created it all the same
+
+    press(driver, "go-dataset-complete")
+    wait_for_dataset_page(driver, site, ds)
+    assert resource_ids(ds) == [rid]
+    assert stored_objects(org) == [layout.object_key(rid)]
+    assert nothing_left_open(org)
+    assert remembered_upload(driver) is None
+
+
+def test_a_submission_while_the_first_one_completes_waits(
+        site, org, editor_browser, tmp_path):
+    driver = editor_browser
+    ds = dataset(site, org, private=True)
+    form_with_file(driver, site, ds, make_file(tmp_path, 12 * MiB))
+    driver.execute_script(PROXY_TIMES_OUT, False)
+    press(driver, "go-dataset-complete")
+    wait_for_error(driver, "HTTP 504")
+    rid = remembered_upload(driver)
+    key = layout.object_key(rid)
+
+    # The first creation is still running (it holds the upload, as
+    # CKAN's request does while the store completes a large object).
+    with upload_grants.claimed(rid):
+        press(driver, "go-dataset-complete")
+        message = wait_for_error(driver, "still finishing")
+        assert "Wait a moment, then submit the form again" in message
+        assert remembered_upload(driver) == rid
+        assert open_uploads(org) == [key]  # no second upload
+        assert resource_ids(ds) == []
+
+    press(driver, "go-dataset-complete")
+    wait_for_dataset_page(driver, site, ds)
+    assert resource_ids(ds) == [rid]
+    assert stored_objects(org) == [key]
+    assert nothing_left_open(org)
+
+
+def test_a_store_out_of_reach_is_named_in_the_form(
+        site, org, editor_browser, tmp_path):
+    driver = editor_browser
+    store = tk.config["dcor_object_store.endpoint_url"].rstrip("/")
+    ds = dataset(site, org, private=True)
+    form_with_file(driver, site, ds, make_file(tmp_path, 6 * MiB))
+    # As for a store that only the site's own network reaches.
+    driver.execute_cdp_cmd("Network.enable", {})
+    driver.execute_cdp_cmd("Network.setBlockedURLs", {"urls": [f"{store}/*"]})
+    press(driver, "go-dataset-complete")
+
+    message = wait_for_error(driver, "could not reach the object store")
+    assert f"({store})" in message
+    assert "CORS" in message and "administrators" in message
+    assert resource_ids(ds) == []
+
+    # Once the store can be reached, the same upload goes on.
+    rid = remembered_upload(driver)
+    driver.execute_cdp_cmd("Network.setBlockedURLs", {"urls": []})
+    press(driver, "go-dataset-complete")
+    wait_for_dataset_page(driver, site, ds)
+    assert resource_ids(ds) == [rid]
+    assert nothing_left_open(org)
