@@ -9,6 +9,7 @@ from typing import Any
 
 from ckanext.dcor_depot.cli import (
     append,
+    check,
     figshare,
     inspect,
     jobs,
@@ -30,4 +31,5 @@ def get_commands() -> list[Any]:
         prune.prune_stale_multipart_uploads,
         visibility.sync_visibility,
         move.move_dataset,
+        check.check_depot,
     ]
