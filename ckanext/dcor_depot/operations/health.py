@@ -11,15 +11,16 @@ from __future__ import annotations
 import enum
 import json
 import os
-import uuid
 import shutil
 import tempfile
+import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import ckan.plugins.toolkit as tk
 import botocore.exceptions
+import ckan.plugins.toolkit as tk
 import redis
 import requests
 import rq
@@ -247,7 +248,7 @@ def check_policy_behaviour() -> CheckResult:
                       "temporary bucket if it is left)")
 
 
-def _probe_anonymous_reads(s3, bucket: str) -> CheckResult:
+def _probe_anonymous_reads(s3: Any, bucket: str) -> CheckResult:
     name = "bucket policy behaviour"
     s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(
         object_store.bucket_policy(bucket)))
@@ -293,7 +294,7 @@ def _normalized(policy: object) -> object:
     return policy
 
 
-def _policy_of(s3, bucket: str) -> object:
+def _policy_of(s3: Any, bucket: str) -> object:
     """The bucket's policy (None: it has none)."""
     try:
         return json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])
