@@ -37,7 +37,7 @@ TEXT_FIELDS = ("name", "title", "notes", "text", "tags", "groups",
                "organization", "res_name", "res_description", "author",
                "maintainer", "url")
 #: Seconds between two saves of the index file (a test run sends many).
-SAVE_INTERVAL = 5.0
+SAVE_INTERVAL = 10.0
 
 Doc = dict[str, Any]
 Predicate = Callable[[Doc], bool]
