@@ -139,8 +139,9 @@ PY
 start_solr() {
     pid_alive "$SOLR_PIDFILE" && return 0
     refuse_taken_port "$SOLR_PORT" "Solr stand-in" SOLR_PORT
+    # The index file keeps the demo site's search listing across restarts.
     nohup "$VENV/bin/python" "$STACK_DIR/solr_stub.py" "$SOLR_PORT" "$SOLR_PIDFILE" \
-        > "$DEVSTACK/solr-stub.log" 2>&1 &
+        "$DEVSTACK/solr-stub-index.json" > "$DEVSTACK/solr-stub.log" 2>&1 &
     wait_until 10 solr curl -fsS "http://127.0.0.1:$SOLR_PORT/solr/ckan/admin/ping" \
         || die "the Solr stand-in did not start, see $DEVSTACK/solr-stub.log"
     STARTED+=(solr)
