@@ -4,6 +4,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+import ckan.model as model
 from ckan.tests import helpers
 from click.testing import CliRunner
 
@@ -28,10 +29,15 @@ def summary(result) -> str:
 
 
 def resource_show(rid: str) -> dict[str, Any]:
+    # No cached objects: package_show compares the dataset's
+    # metadata_modified with the search index's copy, and a stale one in
+    # this session would serve that copy.
+    model.Session.remove()
     return helpers.call_action("resource_show", id=rid)
 
 
 def dataset_resources(dataset_id: str) -> list[dict[str, Any]]:
+    model.Session.remove()
     return helpers.call_action("package_show", id=dataset_id)["resources"]
 
 

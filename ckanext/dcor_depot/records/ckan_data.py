@@ -146,6 +146,11 @@ def remove_resource_field(dataset_id: str, resource_ids: Iterable[str],
             "WHERE package_id = :dataset AND id IN "
             "(SELECT jsonb_array_elements_text(CAST(:ids AS jsonb)))"),
             {"dataset": dataset_id, "ids": json.dumps(ids), "field": field})
+        # A new metadata_modified: package_show must not serve the search
+        # index's copy (which still has the field) until it is reindexed.
+        model.Session.execute(sa.text(
+            "UPDATE package SET metadata_modified = :now WHERE id = :dataset"),
+            {"dataset": dataset_id, "now": datetime.datetime.utcnow()})
 
 
 @contextlib.contextmanager

@@ -31,6 +31,7 @@ from ckanext.dcor_depot.hooks import jobs
 from ckanext.dcor_depot.operations import backup, migrate
 from ckanext.dcor_depot.storage import layout, object_store, transfer
 from ckanext.dcor_depot.storage.fsops import file_sha256
+from tests.support.cli import resource_show
 from tests.support.stack import (
     anonymous_get,
     kill_tree,
@@ -47,10 +48,6 @@ DOWN = "http://127.0.0.1:9"  # nothing listens on the discard port
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def resource_show(rid: str) -> dict:
-    return helpers.call_action("resource_show", id=rid)
 
 
 def s3_available(rid: str) -> bool:

@@ -19,17 +19,13 @@ from ckan.tests import helpers
 from ckanext.dcor_depot.operations import migrate, symlink, visibility
 from ckanext.dcor_depot.records import ckan_data, inventory
 from ckanext.dcor_depot.storage import layout, object_store
-from tests.support.cli import invoke, summary
+from tests.support.cli import invoke, resource_show, summary
 from tests.support.stack import anonymous_get, run_jobs, stored_in_s3
 
 COMMAND = "dcor-depot-sync-visibility"
 #: Buckets of their own (new names each run): the whole-site sync looks at
 #: every bucket of the site, and other tests leave objects behind.
 SYNC_TEMPLATE = f"test-s{uuid.uuid4().hex[:8]}-{{organization_id}}"
-
-
-def resource_show(rid: str) -> dict:
-    return helpers.call_action("resource_show", id=rid)
 
 
 def commit_behind_ckans_back(dataset_id: str, **values) -> None:
