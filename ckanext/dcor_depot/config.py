@@ -85,8 +85,8 @@ def site_origin() -> str | None:
 def browser_direct_upload() -> bool:
     """Whether CKAN's resource form sends files straight to the object
     store (with the store configured); off: CKAN's own form upload."""
-    return bool(tk.asbool(
-        tk.config.get("ckanext.dcor_depot.browser_direct_upload", True)))
+    # Declared with its default and a strict bool validator.
+    return bool(tk.config["ckanext.dcor_depot.browser_direct_upload"])
 
 
 def local_backup_location() -> Path | None:
