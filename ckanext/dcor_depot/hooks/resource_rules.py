@@ -33,7 +33,8 @@ import ckan.plugins.toolkit as tk
 from ckanext.dcor_depot.storage import layout
 
 #: Resource fields only the plugin (or a sysadmin) writes.
-OWNED_FIELDS = ("s3_available", "s3_url", "sha256", "s3_moved_from")
+OWNED_FIELDS = ("s3_available", "s3_url", "sha256", "s3_moved_from",
+                "s3_verified_at")
 
 
 #: Resources being created from a verified direct upload in this request:

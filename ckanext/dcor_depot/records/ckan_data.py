@@ -27,6 +27,9 @@ from ckan.lib import search
 #: Plugin-owned resource field: the ``s3_url`` of the data before a move
 #: switched ``s3_url`` to the copies, until the old objects are deleted.
 MOVED_FROM = "s3_moved_from"
+#: When the stored object's bytes were last checked against ``sha256``
+#: (ISO 8601, UTC): by the verified upload, the SHA256 job or the deep audit.
+VERIFIED_AT = "s3_verified_at"
 
 #: Organizations whose data are placed in depots by hand.
 HAND_MANAGED_ORGANIZATIONS = ("figshare-import", "internal-guck")

@@ -7,10 +7,15 @@ they list resources with one query on CKAN's model.
 from __future__ import annotations
 
 import datetime
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import ckan.model as model
 import ckan.plugins.toolkit as tk
+import sqlalchemy as sa
+
+from ckanext.dcor_depot.records import ckan_data
 
 #: Dataset states whose resources the commands handle (deleted ones not).
 DATASET_STATES = ("active", "draft")
@@ -93,3 +98,82 @@ def _record(res: model.Resource, pkg: model.Package) -> ResourceRecord:
         s3_url=extras.get("s3_url") or None,
         sha256=extras.get("sha256") or None,
     )
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """A resource (any state) as the audit compares it with the storage."""
+    id: str
+    state: str
+    url_type: str
+    size: int | None
+    #: naive UTC, as CKAN stores it
+    created: datetime.datetime | None
+    dataset_id: str
+    dataset_name: str
+    dataset_state: str
+    private: bool
+    dataset_modified: datetime.datetime | None
+    owner_org: str | None
+    org_name: str | None
+    s3_available: bool
+    s3_url: str | None
+    sha256: str | None
+    moved_from: str | None
+    verified_at: str | None
+
+    @property
+    def has_file(self) -> bool:
+        """An uploaded file (not a link), in an active resource of an
+        active or draft dataset."""
+        return (self.state == "active" and self.dataset_state in
+                DATASET_STATES and self.url_type in ("upload", "s3_upload"))
+
+
+def audit_records(org_ids: Iterable[str] | None = None
+                  ) -> list[AuditRecord]:
+    """Every resource of the site (of the organizations ``org_ids``),
+    deleted ones included, freshly read in one query."""
+    res, pkg, grp = model.resource_table, model.package_table, \
+        model.group_table
+    query = (sa.select(res.c.id, res.c.state, res.c.url_type, res.c.size,
+                       res.c.created, res.c.extras, pkg.c.id.label("pid"),
+                       pkg.c.name.label("pname"),
+                       pkg.c.state.label("pstate"), pkg.c.private,
+                       pkg.c.metadata_modified, pkg.c.owner_org,
+                       grp.c.name.label("gname"))
+             .join(pkg, pkg.c.id == res.c.package_id)
+             .outerjoin(grp, grp.c.id == pkg.c.owner_org)
+             .order_by(pkg.c.name, res.c.position, res.c.id))
+    if org_ids is not None:
+        query = query.where(pkg.c.owner_org.in_(sorted(set(org_ids))))
+    with model.meta.engine.connect() as fresh:
+        return [_audit_record(row) for row in fresh.execute(query)]
+
+
+def _audit_record(row: Any) -> AuditRecord:
+    extras = ckan_data.resource_extras(row.extras)
+
+    def text(name: str) -> str | None:
+        value = extras.get(name)
+        return value if isinstance(value, str) and value else None
+
+    return AuditRecord(
+        id=row.id, state=row.state or "", url_type=row.url_type or "",
+        size=row.size, created=row.created, dataset_id=row.pid,
+        dataset_name=row.pname, dataset_state=row.pstate or "",
+        private=bool(row.private), dataset_modified=row.metadata_modified,
+        owner_org=row.owner_org or None, org_name=row.gname,
+        s3_available=tk.asbool(extras.get("s3_available", False)),
+        s3_url=text("s3_url"), sha256=text("sha256"),
+        moved_from=text(ckan_data.MOVED_FROM),
+        verified_at=text(ckan_data.VERIFIED_AT))
+
+
+def organization_names() -> dict[str, str]:
+    """``{id: name}`` of every organization (any state)."""
+    grp = model.group_table
+    with model.meta.engine.connect() as fresh:
+        return {row.id: row.name for row in fresh.execute(
+            sa.select(grp.c.id, grp.c.name)
+            .where(grp.c.is_organization.is_(True)))}

@@ -1,0 +1,1 @@
+"""The audit: the database against the store and the depots."""
