@@ -9,6 +9,7 @@ from typing import Any
 
 from ckanext.dcor_depot.cli import (
     append,
+    audit,
     check,
     figshare,
     inspect,
@@ -32,4 +33,6 @@ def get_commands() -> list[Any]:
         visibility.sync_visibility,
         move.move_dataset,
         check.check_depot,
+        audit.audit,
+        audit.usage,
     ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import enum
 import os
+import stat
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -73,7 +74,7 @@ def survey_bucket(bucket: str) -> BucketSurvey:
             found.missing = True
             return found
         found.uploads = list(_open_uploads(s3, bucket))
-        found.has_lifecycle_rule = _has_rule(s3, bucket)
+        found.has_lifecycle_rule = has_lifecycle_rule(s3, bucket)
     return found
 
 
@@ -107,7 +108,7 @@ def _parts_size(s3: Any, bucket: str, upload: dict[str, Any]) -> int:
         raise
 
 
-def _has_rule(s3: Any, bucket: str) -> bool:
+def has_lifecycle_rule(s3: Any, bucket: str) -> bool:
     try:
         rules = s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
     except botocore.exceptions.ClientError as exc:
@@ -136,7 +137,7 @@ def public_flags(objects: Iterable[tuple[str, str]]
         return {}
     with ThreadPoolExecutor(min(TAG_THREADS, len(items)),
                             thread_name_prefix="dcor-audit-tags") as pool:
-        return dict(zip(items, pool.map(flag, items)))
+        return dict(zip(items, pool.map(flag, items), strict=True))
 
 
 class LocalState(str, enum.Enum):
@@ -182,10 +183,10 @@ def local_file(path: Path) -> LocalFile:
 
 def depot_files(roots: Iterable[Path],
                 skip: Callable[[Path], bool] = lambda _: False
-                ) -> dict[str, int]:
-    """``{real path: size}`` of every regular file under ``roots`` but
+                ) -> dict[str, tuple[int, float]]:
+    """``{real path: (size, mtime)}`` of every regular file under ``roots`` but
     the plugin's temporary files and those ``skip`` names."""
-    found: dict[str, int] = {}
+    found: dict[str, tuple[int, float]] = {}
     for root in roots:
         for folder, _dirs, files in os.walk(root):
             for name in files:
@@ -196,8 +197,9 @@ def depot_files(roots: Iterable[Path],
                     info = path.lstat()
                 except FileNotFoundError:
                     continue
-                if not path.is_symlink():
-                    found[os.path.realpath(path)] = info.st_size
+                if stat.S_ISREG(info.st_mode):
+                    found[os.path.realpath(path)] = (info.st_size,
+                                                     info.st_mtime)
     return found
 
 
