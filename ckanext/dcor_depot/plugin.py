@@ -14,6 +14,7 @@ from ckanext.dcor_depot.hooks import (
     transactions,
     upload_actions,
     uploader,
+    usage_action,
 )
 
 
@@ -50,11 +51,13 @@ class DCORDepotPlugin(plugins.SingletonPlugin):
 
     # IActions
     def get_actions(self) -> dict[str, Any]:
-        return {**actions.get_actions(), **upload_actions.get_actions()}
+        return {**actions.get_actions(), **upload_actions.get_actions(),
+                **usage_action.get_actions()}
 
     # IAuthFunctions
     def get_auth_functions(self) -> dict[str, Any]:
-        return upload_actions.get_auth_functions()
+        return {**upload_actions.get_auth_functions(),
+                **usage_action.get_auth_functions()}
 
     # IClick
     def get_commands(self) -> list[Any]:

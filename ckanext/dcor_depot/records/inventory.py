@@ -34,6 +34,8 @@ class ResourceRecord:
     s3_available: bool
     s3_url: str | None
     sha256: str | None
+    #: when the stored bytes were last verified (``s3_verified_at``)
+    verified_at: str | None = None
 
 
 def check_modified_days(days: int) -> int:
@@ -97,6 +99,7 @@ def _record(res: model.Resource, pkg: model.Package) -> ResourceRecord:
         s3_available=tk.asbool(extras.get("s3_available", False)),
         s3_url=extras.get("s3_url") or None,
         sha256=extras.get("sha256") or None,
+        verified_at=extras.get(ckan_data.VERIFIED_AT) or None,
     )
 
 

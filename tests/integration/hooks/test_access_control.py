@@ -153,8 +153,10 @@ FORGED = {
     "s3_url": "http://127.0.0.1:7480/other-bucket/resource/abc/def/ghi",
     "sha256": "0" * 64,
 }
-#: Owned too, but only present while a dataset's data move.
-MOVE_MARKER = {"s3_moved_from": FORGED["s3_url"]}
+#: Owned too: present while a dataset's data move, and once the stored
+#: bytes were verified.
+MOVE_MARKER = {"s3_moved_from": FORGED["s3_url"],
+               "s3_verified_at": "2020-01-01T00:00:00+00:00"}
 
 
 @pytest.mark.parametrize("field", sorted(FORGED | MOVE_MARKER))
@@ -186,7 +188,8 @@ def test_editor_cannot_change_owned_fields(site, org_a, field):
     before = {k: res[k] for k in FORGED}
     value = {"s3_available": False, "s3_url": FORGED["s3_url"],
              "sha256": FORGED["sha256"],
-             "s3_moved_from": MOVE_MARKER["s3_moved_from"]}[field]
+             "s3_moved_from": MOVE_MARKER["s3_moved_from"],
+             "s3_verified_at": MOVE_MARKER["s3_verified_at"]}[field]
     for action, extra in (("resource_patch", {}),
                           ("resource_update", {"url": res["url"]})):
         resp = site.call(action, org_a.editor.token, id=res["id"],

@@ -8,6 +8,7 @@ changed dataset's search-index entry updated once.
 from __future__ import annotations
 
 import collections
+import datetime
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -188,15 +189,20 @@ def tag_objects(items: list[Transferred]) -> None:
 
 
 def s3_state_changes(url: str, sha256: str | None, *, s3_available: bool,
-                     s3_url: str | None, recorded_sha256: str | None
-                     ) -> dict[str, Any]:
+                     s3_url: str | None, recorded_sha256: str | None,
+                     verified_at: str | None = None) -> dict[str, Any]:
     """The fields to record on a resource whose file is stored at ``url``
-    (its SHA256 ``sha256``), given what is recorded now."""
+    (its SHA256 ``sha256``, read from the verified transfer), given what
+    is recorded now. The time of verification is recorded with the first
+    record (and when none is): reruns that change nothing write nothing."""
     changes: dict[str, Any] = {}
     if not s3_available or s3_url != url:
         changes.update(s3_available=True, s3_url=url)
     if not recorded_sha256 and sha256:
         changes["sha256"] = sha256
+    if sha256 and (changes or not verified_at):
+        changes[ckan_data.VERIFIED_AT] = datetime.datetime.now(
+            datetime.timezone.utc).isoformat(timespec="seconds")
     return changes
 
 
@@ -211,7 +217,8 @@ def resource_changes(plan: ResourcePlan,
     return s3_state_changes(url, main.sha256,
                             s3_available=record.s3_available,
                             s3_url=record.s3_url,
-                            recorded_sha256=record.sha256)
+                            recorded_sha256=record.sha256,
+                            verified_at=record.verified_at)
 
 
 def record_resource(plan: ResourcePlan,

@@ -83,7 +83,8 @@ def migrate_resource_to_s3(resource_id: str) -> bool:
         object_store.object_url(bucket, key), result.sha256,
         s3_available=tk.asbool(recorded.get("s3_available")),
         s3_url=recorded.get("s3_url"),
-        recorded_sha256=recorded.get("sha256"))
+        recorded_sha256=recorded.get("sha256"),
+        verified_at=recorded.get(ckan_data.VERIFIED_AT))
     # One statement and a coalesced index job: the cost does not grow
     # with the number of resources in the dataset.
     search_index.record_resource_fields(facts.dataset_id, resource_id,
