@@ -286,7 +286,8 @@ def test_young_objects_and_uploads_are_not_findings(cli, audit_site, owner):
     assert set(kinds(report)) == {"orphan-object", "stale-multipart-upload"}
 
 
-def test_one_organization_at_a_time(cli, audit_site, owner, make_dataset, upload):
+def test_one_organization_at_a_time(cli, audit_site, owner, make_dataset,
+                                    upload):
     from ckan.tests import factories
     other = factories.Organization()
     s3 = object_store.get_client()
