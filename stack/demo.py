@@ -4,11 +4,13 @@ Creates an organization and a private dataset over CKAN's HTTP API,
 uploads a generated RT-DC file, waits for the background jobs, uploads a
 second file straight to the store with the plugin's client and downloads
 it back through CKAN's download URL, makes the dataset public and prints
-a report. Run by `make demo` (after `make start`).
+a report, ending with the audit of the whole site and the URL of the
+operator page. Run by `make demo` (after `make start`).
 """
 import configparser
 import hashlib
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -169,6 +171,7 @@ def main() -> int:
     print("\nReport")
     for label, value in report:
         print(f"  {label:<14} {value}")
+    problems += audit_site(env)
     print(f"\nOpen CKAN at {env['CKAN_URL']} (user dcor-admin, password "
           "devstack-admin-password); connection details are in "
           ".devstack/env. Stop the stack with 'make stop'.")
@@ -176,6 +179,23 @@ def main() -> int:
         print("\nNot working: " + "; ".join(problems), file=sys.stderr)
         return 1
     return 0
+
+
+def audit_site(env: dict) -> list[str]:
+    """The operator's view: the audit of the whole site, and its page."""
+    ckan = Path(sys.executable).with_name("ckan")
+    proc = subprocess.run([str(ckan), "-c", env["CKAN_INI"],
+                           "dcor-depot-audit"], capture_output=True,
+                          text=True, timeout=1800)
+    lines = proc.stdout.strip().splitlines()
+    print("\nAudit (ckan dcor-depot-audit)")
+    for line in lines[-11:]:
+        print(f"  {line}")
+    print(f"  operator page  {env['CKAN_URL']}/ckan-admin/dcor-depot")
+    if proc.returncode == 2 or not lines:
+        print(proc.stderr.strip()[-2000:], file=sys.stderr)
+        return ["the audit could not look at everything"]
+    return []
 
 
 def direct_upload_and_download(env: dict, dataset: dict
