@@ -84,6 +84,8 @@ def scan_site(org_names: Iterable[str] = (), tags: bool = True) -> SiteScan:
 
 def _scan_local(scan: SiteScan, whole_site: bool) -> None:
     for record in scan.records:
+        if not scan.audited(record.owner_org):
+            continue
         try:
             if record.url_type == "upload":
                 scan.uploads[record.id] = survey.local_file(
