@@ -1,12 +1,13 @@
 """Back up files that reached the object store directly to block storage."""
 from __future__ import annotations
 
+import datetime
 import logging
 import os
 
 import ckan.plugins.toolkit as tk
 
-from ckanext.dcor_depot.records import ckan_data
+from ckanext.dcor_depot.records import ckan_data, search_index
 from ckanext.dcor_depot.storage import layout, object_store, transfer
 from ckanext.dcor_depot.storage.fsops import file_sha256
 
@@ -37,6 +38,12 @@ def backup_resource_from_s3_to_block_storage(resource_id: str) -> str | bool:
     transfer.download_verified(bucket, key, destination,
                                expected_sha256=expected,
                                label=f"resource {resource_id}")
+    if expected and not facts.extras.get(ckan_data.VERIFIED_AT):
+        # The stored bytes were just read and matched ``sha256``.
+        search_index.record_resource_fields(
+            facts.dataset_id, resource_id,
+            {ckan_data.VERIFIED_AT: datetime.datetime.now(
+                datetime.timezone.utc).isoformat(timespec="seconds")})
     log.info("Backed up resource %s to %s", resource_id, destination)
     return str(destination)
 
