@@ -1,7 +1,6 @@
 """Back up files that reached the object store directly to block storage."""
 from __future__ import annotations
 
-import datetime
 import logging
 import os
 
@@ -41,9 +40,7 @@ def backup_resource_from_s3_to_block_storage(resource_id: str) -> str | bool:
     if expected and not facts.extras.get(ckan_data.VERIFIED_AT):
         # The stored bytes were just read and matched ``sha256``.
         search_index.record_resource_fields(
-            facts.dataset_id, resource_id,
-            {ckan_data.VERIFIED_AT: datetime.datetime.now(
-                datetime.timezone.utc).isoformat(timespec="seconds")})
+            facts.dataset_id, resource_id, ckan_data.verified_now())
     log.info("Backed up resource %s to %s", resource_id, destination)
     return str(destination)
 

@@ -31,6 +31,12 @@ MOVED_FROM = "s3_moved_from"
 #: (ISO 8601, UTC): by the verified upload, the SHA256 job or the deep audit.
 VERIFIED_AT = "s3_verified_at"
 
+
+def verified_now() -> dict[str, str]:
+    """The field recording that the stored bytes matched ``sha256`` now."""
+    return {VERIFIED_AT: datetime.datetime.now(
+        datetime.timezone.utc).isoformat(timespec="seconds")}
+
 #: Organizations whose data are placed in depots by hand.
 HAND_MANAGED_ORGANIZATIONS = ("figshare-import", "internal-guck")
 

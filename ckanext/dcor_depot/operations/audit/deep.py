@@ -7,7 +7,6 @@ mismatch is a finding: silent corruption found before a user finds it.
 """
 from __future__ import annotations
 
-import datetime
 import math
 import random
 from collections.abc import Callable
@@ -93,7 +92,5 @@ def check_objects(scan: SiteScan, records: list[inventory.AuditRecord],
 
 
 def _record_verified(record: inventory.AuditRecord) -> None:
-    now = datetime.datetime.now(datetime.timezone.utc)
-    search_index.record_resource_fields(
-        record.dataset_id, record.id,
-        {ckan_data.VERIFIED_AT: now.isoformat(timespec="seconds")})
+    search_index.record_resource_fields(record.dataset_id, record.id,
+                                        ckan_data.verified_now())

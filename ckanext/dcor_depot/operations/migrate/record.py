@@ -8,7 +8,6 @@ changed dataset's search-index entry updated once.
 from __future__ import annotations
 
 import collections
-import datetime
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -201,8 +200,7 @@ def s3_state_changes(url: str, sha256: str | None, *, s3_available: bool,
     if not recorded_sha256 and sha256:
         changes["sha256"] = sha256
     if sha256 and (changes or not verified_at):
-        changes[ckan_data.VERIFIED_AT] = datetime.datetime.now(
-            datetime.timezone.utc).isoformat(timespec="seconds")
+        changes.update(ckan_data.verified_now())
     return changes
 
 
