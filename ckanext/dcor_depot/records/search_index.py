@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import ckan.plugins.toolkit as tk
 import redis
@@ -83,7 +83,7 @@ def reindex_later(dataset_id: str) -> str | None:
 
 
 def record_resource_fields(dataset_id: str, resource_id: str,
-                           fields: dict[str, object]) -> bool:
+                           fields: Mapping[str, object]) -> bool:
     """Record a job's result: merge ``fields`` into the resource now, and
     update the search index in a coalesced background job. Returns False
     if nothing changed (no fields, or the resource is gone or in another
