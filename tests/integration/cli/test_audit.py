@@ -325,9 +325,10 @@ def test_sample_out_of_range_is_refused(cli, audit_site, sample):
 def test_unreachable_store_makes_the_audit_incomplete(
         cli, audit_site, ckan_config, monkeypatch, make_dataset, upload):
     stored(make_dataset, upload, True, b"kept")
-    monkeypatch.setitem(ckan_config, "dcor_object_store.endpoint_url",
-                        "http://127.0.0.1:9")
-    result = invoke(cli, COMMAND, "--fix", "--grace-hours", "0")
+    with monkeypatch.context() as patch:
+        patch.setitem(ckan_config, "dcor_object_store.endpoint_url",
+                      "http://127.0.0.1:9")
+        result = invoke(cli, COMMAND, "--fix", "--grace-hours", "0")
     assert result.exit_code == 2, result.output
     assert "http://127.0.0.1:9 is unreachable" in result.stderr
     assert summary(result).endswith(", INCOMPLETE")

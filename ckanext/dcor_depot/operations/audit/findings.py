@@ -76,8 +76,9 @@ class Finding:
     dataset_id: str = field(default="", compare=False)
 
     def sort_key(self) -> tuple[Any, ...]:
-        return (self.organization, _RANK[self.kind], self.dataset,
-                self.resource, self.key)
+        # Findings of no organization (depot files) after the others.
+        return (not self.organization, self.organization,
+                _RANK[self.kind], self.dataset, self.resource, self.key)
 
     def as_json(self) -> dict[str, str]:
         return {"kind": self.kind.value, "organization": self.organization,
