@@ -10,6 +10,7 @@ from ckanext.dcor_depot import cli, config, validators
 from ckanext.dcor_depot.hooks import (
     actions,
     downloads,
+    operator_page,
     templates,
     transactions,
     upload_actions,
@@ -35,7 +36,9 @@ class DCORDepotPlugin(plugins.SingletonPlugin):
         config.check_consistency()
         transactions.install()  # also done on import; idempotent
 
-    # IConfigurer: the resource form's direct uploads (templates/, assets/)
+    # IConfigurer: the resource form's direct uploads, the operator page's
+    # tab in the admin area and the resource page's storage box
+    # (templates/, assets/)
     def update_config(self, ckan_config: Any) -> None:
         tk.add_template_directory(ckan_config, "templates")
         tk.add_resource("assets", "dcor_depot")
@@ -71,6 +74,6 @@ class DCORDepotPlugin(plugins.SingletonPlugin):
         return uploader.get_resource_uploader(data_dict)
 
     # IBlueprint
-    def get_blueprint(self) -> Any:
-        return downloads.blueprint
+    def get_blueprint(self) -> list[Any]:
+        return [downloads.blueprint, operator_page.blueprint]
 
