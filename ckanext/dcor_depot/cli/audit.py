@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from ckanext.dcor_depot.cli import common
-from ckanext.dcor_depot.operations.audit import findings, run
+from ckanext.dcor_depot.operations.audit import findings, repair, run
 from ckanext.dcor_depot.operations.audit.usage import OBJECT_KINDS, human_bytes
 from ckanext.dcor_depot.storage import object_store
 
@@ -74,11 +74,13 @@ def audit(fix: bool, as_json: bool, deep: bool, sample: float | None,
     raise click.exceptions.Exit(report.exit_code)
 
 
-def _print_fix(finding: findings.Finding, error: str | None) -> None:
-    if error is None:
-        click.echo(f"fixed {finding.line()}")
+def _print_fix(finding: findings.Finding, status: repair.RepairStatus,
+               why: str) -> None:
+    if status is repair.RepairStatus.FAILED:
+        common.report_error(f"{status.value} {finding.line()}: {why}")
     else:
-        common.report_error(f"not fixed {finding.line()}: {error}")
+        click.echo(f"{status.value} {finding.line()}"
+                   + (f": {why}" if why else ""))
 
 
 def _print_report(report: findings.Report) -> None:

@@ -20,7 +20,8 @@ def dcor_depot_usage_auth(context: Context, data_dict: DataDict
             "msg": tk._("Only sysadmins may see the storage usage")}
 
 
-@tk.side_effect_free
+# Not side-effect free (no GET): each call lists every bucket and walks
+# the depots, which a cross-site GET must not be able to start.
 def dcor_depot_usage(context: Context, data_dict: DataDict
                      ) -> dict[str, Any]:
     """Storage used per organization, read now from the store and disks.

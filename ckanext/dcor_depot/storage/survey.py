@@ -85,9 +85,9 @@ def _open_uploads(s3: Any, bucket: str) -> Iterator[OpenUpload]:
         for item in resp.get("Uploads", []):
             yield OpenUpload(item["Key"], item["UploadId"], item["Initiated"],
                              _parts_size(s3, bucket, item))
-        if not resp.get("IsTruncated"):
-            return
-        kwargs["KeyMarker"] = resp.get("NextKeyMarker", "")
+        if not resp.get("IsTruncated") or not resp.get("NextKeyMarker"):
+            return  # (a store that says "truncated" without a marker)
+        kwargs["KeyMarker"] = resp["NextKeyMarker"]
         kwargs["UploadIdMarker"] = resp.get("NextUploadIdMarker", "")
 
 

@@ -81,9 +81,13 @@ def _resource_problems(scan: SiteScan, record: inventory.AuditRecord,
     upload = scan.uploads.get(record.id)
     backup = scan.backups.get(record.id)
     local = next((f for f in (upload, backup) if f and f.exists), None)
+    # An s3_url outside this site's buckets is a finding of its own
+    # (s3-url-mismatch, below), not a place to look for the object.
     places = [place for place in (recorded_location(record),
                                   derived_location(record))
-              if place is not None] if scan.store else []
+              if place is not None
+              and object_store.bucket_organization(place[0])
+              ] if scan.store else []
     if any(bucket not in scan.buckets for bucket, _ in places):
         return  # a bucket could not be read: the audit is incomplete
     where = next((place for place in places if scan.stored(*place)),

@@ -7,6 +7,7 @@ mismatch is a finding: silent corruption found before a user finds it.
 """
 from __future__ import annotations
 
+import datetime
 import math
 import random
 from collections.abc import Callable
@@ -22,6 +23,8 @@ from ckanext.dcor_depot.storage import transfer
 
 #: Objects read at once; each with transfer's range threads.
 OBJECTS_AT_ONCE = 4
+#: A verification is recorded again after this long.
+RECORD_AGAIN_AFTER = datetime.timedelta(days=1)
 
 
 @dataclass
@@ -81,7 +84,8 @@ def check_objects(scan: SiteScan, records: list[inventory.AuditRecord],
             result.checked += 1
             result.bytes_read += size.size if size else 0
             if digest == record.sha256:
-                _record_verified(record)
+                if _due(record.verified_at):
+                    _record_verified(record)
             else:
                 result.findings.append(Finding(
                     Kind.CHECKSUM_MISMATCH, scan.org_label(record.owner_org),
@@ -89,6 +93,19 @@ def check_objects(scan: SiteScan, records: list[inventory.AuditRecord],
                     f"expected SHA256 {record.sha256}, found {digest}",
                     dataset_id=record.dataset_id))
     return result
+
+
+def _due(verified_at: str | None) -> bool:
+    """Record a verification unless one was recorded in the last day:
+    each record changes the dataset's ``metadata_modified``."""
+    try:
+        last = datetime.datetime.fromisoformat(verified_at or "")
+    except ValueError:
+        return True
+    if last.tzinfo is None:
+        last = last.replace(tzinfo=datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return now - last >= RECORD_AGAIN_AFTER
 
 
 def _record_verified(record: inventory.AuditRecord) -> None:

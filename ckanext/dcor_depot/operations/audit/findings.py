@@ -72,7 +72,7 @@ class Finding:
     #: ``bucket:key`` of an object, or a local path
     key: str = ""
     detail: str = ""
-    #: dataset id (for links and repairs; not in the JSON)
+    #: dataset id (for links and repairs; in the JSON report too)
     dataset_id: str = field(default="", compare=False)
 
     def sort_key(self) -> tuple[Any, ...]:
@@ -170,12 +170,16 @@ def keep(report: Report) -> Path:
     reads half a file). Readable by the site's user only: it names
     private datasets and paths."""
     path = last_report_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.parent.is_symlink():
+        # storage_path is writable by the web server's user: never write
+        # where a link planted there points.
+        raise OSError(f"{path.parent} is a symlink; report not kept")
     tmp = fsops.create_temp(path.parent, path.name, "part")
     try:
+        os.chmod(tmp, 0o600)
         with open(tmp, "w", encoding="utf-8") as out:
             json.dump(report.as_json(), out, indent=1)
-        os.chmod(tmp, 0o600)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -6,10 +6,12 @@ the ground for a change. Tags are set by :func:`visibility.reconcile`
 from the database state of that moment; a missing object is uploaded by
 the S3 job's function (verified) or restored from the backup; a missing
 ``sha256`` is read from the bytes; ``s3_url`` is set to the derived URL
-only when that object exists, or the move job is queued.
+only when that object exists, or the move job is queued. Tags come first:
+closing a leak must not wait for uploads.
 """
 from __future__ import annotations
 
+import enum
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,16 +32,30 @@ from ckanext.dcor_depot.storage import (
 
 log = logging.getLogger(__name__)
 
-#: Kinds in the order they are repaired: an upload records ``sha256`` and
-#: tags its object, so those come after it.
+#: Kinds repaired one by one, in this order, after the tags (closing a
+#: leak comes first); an upload records ``sha256`` and tags its object,
+#: so the checksum comes after it.
 ORDER = (Kind.LIFECYCLE_RULE_MISSING, Kind.OBJECT_MISSING,
-         Kind.S3_URL_MISMATCH, Kind.SHA256_MISSING, Kind.WRONGLY_PUBLIC,
-         Kind.WRONGLY_PRIVATE)
+         Kind.S3_URL_MISMATCH, Kind.SHA256_MISSING)
+TAG_KINDS = (Kind.WRONGLY_PUBLIC, Kind.WRONGLY_PRIVATE)
+
+class RepairStatus(str, enum.Enum):
+    """What became of a finding; the value is the word printed."""
+    FIXED = "fixed"
+    #: handed to a background job (a move)
+    QUEUED = "queued"
+    FAILED = "not fixed"
+
+
+#: Called after each repair with the finding, its status and why.
+OnResult = Callable[[Finding, RepairStatus, str], None]
 
 
 @dataclass
 class RepairOutcome:
     fixed: list[Finding] = field(default_factory=list)
+    #: handed to a background job (a move): the finding stays reported
+    queued: list[Finding] = field(default_factory=list)
     #: findings whose repair failed, with why
     failed: list[tuple[Finding, str]] = field(default_factory=list)
 
@@ -48,37 +64,53 @@ class NotRepaired(errors.DcorDepotError):
     """The repair found nothing it may do safely; the message says why."""
 
 
-def repair(findings: list[Finding],
-           on_result: Callable[[Finding, str | None], None] | None = None
+class Queued(errors.DcorDepotError):
+    """The repair was handed to a background job; the message says which."""
+
+
+def repair(findings: list[Finding], on_result: OnResult | None = None
            ) -> RepairOutcome:
-    """Repair the fixable findings; ``on_result(finding, error)`` after
-    each one (``error`` None when repaired)."""
+    """Repair the fixable findings; ``on_result`` after each one. A
+    failing repair never stops the others."""
     outcome = RepairOutcome()
     fixable = [f for f in findings if f.kind.fixable]
-    tags = [f for f in fixable if f.kind in (Kind.WRONGLY_PUBLIC,
-                                             Kind.WRONGLY_PRIVATE)]
-    for kind in ORDER[:4]:
-        for finding in (f for f in fixable if f.kind is kind):
-            _attempt(outcome, finding, _REPAIRS[kind], on_result)
+    tags = [f for f in fixable if f.kind in TAG_KINDS]
     if tags:
         _repair_tags(outcome, tags, on_result)
+    for kind in ORDER:
+        for finding in (f for f in fixable if f.kind is kind):
+            _attempt(outcome, finding, _REPAIRS[kind], on_result)
     return outcome
 
 
 def _attempt(outcome: RepairOutcome, finding: Finding,
              func: Callable[[Finding], None],
-             on_result: Callable[[Finding, str | None], None] | None
-             ) -> None:
+             on_result: OnResult | None) -> None:
     try:
         func(finding)
-    except (errors.DcorDepotError, OSError, ValueError) as exc:
-        outcome.failed.append((finding, str(exc)))
-        if on_result:
-            on_result(finding, str(exc))
+    except Queued as exc:
+        outcome.queued.append(finding)
+        _tell(on_result, finding, RepairStatus.QUEUED, str(exc))
+        return
+    except Exception as exc:  # one repair's failure must not stop the rest
+        log.warning("Repair of %s failed", finding.line(), exc_info=True)
+        outcome.failed.append((finding, _message(exc)))
+        _tell(on_result, finding, RepairStatus.FAILED, _message(exc))
         return
     outcome.fixed.append(finding)
+    _tell(on_result, finding, RepairStatus.FIXED, "")
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, object_store.BOTO_ERRORS):
+        return object_store.describe_error(exc)
+    return str(exc) or type(exc).__name__
+
+
+def _tell(on_result: OnResult | None, finding: Finding,
+          status: RepairStatus, why: str) -> None:
     if on_result:
-        on_result(finding, None)
+        on_result(finding, status, why)
 
 
 def _object_id(finding: Finding) -> tuple[str, str]:
@@ -88,9 +120,10 @@ def _object_id(finding: Finding) -> tuple[str, str]:
 
 def _lifecycle(finding: Finding) -> None:
     s3 = object_store.get_client()
-    lifecycle.ensure_rule(s3, finding.key)
-    if not survey.has_lifecycle_rule(s3, finding.key):
-        raise NotRepaired("the store refused the lifecycle rule")
+    with object_store.translated(f"bucket {finding.key}"):
+        lifecycle.ensure_rule(s3, finding.key)
+        if not survey.has_lifecycle_rule(s3, finding.key):
+            raise NotRepaired("the store refused the lifecycle rule")
 
 
 def _facts(finding: Finding) -> ckan_data.ResourceFacts:
@@ -115,35 +148,42 @@ def _object_missing(finding: Finding) -> None:
 
 def _restore_from_backup(facts: ckan_data.ResourceFacts) -> None:
     """A direct upload whose object is gone: its backup goes back, checked
-    against the recorded ``sha256``."""
+    against the recorded ``sha256``, to where the layout puts it in a
+    bucket of this site (never where an odd ``s3_url`` points)."""
     backup = layout.backup_path(facts.id)
-    where = object_store.parse_object_url(facts.extras.get("s3_url") or "")
-    if backup is None or not backup.exists() or where is None:
+    if backup is None or not backup.exists():
         raise NotRepaired("neither an upload file nor a backup to restore")
-    ref = visibility.ObjectRef(
-        object_store.url_organization(facts.extras["s3_url"]) or "",
-        facts.dataset_id, facts.id)
+    org = object_store.url_organization(facts.extras.get("s3_url")) \
+        or facts.owner_org
+    if not org:
+        raise NotRepaired("the dataset has no organization")
+    ref = visibility.ObjectRef(org, facts.dataset_id, facts.id)
     result = transfer.upload_verified(
-        backup, *where, expected_sha256=facts.extras.get("sha256") or None,
+        backup, ref.bucket, ref.key,
+        expected_sha256=facts.extras.get("sha256") or None,
         label=f"resource {facts.id}")
     visibility.reconcile([ref], assume_closed=[ref] if result.uploaded
                          else ())
 
 
 def _s3_url(finding: Finding) -> None:
+    """``s3_url`` becomes the derived URL if that object exists; data in a
+    former organization's bucket are handed to the move job."""
     facts = _facts(finding)
     if not facts.owner_org:
         raise NotRepaired("the dataset has no organization")
-    if move.request_move_if_needed(facts.dataset_id) is not None:
-        return  # its data are in a former organization's bucket
     bucket = object_store.bucket_name(facts.owner_org)
     key = layout.object_key(facts.id)
-    if not object_store.object_exists(bucket, key):
-        raise NotRepaired(f"no object at {bucket}:{key} either")
-    search_index.record_resource_fields(
-        facts.dataset_id, facts.id,
-        {"s3_url": object_store.object_url(bucket, key),
-         "s3_available": True})
+    if object_store.object_exists(bucket, key):
+        search_index.record_resource_fields(
+            facts.dataset_id, facts.id,
+            {"s3_url": object_store.object_url(bucket, key),
+             "s3_available": True})
+        return
+    job = move.request_move_if_needed(facts.dataset_id)
+    if job is not None:
+        raise Queued(f"the move job {job} copies the data to {bucket}")
+    raise NotRepaired(f"no object at {bucket}:{key}")
 
 
 def _sha256(finding: Finding) -> None:
@@ -171,8 +211,7 @@ _REPAIRS: dict[Kind, Callable[[Finding], None]] = {
 
 
 def _repair_tags(outcome: RepairOutcome, tags: list[Finding],
-                 on_result: Callable[[Finding, str | None], None] | None
-                 ) -> None:
+                 on_result: OnResult | None) -> None:
     """All tags at once, decided from the database of this moment."""
     refs = []
     for finding in tags:
@@ -183,13 +222,12 @@ def _repair_tags(outcome: RepairOutcome, tags: list[Finding],
             finding.dataset_id, rid, artifact))
     try:
         visibility.reconcile(refs)
-    except errors.DcorDepotError as exc:
+    except Exception as exc:  # reported per finding; the rest goes on
+        log.warning("Repair of the tags failed", exc_info=True)
         for finding in tags:
-            outcome.failed.append((finding, str(exc)))
-            if on_result:
-                on_result(finding, str(exc))
+            outcome.failed.append((finding, _message(exc)))
+            _tell(on_result, finding, RepairStatus.FAILED, _message(exc))
         return
     for finding in tags:
         outcome.fixed.append(finding)
-        if on_result:
-            on_result(finding, None)
+        _tell(on_result, finding, RepairStatus.FIXED, "")

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ckanext.dcor_depot import config, errors
 from ckanext.dcor_depot.operations import visibility
 from ckanext.dcor_depot.operations.audit import analysis, deep, repair, scan
 from ckanext.dcor_depot.operations.audit.findings import (
@@ -41,33 +42,49 @@ def now_iso() -> str:
 
 
 def run_audit(options: AuditOptions,
-              on_fix: Callable[[Finding, str | None], None] | None = None,
+              on_fix: repair.OnResult | None = None,
               on_object: Callable[[int], None] | None = None) -> Report:
     """Audit the site; raises ValueError for an unknown organization."""
     report = Report(started=now_iso(), options=asdict(options))
     site = scan.scan_site(options.organizations)
     judged = analysis.judge(site, options.grace_hours * 3600)
     report.errors = list(site.errors)
-    report.findings = confirm_tags(judged.findings)
     report.usage = {org: figures.as_json()
                     for org, figures in sorted(judged.usage.items())}
-    if options.deep:
-        chosen = deep.sample(deep.candidates(site), options.sample)
-        checked = deep.check_objects(site, chosen, on_object)
-        report.findings += checked.findings
-        report.errors += checked.errors
-        report.options["deep_checked"] = checked.checked
-        report.options["deep_bytes"] = checked.bytes_read
-    if options.fix:
-        outcome = repair.repair(report.findings, on_fix)
-        repaired = set(outcome.fixed)
-        report.findings = [f for f in report.findings if f not in repaired]
-        for finding in outcome.fixed:
-            report.fixed[finding.kind.value] = \
-                report.fixed.get(finding.kind.value, 0) + 1
-    report.finished = now_iso()
-    keep(report)
+    try:
+        report.findings = confirm_missing(confirm_tags(judged.findings))
+        if options.deep:
+            _deep(site, options, report, on_object)
+        if options.fix:
+            _fix(report, on_fix)
+    except errors.DcorDepotError as exc:
+        report.errors.append(str(exc))
+    finally:
+        report.finished = now_iso()
+        if not options.organizations:  # the page shows the whole site
+            keep(report)
     return report
+
+
+def _deep(site: scan.SiteScan, options: AuditOptions, report: Report,
+          on_object: Callable[[int], None] | None) -> None:
+    chosen = deep.sample(deep.candidates(site), options.sample)
+    checked = deep.check_objects(site, chosen, on_object)
+    report.findings += checked.findings
+    report.errors += checked.errors
+    report.options["deep_checked"] = checked.checked
+    report.options["deep_bytes"] = checked.bytes_read
+
+
+def _fix(report: Report, on_fix: repair.OnResult | None) -> None:
+    outcome = repair.repair(report.findings, on_fix)
+    repaired = set(outcome.fixed)
+    report.findings = [f for f in report.findings if f not in repaired]
+    for finding in outcome.fixed:
+        report.fixed[finding.kind.value] = \
+            report.fixed.get(finding.kind.value, 0) + 1
+    report.options["fix_queued"] = len(outcome.queued)
+    report.options["fix_failed"] = len(outcome.failed)
 
 
 def confirm_tags(findings: list[Finding]) -> list[Finding]:
@@ -80,7 +97,8 @@ def confirm_tags(findings: list[Finding]) -> list[Finding]:
     states = ckan_data.dataset_states({f.dataset_id for f in tags
                                        if f.dataset_id})
     objects = [tuple(f.key.split(":", 1)) for f in tags]
-    public = survey.public_flags([(b, k) for b, k in objects])
+    with object_store.translated("cannot read the tags again"):
+        public = survey.public_flags([(b, k) for b, k in objects])
     settled = set()
     for finding, (bucket, key) in zip(tags, objects, strict=True):
         artifact, rid = layout.parse_object_key(key)
@@ -104,3 +122,33 @@ def measure_usage(organizations: tuple[str, ...] = (),
     judged = analysis.judge(site, grace_hours * 3600)
     return [figures.as_json()
             for _, figures in sorted(judged.usage.items())]
+
+
+def confirm_missing(findings: list[Finding]) -> list[Finding]:
+    """Drop ``data-lost`` and ``object-missing`` findings that a move, an
+    upload or a job settled after the scan: the resource is read again,
+    and its objects and files are looked at again."""
+    return [f for f in findings
+            if f.kind not in (Kind.DATA_LOST, Kind.OBJECT_MISSING)
+            or _still_missing(f)]
+
+
+def _still_missing(finding: Finding) -> bool:
+    facts = ckan_data.resource_facts(finding.resource)
+    if facts is None or facts.state != "active":
+        return False
+    urls = [facts.extras.get(name) for name in ("s3_url",
+                                                 ckan_data.MOVED_FROM)]
+    places = [object_store.parse_object_url(url) for url in urls
+              if isinstance(url, str) and url]
+    if facts.owner_org:
+        places.append((object_store.bucket_name(facts.owner_org),
+                       layout.object_key(facts.id)))
+    if config.s3_available() and any(
+            place and object_store.head_object(*place) for place in places):
+        return False  # the object is there (now)
+    if finding.kind is Kind.OBJECT_MISSING:
+        return True
+    backup = layout.backup_path(facts.id)
+    return not (layout.ckan_upload_path(facts.id).exists()
+                or (backup is not None and backup.exists()))

@@ -83,25 +83,44 @@ def scan_site(org_names: Iterable[str] = (), tags: bool = True) -> SiteScan:
 
 
 def _scan_local(scan: SiteScan, whole_site: bool) -> None:
+    missing = [f"{label} {path} is missing (not mounted?)"
+               for label, path in required_roots() if not path.is_dir()]
+    if missing:
+        # No file of a resource could be seen: every one would look lost.
+        scan.errors += missing
+        return
     for record in scan.records:
-        if not scan.audited(record.owner_org):
-            continue
-        try:
-            if record.url_type == "upload":
-                scan.uploads[record.id] = survey.local_file(
-                    layout.ckan_upload_path(record.id))
-            backup = layout.backup_path(record.id)
-            if backup is not None and record.url_type in ("upload",
-                                                          "s3_upload"):
-                scan.backups[record.id] = survey.local_file(backup)
-        except ValueError:
-            continue  # an id from before ids were checked: no files
+        if scan.audited(record.owner_org):
+            _scan_files(scan, record)
     if whole_site:
         try:
             scan.local_files = survey.depot_files(
                 local_roots(), skip=_is_plugin_state)
         except OSError as exc:
             scan.errors.append(f"cannot walk the depots: {exc}")
+
+
+def required_roots() -> list[tuple[str, Path]]:
+    """Folders that exist on every working site."""
+    return [("ckan.storage_path", config.storage_path()),
+            ("ckanext.dcor_depot.depots_path", config.depots_path())]
+
+
+def _scan_files(scan: SiteScan, record: inventory.AuditRecord) -> None:
+    """The upload path and the backup of a resource."""
+    try:
+        if record.url_type == "upload":
+            scan.uploads[record.id] = survey.local_file(
+                layout.ckan_upload_path(record.id))
+        backup = layout.backup_path(record.id)
+        if backup is not None and record.url_type in ("upload",
+                                                      "s3_upload"):
+            scan.backups[record.id] = survey.local_file(backup)
+    except ValueError:
+        return  # an id from before ids were checked: no files
+    except OSError as exc:  # a loop, no permission, an I/O error
+        scan.errors.append(f"cannot look at the files of resource "
+                           f"{record.id}: {exc}")
 
 
 def local_roots() -> list[Path]:
