@@ -376,3 +376,28 @@ def test_usage_per_organization(cli, audit_site, owner, make_dataset,
     assert head.split()[:2] == ["organization", "objects"]
     assert line.split()[:3] == [owner["org"]["name"], "5", "1.5"]
     assert summary(table) == "dcor-depot-usage: 1 organizations"
+
+
+def test_an_unmounted_depot_makes_the_audit_incomplete(
+        cli, audit_site, ckan_config, monkeypatch, make_dataset, upload):
+    stored(make_dataset, upload, True, b"on a disk that went away")
+    monkeypatch.setitem(ckan_config, "ckanext.dcor_depot.depots_path",
+                        str(audit_site / "not-mounted"))
+    result, report = audit(cli)
+    assert result.exit_code == 2
+    assert report["complete"] is False
+    assert any("is missing (not mounted?)" in error
+               for error in report["errors"])
+    assert "data-lost" not in kinds(report)
+
+
+def test_an_s3_url_outside_the_site_is_reported_and_fixed(
+        cli, audit_site, make_dataset, upload):
+    dataset, res = stored(make_dataset, upload, True, b"elsewhere?")
+    ckan_data.merge_resource_fields({dataset["id"]: {res["id"]: {
+        "s3_url": "https://elsewhere.example.org/bucket/resource/x"}}})
+    _, report = audit(cli)
+    assert found(report) == {("s3-url-mismatch", res["id"])}
+    fixing = invoke(cli, COMMAND, "--fix", "--grace-hours", "0")
+    assert fixing.exit_code == 0, fixing.output
+    assert resource_show(res["id"])["s3_url"] == res["s3_url"]
