@@ -113,6 +113,7 @@ def test_the_page_shows_the_last_audit_and_the_counts_now(
         site, reports, sysadmin):
     org = organization()
     public = dataset(site, org, private=False)
+    # Both stored resources were verified by their upload.
     stored_resource(site, org.editor, public["id"])  # in store, public
     private = dataset(site, org, private=True)
     verified = stored_resource(site, org.editor, private["id"])
@@ -129,7 +130,7 @@ def test_the_page_shows_the_last_audit_and_the_counts_now(
     assert "Complete yes" in shown
     assert organization_row(reply.text, org.name) == {
         "dcor-files": "3", "dcor-depot-only": "1", "dcor-in-store": "2",
-        "dcor-verified": "1", "dcor-public": "1",
+        "dcor-verified": "2", "dcor-public": "1",
         "dcor-objects": "2 / 3.5 MiB resource: 1 / 3.0 MiB; "
                         "condensed: 1 / 512.0 KiB",
         "dcor-block": "5.0 GiB", "dcor-stale": "2",
@@ -248,6 +249,9 @@ def test_verified_at_is_the_plugins_field(site):
                     s3_verified_at=VERIFIED_AT)
     assert refused.value.status == 409
     assert "s3_verified_at" in refused.value.error
-    assert not fresh_resource(res["id"]).get("s3_verified_at")
+    # the verified upload's own record stays
+    assert res["s3_verified_at"] != VERIFIED_AT
+    assert fresh_resource(res["id"])["s3_verified_at"] == \
+        res["s3_verified_at"]
     assert object_store.object_exists(org.bucket,
                                       layout.object_key(res["id"]))
