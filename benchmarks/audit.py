@@ -52,7 +52,7 @@ class BenchOrg:
     name: str
     id: str
     bucket: str
-    #: (key, bytes) of every object, in bucket order
+    #: the key of every object, in listing order
     keys: list[str] = field(default_factory=list)
 
 
