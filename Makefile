@@ -42,6 +42,7 @@ lint: setup  ## ruff (complexity too), sizes, layer contract, mypy
 bench: start  ## benchmarks against the running stack
 	$(VENV)/bin/python benchmarks/run.py
 	$(VENV)/bin/python benchmarks/direct.py
+	$(VENV)/bin/python benchmarks/audit.py
 
 clean: stop  ## remove the stack and all its data
 	bash stack/clean_pg_outside.sh
