@@ -165,6 +165,7 @@ def main() -> None:
                 base.settle()
         finally:
             base.delete_benchmark_objects(s3, bucket)
+            base.purge_benchmark_records()
 
 
 if __name__ == "__main__":

@@ -566,6 +566,32 @@ def main() -> None:
             # The store's block file never shrinks, but freed space is
             # reused: delete what the benchmark stored.
             delete_benchmark_objects(s3, bucket)
+            purge_benchmark_records()
+
+
+def purge_benchmark_records() -> None:
+    """Purge the organizations ``bench-*`` and their datasets (but those
+    of benchmarks/audit.py, which cleans up its own): their data are
+    deleted above, and resources left without data would be findings of
+    every later audit of the dev site (``make demo`` runs one)."""
+    import ckan.model as model
+    import ckan.plugins.toolkit as tk
+
+    user = tk.get_action("get_site_user")({"ignore_auth": True}, {})
+    orgs = (model.Session.query(model.Group.id, model.Group.name)
+            .filter(model.Group.is_organization.is_(True))
+            .filter(model.Group.name.like("bench-%")).all())
+    for org_id, name in orgs:
+        if name.startswith("bench-audit-"):
+            continue
+        datasets = [row.id for row in model.Session.query(model.Package.id)
+                    .filter(model.Package.owner_org == org_id)]
+        for dataset_id in datasets:
+            tk.get_action("dataset_purge")(
+                {"user": user["name"], "ignore_auth": True},
+                {"id": dataset_id})
+        tk.get_action("organization_purge")(
+            {"user": user["name"], "ignore_auth": True}, {"id": org_id})
 
 
 def benchmark_buckets(bench_bucket: str) -> set[str]:
