@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from ckanext.dcor_depot.storage import object_store
+from ckanext.dcor_depot.storage import object_store, survey
 
 
 @dataclass(frozen=True)
@@ -43,17 +43,9 @@ class PruneOutcome:
 
 def multipart_uploads(bucket: str) -> Iterator[StaleUpload]:
     """Every incomplete multipart upload of a bucket (paginated)."""
-    s3 = object_store.get_client()
-    kwargs: dict[str, Any] = {"Bucket": bucket}
-    while True:
-        resp = s3.list_multipart_uploads(**kwargs)
-        for item in resp.get("Uploads", []):
-            yield StaleUpload(bucket, item["Key"], item["UploadId"],
-                              item["Initiated"])
-        if not resp.get("IsTruncated"):
-            return
-        kwargs["KeyMarker"] = resp.get("NextKeyMarker", "")
-        kwargs["UploadIdMarker"] = resp.get("NextUploadIdMarker", "")
+    for item in survey.open_uploads(object_store.get_client(), bucket):
+        yield StaleUpload(bucket, item["Key"], item["UploadId"],
+                          item["Initiated"])
 
 
 def prune_multipart_uploads(older_than_days: float, *, dry_run: bool = False,

@@ -18,9 +18,8 @@ import ckan.plugins.toolkit as tk
 
 from ckanext.dcor_depot import config
 from ckanext.dcor_depot.records import ckan_data
+from ckanext.dcor_depot.records.inventory import FILE_URL_TYPES
 from ckanext.dcor_depot.storage import layout, object_store
-
-FILE_URL_TYPES = ("upload", "s3_upload")
 
 
 @dataclass(frozen=True)

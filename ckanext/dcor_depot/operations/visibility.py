@@ -24,19 +24,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TypeVar
 
 from ckanext.dcor_depot import config
 from ckanext.dcor_depot.records import ckan_data
-from ckanext.dcor_depot.storage import layout, object_store
+from ckanext.dcor_depot.storage import layout, object_store, survey
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
-R = TypeVar("R")
 
 #: Rounds of "tag, re-read" before giving up on a dataset whose state keeps
 #: changing (it is then left to the sync job / command).
@@ -253,16 +249,6 @@ def _without_missing(wanted: Mapping[ObjectRef, bool]
     return kept
 
 
-def _in_parallel(func: Callable[[T], R], items: list[T]) -> list[R]:
-    """``func`` of every item, with up to TAGGING_THREADS requests at once
-    (each is a round trip to the store)."""
-    if len(items) <= 1:
-        return [func(item) for item in items]
-    with ThreadPoolExecutor(min(TAGGING_THREADS, len(items)),
-                            thread_name_prefix="dcor-tags") as pool:
-        return list(pool.map(func, items))
-
-
 def sync_dataset(dataset_id: str, extra_orgs: Iterable[str] = (),
                  extra_resources: Iterable[str] = ()) -> int:
     """Bring every object of a dataset in line with the database.
@@ -327,12 +313,12 @@ def bucket_tag_changes(bucket: str, org_id: str) -> list[TagChange]:
 def _tag_changes(refs: list[ObjectRef],
                  states: Mapping[str, ckan_data.DatasetState]
                  ) -> list[TagChange]:
-    def look(ref: ObjectRef) -> TagChange | None:
-        tags = object_store.get_tags(ref.bucket, ref.key)
-        if tags is None:
-            return None
-        now = tags.get(object_store.PUBLIC_TAG) == "true"
+    public = survey.public_flags([(ref.bucket, ref.key) for ref in refs],
+                                 threads=TAGGING_THREADS)
+    changes = []
+    for ref in refs:
+        now = public[(ref.bucket, ref.key)]
         wanted = should_be_public(ref, states)
-        return None if now == wanted else TagChange(ref, now, wanted)
-
-    return [change for change in _in_parallel(look, refs) if change]
+        if now is not None and now != wanted:  # None: no such object
+            changes.append(TagChange(ref, now, wanted))
+    return changes

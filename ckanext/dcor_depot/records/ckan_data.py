@@ -301,10 +301,16 @@ def resource_datasets(resource_ids: Iterable[str]) -> dict[str, str]:
 
 def organization_ids() -> set[str]:
     """Ids of every organization of this site (any state)."""
+    return set(organization_names())
+
+
+def organization_names() -> dict[str, str]:
+    """``{id: name}`` of every organization of this site (any state)."""
     grp = model.group_table
     with model.meta.engine.connect() as fresh:
-        return {row[0] for row in fresh.execute(
-            sa.select(grp.c.id).where(grp.c.is_organization.is_(True)))}
+        return {row.id: row.name for row in fresh.execute(
+            sa.select(grp.c.id, grp.c.name)
+            .where(grp.c.is_organization.is_(True)))}
 
 
 @dataclass(frozen=True)

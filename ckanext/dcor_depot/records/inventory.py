@@ -19,6 +19,8 @@ from ckanext.dcor_depot.records import ckan_data
 
 #: Dataset states whose resources the commands handle (deleted ones not).
 DATASET_STATES = ("active", "draft")
+#: ``url_type`` of resources with a file (the others are links).
+FILE_URL_TYPES = ("upload", "s3_upload")
 
 
 @dataclass(frozen=True)
@@ -130,7 +132,7 @@ class AuditRecord:
         """An uploaded file (not a link), in an active resource of an
         active or draft dataset."""
         return (self.state == "active" and self.dataset_state in
-                DATASET_STATES and self.url_type in ("upload", "s3_upload"))
+                DATASET_STATES and self.url_type in FILE_URL_TYPES)
 
 
 def audit_records(org_ids: Iterable[str] | None = None
@@ -172,11 +174,3 @@ def _audit_record(row: Any) -> AuditRecord:
         moved_from=text(ckan_data.MOVED_FROM),
         verified_at=text(ckan_data.VERIFIED_AT))
 
-
-def organization_names() -> dict[str, str]:
-    """``{id: name}`` of every organization (any state)."""
-    grp = model.group_table
-    with model.meta.engine.connect() as fresh:
-        return {row.id: row.name for row in fresh.execute(
-            sa.select(grp.c.id, grp.c.name)
-            .where(grp.c.is_organization.is_(True)))}

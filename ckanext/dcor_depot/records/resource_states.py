@@ -13,12 +13,14 @@ import ckan.model as model
 import sqlalchemy as sa
 
 from ckanext.dcor_depot.records import ckan_data
-from ckanext.dcor_depot.records.inventory import DATASET_STATES
+from ckanext.dcor_depot.records.inventory import (
+    DATASET_STATES,
+    FILE_URL_TYPES,
+)
 
 #: The values ``tk.asbool`` takes for true, as ``s3_available`` may be a
 #: JSON boolean (the atomic merge) or a string (a sysadmin's edit).
 _TRUE_TEXTS = ("true", "yes", "on", "y", "t", "1")
-FILE_URL_TYPES = ("upload", "s3_upload")
 
 
 @dataclass(frozen=True)

@@ -46,18 +46,35 @@ def ensure_rule(s3: Any, bucket: str) -> None:
                     exc)
 
 
-def _merge_rule(s3: Any, bucket: str) -> None:
+def _configuration(s3: Any, bucket: str) -> dict[str, Any]:
+    """The bucket's lifecycle configuration (no rules: none)."""
     try:
-        current = s3.get_bucket_lifecycle_configuration(Bucket=bucket)
+        return s3.get_bucket_lifecycle_configuration(Bucket=bucket)
     except botocore.exceptions.ClientError as exc:
         if exc.response.get("Error", {}).get("Code") \
                 != "NoSuchLifecycleConfiguration":
             raise
-        current = {"Rules": []}
+        return {"Rules": []}
+
+
+def _applies(rules: list[dict[str, Any]]) -> bool:
+    """The plugin's rule is among ``rules``, enabled and as it should be."""
+    wanted = rule()["AbortIncompleteMultipartUpload"]
+    return any(found.get("ID") == RULE_ID
+               and found.get("Status") == "Enabled"
+               and found.get("AbortIncompleteMultipartUpload") == wanted
+               for found in rules)
+
+
+def has_rule(s3: Any, bucket: str) -> bool:
+    """Whether the bucket carries the plugin's rule, enabled."""
+    return _applies(_configuration(s3, bucket)["Rules"])
+
+
+def _merge_rule(s3: Any, bucket: str) -> None:
+    current = _configuration(s3, bucket)
     rules = current["Rules"]
-    ours = [found for found in rules if found.get("ID") == RULE_ID]
-    if ours and ours[0].get("AbortIncompleteMultipartUpload") \
-            == rule()["AbortIncompleteMultipartUpload"]:
+    if _applies(rules):
         return
     others = [found for found in rules if found.get("ID") != RULE_ID]
     extra = {}

@@ -74,21 +74,27 @@ def survey_bucket(bucket: str) -> BucketSurvey:
             found.missing = True
             return found
         found.uploads = list(_open_uploads(s3, bucket))
-        found.has_lifecycle_rule = has_lifecycle_rule(s3, bucket)
+        found.has_lifecycle_rule = lifecycle.has_rule(s3, bucket)
     return found
 
 
-def _open_uploads(s3: Any, bucket: str) -> Iterator[OpenUpload]:
+def open_uploads(s3: Any, bucket: str) -> Iterator[dict[str, Any]]:
+    """Every incomplete multipart upload of a bucket, as the store lists
+    it (``Key``, ``UploadId``, ``Initiated``; paginated)."""
     kwargs: dict[str, Any] = {"Bucket": bucket}
     while True:
         resp = s3.list_multipart_uploads(**kwargs)
-        for item in resp.get("Uploads", []):
-            yield OpenUpload(item["Key"], item["UploadId"], item["Initiated"],
-                             _parts_size(s3, bucket, item))
+        yield from resp.get("Uploads", [])
         if not resp.get("IsTruncated") or not resp.get("NextKeyMarker"):
             return  # (a store that says "truncated" without a marker)
         kwargs["KeyMarker"] = resp["NextKeyMarker"]
         kwargs["UploadIdMarker"] = resp.get("NextUploadIdMarker", "")
+
+
+def _open_uploads(s3: Any, bucket: str) -> Iterator[OpenUpload]:
+    for item in open_uploads(s3, bucket):
+        yield OpenUpload(item["Key"], item["UploadId"], item["Initiated"],
+                         _parts_size(s3, bucket, item))
 
 
 def _parts_size(s3: Any, bucket: str, upload: dict[str, Any]) -> int:
@@ -108,24 +114,11 @@ def _parts_size(s3: Any, bucket: str, upload: dict[str, Any]) -> int:
         raise
 
 
-def has_lifecycle_rule(s3: Any, bucket: str) -> bool:
-    try:
-        rules = s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
-    except botocore.exceptions.ClientError as exc:
-        if object_store.error_code(exc) != "NoSuchLifecycleConfiguration":
-            raise
-        return False
-    return any(rule.get("ID") == lifecycle.RULE_ID
-               and rule.get("Status") == "Enabled"
-               and rule.get("AbortIncompleteMultipartUpload")
-               == lifecycle.rule()["AbortIncompleteMultipartUpload"]
-               for rule in rules)
-
-
-def public_flags(objects: Iterable[tuple[str, str]]
+def public_flags(objects: Iterable[tuple[str, str]],
+                 threads: int = TAG_THREADS
                  ) -> dict[tuple[str, str], bool | None]:
     """``{(bucket, key): carries public=true}`` (None: gone meanwhile),
-    one tagging request per object, TAG_THREADS at once."""
+    one tagging request per object, ``threads`` at once."""
     items = list(objects)
 
     def flag(item: tuple[str, str]) -> bool | None:
@@ -135,7 +128,7 @@ def public_flags(objects: Iterable[tuple[str, str]]
 
     if not items:
         return {}
-    with ThreadPoolExecutor(min(TAG_THREADS, len(items)),
+    with ThreadPoolExecutor(min(threads, len(items)),
                             thread_name_prefix="dcor-audit-tags") as pool:
         return dict(zip(items, pool.map(flag, items), strict=True))
 

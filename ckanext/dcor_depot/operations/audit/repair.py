@@ -26,7 +26,6 @@ from ckanext.dcor_depot.storage import (
     layout,
     lifecycle,
     object_store,
-    survey,
     transfer,
 )
 
@@ -113,16 +112,20 @@ def _tell(on_result: OnResult | None, finding: Finding,
         on_result(finding, status, why)
 
 
-def _object_id(finding: Finding) -> tuple[str, str]:
+def object_ref(finding: Finding) -> visibility.ObjectRef:
+    """The object a tag finding names (``key`` is ``bucket:key``)."""
     bucket, _, key = finding.key.partition(":")
-    return bucket, key
+    artifact, rid = layout.parse_object_key(key)
+    return visibility.ObjectRef(
+        object_store.bucket_organization(bucket) or "", finding.dataset_id,
+        rid, artifact)
 
 
 def _lifecycle(finding: Finding) -> None:
     s3 = object_store.get_client()
     with object_store.translated(f"bucket {finding.key}"):
         lifecycle.ensure_rule(s3, finding.key)
-        if not survey.has_lifecycle_rule(s3, finding.key):
+        if not lifecycle.has_rule(s3, finding.key):
             raise NotRepaired("the store refused the lifecycle rule")
 
 
@@ -213,15 +216,8 @@ _REPAIRS: dict[Kind, Callable[[Finding], None]] = {
 def _repair_tags(outcome: RepairOutcome, tags: list[Finding],
                  on_result: OnResult | None) -> None:
     """All tags at once, decided from the database of this moment."""
-    refs = []
-    for finding in tags:
-        bucket, key = _object_id(finding)
-        artifact, rid = layout.parse_object_key(key)
-        refs.append(visibility.ObjectRef(
-            object_store.bucket_organization(bucket) or "",
-            finding.dataset_id, rid, artifact))
     try:
-        visibility.reconcile(refs)
+        visibility.reconcile([object_ref(finding) for finding in tags])
     except Exception as exc:  # reported per finding; the rest goes on
         log.warning("Repair of the tags failed", exc_info=True)
         for finding in tags:

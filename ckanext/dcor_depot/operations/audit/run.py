@@ -96,18 +96,12 @@ def confirm_tags(findings: list[Finding]) -> list[Finding]:
         return findings
     states = ckan_data.dataset_states({f.dataset_id for f in tags
                                        if f.dataset_id})
-    objects = [tuple(f.key.split(":", 1)) for f in tags]
+    refs = [repair.object_ref(finding) for finding in tags]
     with object_store.translated("cannot read the tags again"):
-        public = survey.public_flags([(b, k) for b, k in objects])
-    settled = set()
-    for finding, (bucket, key) in zip(tags, objects, strict=True):
-        artifact, rid = layout.parse_object_key(key)
-        ref = visibility.ObjectRef(
-            object_store.bucket_organization(bucket) or "",
-            finding.dataset_id, rid, artifact)
-        now = public.get((bucket, key))
-        if now is None or now == visibility.should_be_public(ref, states):
-            settled.add(finding)
+        public = survey.public_flags([(ref.bucket, ref.key) for ref in refs])
+    settled = {finding for finding, ref in zip(tags, refs, strict=True)
+               if public.get((ref.bucket, ref.key)) in (
+                   None, visibility.should_be_public(ref, states))}
     return [f for f in findings if f not in settled]
 
 

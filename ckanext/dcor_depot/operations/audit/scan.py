@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ckanext.dcor_depot import config, errors
-from ckanext.dcor_depot.records import inventory
+from ckanext.dcor_depot.records import ckan_data, inventory
 from ckanext.dcor_depot.storage import fsops, layout, object_store, survey
 
 #: Buckets surveyed at once (each is a few sequential requests).
@@ -63,7 +63,7 @@ def scan_site(org_names: Iterable[str] = (), tags: bool = True) -> SiteScan:
     """Read everything the audit needs (of the named organizations, or of
     the whole site). Failures are collected in ``errors``: the audit is
     then incomplete, never wrong about what it did read."""
-    names = inventory.organization_names()
+    names = ckan_data.organization_names()
     wanted = set(org_names)
     by_name = {name: oid for oid, name in names.items()}
     unknown = wanted - by_name.keys()
@@ -113,8 +113,8 @@ def _scan_files(scan: SiteScan, record: inventory.AuditRecord) -> None:
             scan.uploads[record.id] = survey.local_file(
                 layout.ckan_upload_path(record.id))
         backup = layout.backup_path(record.id)
-        if backup is not None and record.url_type in ("upload",
-                                                      "s3_upload"):
+        if backup is not None and record.url_type in \
+                inventory.FILE_URL_TYPES:
             scan.backups[record.id] = survey.local_file(backup)
     except ValueError:
         return  # an id from before ids were checked: no files
