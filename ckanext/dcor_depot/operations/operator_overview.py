@@ -19,8 +19,6 @@ from ckanext.dcor_depot.records.resource_states import StateCounts
 #: output has them all).
 MAX_FINDINGS_SHOWN = 500
 
-_WORST_FIRST = {kind: rank for rank, kind in enumerate(audit.Kind)}
-
 
 @dataclass(frozen=True)
 class OrganizationRow:
@@ -67,7 +65,7 @@ def _count(mapping: Any, key: str) -> int:
 
 def worst_first(found: list[audit.Finding]) -> list[audit.Finding]:
     return sorted(found, key=lambda item: (
-        _WORST_FIRST[item.kind], item.organization, item.dataset,
+        item.kind.rank, item.organization, item.dataset,
         item.resource, item.key))
 
 

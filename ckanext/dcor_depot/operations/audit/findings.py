@@ -49,6 +49,11 @@ class Kind(str, enum.Enum):
     LIFECYCLE_RULE_MISSING = "lifecycle-rule-missing"
 
     @property
+    def rank(self) -> int:
+        """0 for the worst kind (the order of the enum)."""
+        return _RANK[self]
+
+    @property
     def fixable(self) -> bool:
         """``--fix`` repairs it (without deleting anything)."""
         return self in FIXABLE
@@ -78,7 +83,7 @@ class Finding:
     def sort_key(self) -> tuple[Any, ...]:
         # Findings of no organization (depot files) after the others.
         return (not self.organization, self.organization,
-                _RANK[self.kind], self.dataset, self.resource, self.key)
+                self.kind.rank, self.dataset, self.resource, self.key)
 
     def as_json(self) -> dict[str, str]:
         return {"kind": self.kind.value, "organization": self.organization,

@@ -9,7 +9,6 @@ depots and the backup location.
 from __future__ import annotations
 
 import datetime
-import os
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -201,7 +200,3 @@ def age(scan: SiteScan, when: datetime.datetime | None) -> float:
     if when.tzinfo is None:
         when = when.replace(tzinfo=datetime.timezone.utc)
     return (scan.now - when).total_seconds()
-
-
-def real_path(path: Path) -> str:
-    return os.path.realpath(path)
