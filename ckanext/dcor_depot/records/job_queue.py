@@ -15,6 +15,7 @@ from typing import Any
 
 from ckan.lib import jobs as ckan_jobs
 from rq.job import Job, JobStatus, NoSuchJobError
+from rq.registry import StartedJobRegistry
 
 #: States in which a job has not read anything yet.
 WAITING = frozenset({JobStatus.QUEUED, JobStatus.DEFERRED,
@@ -29,7 +30,26 @@ def job_status(job_id: str) -> JobStatus | None:
         job = Job.fetch(job_id, connection=ckan_jobs.connect_to_redis())
     except NoSuchJobError:
         return None
-    return job.get_status(refresh=False)
+    return current_status(job)
+
+
+def current_status(job: Job) -> JobStatus:
+    """The job's status, with a killed job's "started" corrected.
+
+    A worker killed with its job (SIGKILL, OOM, a lost machine) leaves the
+    job "started"; RQ only notices at a worker's next maintenance (every
+    10 minutes) once the job's heartbeat expired (about 90 s). Until then
+    the job would look pending and block its re-queueing: here the
+    registry is cleaned by RQ's own means as soon as the heartbeat expired.
+    """
+    status = job.get_status(refresh=False)
+    if status != JobStatus.STARTED:
+        return status
+    registry = StartedJobRegistry(job.origin, connection=job.connection)
+    if job.id not in registry.get_expired_job_ids():
+        return status
+    registry.cleanup()  # marks it failed (or re-queues it, with retries)
+    return job.get_status(refresh=True)
 
 
 def is_pending(job_id: str) -> bool:
@@ -48,7 +68,7 @@ def enqueue_once(func: Callable[..., Any], args: Sequence[Any], *,
             job: Job | None = Job.fetch(jid, connection=connection)
         except NoSuchJobError:
             job = None
-        status = job.get_status(refresh=False) if job else None
+        status = current_status(job) if job else None
         if status in WAITING:
             return None  # reads the state when it starts
         if status == JobStatus.STARTED:
@@ -56,8 +76,25 @@ def enqueue_once(func: Callable[..., Any], args: Sequence[Any], *,
         if job is not None:
             # An ended job's key expires; a new job under its id would
             # inherit the expiry and could vanish before it runs.
-            job.delete()
+            _delete(job)
         ckan_jobs.enqueue(func, list(args), title=title, queue=queue,
                           rq_kwargs={"job_id": jid, "timeout": timeout})
         return jid
     raise AssertionError("unreachable: the unique id is never taken")
+
+
+def _delete(job: Job) -> None:
+    """Delete an ended job, also one whose worker was killed.
+
+    RQ 2 fails to delete a job whose execution record expired with its
+    killed worker (ValueError, after it took the job out of its
+    registries): its keys are then deleted directly.
+    """
+    try:
+        job.delete()
+    except ValueError:
+        executions = getattr(job, "execution_registry", None)
+        keys = [job.key, job.dependents_key, job.dependencies_key]
+        if executions is not None:
+            keys.append(executions.key)
+        job.connection.delete(*keys)

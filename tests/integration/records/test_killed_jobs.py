@@ -1,0 +1,35 @@
+"""A job whose worker was killed does not block its re-queueing until its
+timeout: once its heartbeat expired it counts as failed and can be queued
+again (RQ alone would notice only at a worker's next maintenance)."""
+from __future__ import annotations
+
+import time
+
+from ckan.lib import jobs as ckan_jobs
+from rq.job import JobStatus
+
+from ckanext.dcor_depot.records import job_queue
+from tests.support.stack import kill_tree, wait_for
+
+QUEUE = "dcor-normal"
+
+
+def test_a_killed_workers_job_can_be_queued_again(pipeline, start_worker):
+    job_id = "killed-worker-job"
+    ckan_jobs.enqueue(time.sleep, [3600], queue=QUEUE, title="sleeps",
+                      rq_kwargs={"job_id": job_id, "timeout": 7200})
+    worker = start_worker(QUEUE)
+    wait_for(lambda: job_queue.job_status(job_id) == JobStatus.STARTED,
+             timeout=120, what="the job to start")
+    kill_tree(worker.pid)  # the worker and its work horse, no goodbye
+    worker.wait(30)
+    assert job_queue.is_pending(job_id)  # its heartbeat is still fresh
+
+    # The heartbeat lasts the monitoring interval (30 s) + 60 s.
+    wait_for(lambda: not job_queue.is_pending(job_id), timeout=180,
+             interval=2, what="the killed job to count as failed")
+    assert job_queue.job_status(job_id) == JobStatus.FAILED
+    queued = job_queue.enqueue_once(time.sleep, [0], job_id=job_id,
+                                    queue=QUEUE, timeout=60, title="again")
+    assert queued == job_id
+    assert job_queue.job_status(job_id) == JobStatus.QUEUED
