@@ -265,7 +265,7 @@ start_web() {
 
 start_worker() {
     pid_alive "$WORKER_PIDFILE" && return 0
-    nohup setsid "${CKAN_CMD[@]}" -c "$CKAN_INI" jobs worker default dcor-short dcor-normal \
+    nohup setsid "${CKAN_CMD[@]}" -c "$CKAN_INI" dcor-depot-worker default dcor-short dcor-normal \
         > "$CKAN_DIR/worker.log" 2>&1 &
     echo $! > "$WORKER_PIDFILE"
     STARTED+=(worker)

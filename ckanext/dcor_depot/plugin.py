@@ -10,6 +10,7 @@ from ckanext.dcor_depot import cli, config, validators
 from ckanext.dcor_depot.hooks import (
     actions,
     downloads,
+    jobs,
     operator_page,
     templates,
     transactions,
@@ -30,6 +31,7 @@ class DCORDepotPlugin(plugins.SingletonPlugin):
     plugins.implements(plugins.IClick)
     plugins.implements(plugins.IUploader, inherit=True)
     plugins.implements(plugins.IBlueprint)
+    plugins.implements(plugins.IForkObserver)
 
     # IConfigurable
     def configure(self, ckan_config: Any) -> None:
@@ -77,3 +79,6 @@ class DCORDepotPlugin(plugins.SingletonPlugin):
     def get_blueprint(self) -> list[Any]:
         return [downloads.blueprint, operator_page.blueprint]
 
+    # IForkObserver: a worker is about to fork for its next job
+    def before_fork(self) -> None:
+        jobs.recover_abandoned_jobs()

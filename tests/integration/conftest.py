@@ -145,7 +145,8 @@ def tmpfs_dir(tmp_path: Path) -> Iterator[Path]:
 @pytest.fixture
 def start_worker(request: pytest.FixtureRequest, tmp_path: Path
                  ) -> Iterator[Callable[..., subprocess.Popen]]:
-    """Start real `ckan jobs worker` processes with the tests' CKAN ini.
+    """Start real `ckan jobs worker` processes with the tests' CKAN ini
+    (``command=("dcor-depot-worker",)``: the plugin's worker).
 
     The ini comes from the --ckan-ini option (CI runs with another one).
     Each worker and the work horses it forks are killed in teardown.
@@ -153,10 +154,12 @@ def start_worker(request: pytest.FixtureRequest, tmp_path: Path
     ini = request.config.getoption("--ckan-ini")
     started: list[tuple[subprocess.Popen, IO[bytes]]] = []
 
-    def start(*queues: str) -> subprocess.Popen:
+    def start(*queues: str,
+              command: tuple[str, ...] = ("jobs", "worker")
+              ) -> subprocess.Popen:
         log = open(tmp_path / f"worker-{len(started)}.log", "wb")
         proc = subprocess.Popen(
-            [ckan_command(), "-c", ini, "jobs", "worker", *queues],
+            [ckan_command(), "-c", ini, *command, *queues],
             stdout=log, stderr=subprocess.STDOUT)
         started.append((proc, log))
         return proc

@@ -18,6 +18,7 @@ from ckanext.dcor_depot.cli import (
     move,
     prune,
     visibility,
+    worker,
 )
 
 
@@ -35,4 +36,5 @@ def get_commands() -> list[Any]:
         check.check_depot,
         audit.audit,
         audit.usage,
+        worker.worker,
     ]

@@ -51,6 +51,9 @@ def run_jobs_dcor_depot(modified_days: int) -> None:
     failed or never ran. The S3 upload runs only when S3 is configured.
     """
     common.check_modified_days(COMMAND, modified_days)
+    # Jobs of dead workers go back to the queue (they would skip work
+    # this run does, but must not stay "started").
+    dcor_jobs.recover_abandoned_jobs()
     records = inventory.resource_records(modified_days)
     tally = common.Tally(COMMAND, "done", "skipped")
     total = len(records)

@@ -56,6 +56,15 @@ BACKUP_S3 = JobKind("s3-backup",
 SHA256_S3 = JobKind("s3-sha256", direct_upload.record_sha256,
                     "dcor-normal", 3600, "Record the SHA256 of resource")
 KINDS = (SYMLINK, UPLOAD_S3, BACKUP_S3, SHA256_S3)
+#: Every queue the plugin's jobs use (moves and search-index updates
+#: included).
+QUEUES = ("default", "dcor-short", "dcor-normal")
+
+
+def recover_abandoned_jobs() -> None:
+    """Before a worker forks for its next job: re-queue the jobs of
+    workers that died (see job_queue.recover_abandoned)."""
+    job_queue.recover_abandoned(QUEUES)
 
 
 def job_id(resource_id: str, kind: JobKind) -> str:
@@ -104,6 +113,7 @@ def enqueue_resource_jobs(resource: dict[str, Any]) -> list[str]:
             rq_kwargs: dict[str, Any] = {
                 "job_id": jid,
                 "timeout": _timeout(kind, resource),
+                "retry": job_queue.retry_policy(),
             }
             if previous is not None:
                 rq_kwargs["depends_on"] = Dependency(jobs=[previous],
@@ -162,6 +172,7 @@ def enqueue_visibility_sync(dataset_id: str, extra_orgs: list[str],
     ckan_jobs.enqueue(visibility.sync_dataset_job,
                       [dataset_id, extra_orgs, extra_resources],
                       title=f"Sync object visibility of dataset {dataset_id}",
-                      queue=SYMLINK.queue, rq_kwargs={"job_id": jid,
-                                                      "timeout": 3600})
+                      queue=SYMLINK.queue,
+                      rq_kwargs={"job_id": jid, "timeout": 3600,
+                                 "retry": job_queue.retry_policy()})
     return True

@@ -9,19 +9,48 @@ it after the change.
 """
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from ckan.lib import jobs as ckan_jobs
+from rq import Retry
 from rq.job import Job, JobStatus, NoSuchJobError
 from rq.registry import StartedJobRegistry
+
+log = logging.getLogger(__name__)
 
 #: States in which a job has not read anything yet.
 WAITING = frozenset({JobStatus.QUEUED, JobStatus.DEFERRED,
                      JobStatus.SCHEDULED})
 #: States in which a job will still run or is running.
 PENDING = WAITING | {JobStatus.STARTED}
+#: How often RQ runs a job again whose worker died (or that raised):
+#: every job of the plugin is idempotent and reads its state anew.
+RETRIES = 2
+
+
+def retry_policy() -> Retry:
+    """RQ's retry of the plugin's jobs: at once, with no scheduler."""
+    return Retry(max=RETRIES)
+
+
+def recover_abandoned(queue_names: Sequence[str]) -> None:
+    """Have RQ re-queue the jobs whose worker died, now.
+
+    RQ notices a dead worker's job only when a worker cleans its
+    registries (every 10 minutes); cleaning them before each job and on
+    each enqueue runs such a job again about 90 s after its worker died
+    (its heartbeat's lifetime). Never raises: it runs in the worker.
+    """
+    for name in queue_names:
+        try:
+            queue = ckan_jobs.get_queue(name)
+            StartedJobRegistry(queue=queue).cleanup()
+        except Exception as exc:  # noqa: BLE001 - a worker must go on
+            log.warning("Cleaning the registry of queue %s failed: %s",
+                        name, exc)
 
 
 def job_status(job_id: str) -> JobStatus | None:
@@ -78,7 +107,8 @@ def enqueue_once(func: Callable[..., Any], args: Sequence[Any], *,
             # inherit the expiry and could vanish before it runs.
             _delete(job)
         ckan_jobs.enqueue(func, list(args), title=title, queue=queue,
-                          rq_kwargs={"job_id": jid, "timeout": timeout})
+                          rq_kwargs={"job_id": jid, "timeout": timeout,
+                                     "retry": retry_policy()})
         return jid
     raise AssertionError("unreachable: the unique id is never taken")
 

@@ -3,6 +3,7 @@ timeout: once its heartbeat expired it counts as failed and can be queued
 again (RQ alone would notice only at a worker's next maintenance)."""
 from __future__ import annotations
 
+import subprocess
 import time
 
 from ckan.lib import jobs as ckan_jobs
@@ -33,3 +34,30 @@ def test_a_killed_workers_job_can_be_queued_again(pipeline, start_worker):
                                     queue=QUEUE, timeout=60, title="again")
     assert queued == job_id
     assert job_queue.job_status(job_id) == JobStatus.QUEUED
+
+
+def test_the_plugins_worker_runs_a_dead_workers_job_again(
+        pipeline, start_worker, tmp_path):
+    """The plugin's jobs are queued with retries and its worker cleans
+    RQ's registries every minute: a job whose worker was SIGKILLed runs
+    again within minutes (RQ alone: when the timeout ends, here 2 h)."""
+    first_run, second_run = tmp_path / "first", tmp_path / "second"
+    # A job the worker can import: it sleeps on its first run only.
+    script = (f"if [ -e {first_run} ]; then touch {second_run}; "
+              f"else touch {first_run}; sleep 3600; fi")
+    job_id = job_queue.enqueue_once(
+        subprocess.check_call, [["sh", "-c", script]],
+        job_id="dead-worker-job", queue=QUEUE, timeout=7200,
+        title="sleeps on its first run")
+    assert job_id == "dead-worker-job"
+    first = start_worker(QUEUE, command=("dcor-depot-worker",))
+    wait_for(first_run.exists, timeout=120, what="the first run to start")
+    kill_tree(first.pid)
+    first.wait(30)
+    killed_at = time.monotonic()
+
+    start_worker(QUEUE, command=("dcor-depot-worker",))
+    wait_for(lambda: job_queue.job_status(job_id) == JobStatus.FINISHED,
+             timeout=300, interval=2, what="the job to run again")
+    assert time.monotonic() - killed_at < 300
+    assert second_run.exists()
