@@ -8,7 +8,7 @@ TEST_INI := .devstack/ckan-$(CKAN_VERSION)/test.ini
 PYTEST_ARGS ?=
 TESTS ?= tests
 
-.PHONY: setup start stop demo test test-unit test-slow lint bench clean
+.PHONY: setup start stop demo test test-unit test-slow test-faults lint bench clean
 
 setup:  ## install Debian packages, a venv with CKAN and this plugin
 	bash stack/install.sh
@@ -32,6 +32,15 @@ test-unit: setup  ## the unit tier only: no service, no CKAN config
 test-slow: setup  ## long scenarios (multi-GB files, killed workers)
 	bash stack/start.sh test
 	$(VENV)/bin/python -m pytest --ckan-ini=$(TEST_INI) -m slow $(PYTEST_ARGS) $(TESTS)
+
+# 20 seeded iterations per scenario (the regular suite runs 3); each passed
+# scenario adds a JSON line to .devstack/fault-report.jsonl.
+FAULT_ITERATIONS ?= 20
+FAULT_REPORT ?= .devstack/fault-report.jsonl
+test-faults: setup  ## the fault suite: killed workers, services restarted, full disks
+	bash stack/start.sh test
+	DCOR_FAULT_ITERATIONS=$(FAULT_ITERATIONS) DCOR_FAULT_REPORT=$(abspath $(FAULT_REPORT)) \
+	    $(VENV)/bin/python -m pytest --ckan-ini=$(TEST_INI) -m faults $(PYTEST_ARGS) tests/integration/faults
 
 lint: setup  ## ruff (complexity too), sizes, layer contract, mypy
 	$(VENV)/bin/ruff check ckanext tests benchmarks stack

@@ -1,0 +1,53 @@
+"""The fault suite (`make test-faults`: 20 seeded iterations per
+scenario; the regular suite runs a reduced seeded subset).
+
+Every test here is marked ``faults`` and works on buckets, depots and
+backups of its own, so that the audit of its organizations sees only
+what the scenario made.
+"""
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ckanext.dcor_depot.storage import object_store
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if Path(str(item.fspath)).parent == Path(__file__).parent:
+            item.add_marker(pytest.mark.faults)
+
+
+@pytest.fixture
+def fault_site(pipeline, with_extended_cli, ckan_config, monkeypatch,
+               tmp_path) -> Iterator[Path]:
+    """Buckets (a template of this test), depots, backups and temporary
+    files of this test only; its buckets are removed afterwards."""
+    template = f"test-f{uuid.uuid4().hex[:10]}-{{organization_id}}"
+    monkeypatch.setitem(ckan_config, "dcor_object_store.bucket_name",
+                        template)
+    for option, folder in (("ckanext.dcor_depot.depots_path", "depots"),
+                           ("dcor_object_store.local_backup_location",
+                            "backup"),
+                           ("ckanext.dcor_depot.tmp_dir", "tmp")):
+        (tmp_path / folder).mkdir()
+        monkeypatch.setitem(ckan_config, option, str(tmp_path / folder))
+    object_store._known_buckets.clear()
+    yield tmp_path
+    remove_buckets_of_this_test()
+
+
+def remove_buckets_of_this_test() -> None:
+    s3: Any = object_store.get_client()
+    for bucket in object_store.site_buckets():
+        for upload in s3.list_multipart_uploads(Bucket=bucket).get(
+                "Uploads", []):
+            s3.abort_multipart_upload(Bucket=bucket, Key=upload["Key"],
+                                      UploadId=upload["UploadId"])
+        object_store.delete_objects(bucket, object_store.list_keys(bucket))
+        s3.delete_bucket(Bucket=bucket)
