@@ -15,6 +15,7 @@ from ckanext.dcor_depot.storage import object_store
 from tests.support.stack import (
     ckan_command,
     kill_tree,
+    mounted_tmpfs,
     prime_site_user,
 )
 
@@ -128,18 +129,8 @@ def run_concurrently(with_request_context):
 @pytest.fixture
 def tmpfs_dir(tmp_path: Path) -> Iterator[Path]:
     """A freshly mounted 64 MiB tmpfs: a filesystem of its own."""
-    mount_point = tmp_path / "tmpfs"
-    mount_point.mkdir()
-    proc = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount_point)],
-        capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
-    try:
+    with mounted_tmpfs(tmp_path / "tmpfs", "64m") as mount_point:
         yield mount_point
-    finally:
-        if subprocess.run(["umount", str(mount_point)]).returncode != 0:
-            subprocess.run(["umount", "-l", str(mount_point)])
 
 
 @pytest.fixture

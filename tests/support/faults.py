@@ -30,8 +30,8 @@ from ckanext.dcor_depot.storage.fsops import file_sha256
 from tests.support.cli import invoke, resource_show
 from tests.support.stack import anonymous_get
 
-#: Iterations per seeded scenario: `make test-faults` runs 20, the
-#: regular suite (and so CI) a reduced seeded subset.
+#: Iterations per seeded scenario: `make test-faults` runs 20; run
+#: alone (pytest -m faults) a reduced seeded subset.
 DEFAULT_ITERATIONS = 3
 #: The seed of every scenario's random choices (kill points, sizes).
 DEFAULT_SEED = 20261202

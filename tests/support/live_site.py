@@ -88,9 +88,15 @@ def free_port() -> int:
 
 def write_ini(test_ini: Path, target: Path, site_url: str) -> Path:
     """The test ini with :data:`OVERRIDES` and ``site_url`` (the origin
-    the buckets' CORS rule lets browsers upload from) set in its
-    ``[app:main]``."""
-    overrides = {**OVERRIDES, "ckan.site_url": site_url}
+    the buckets' CORS rule lets browsers upload from)."""
+    return ini_with(test_ini, target,
+                    {**OVERRIDES, "ckan.site_url": site_url})
+
+
+def ini_with(test_ini: Path, target: Path,
+             overrides: dict[str, str]) -> Path:
+    """A copy of the test ini with ``overrides`` set in its
+    ``[app:main]`` (for processes that must see a test's settings)."""
     lines = test_ini.read_text().splitlines()
     out: list[str] = []
     section = ""

@@ -1,11 +1,13 @@
 """Helpers of the integration tests: jobs, processes, HTTP, waiting."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +42,7 @@ def ckan_command() -> str:
     return str(Path(sys.executable).with_name("ckan"))
 
 
-def _children() -> dict[int, list[int]]:
+def process_children() -> dict[int, list[int]]:
     """Child pids of every process, from /proc."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
@@ -62,7 +64,7 @@ def kill_tree(pid: int) -> None:
     RQ's work horses call setsid(), so killing the worker's process group
     would leave a horse running on its own.
     """
-    children = _children()
+    children = process_children()
     pids: list[int] = []
     todo = [pid]
     while todo:
@@ -74,6 +76,24 @@ def kill_tree(pid: int) -> None:
             os.kill(victim, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+@contextlib.contextmanager
+def mounted_tmpfs(mount_point: Path, size: str) -> Iterator[Path]:
+    """A fresh tmpfs of ``size`` (e.g. "64m") at ``mount_point``; skips
+    the test where mounting is not allowed."""
+    import pytest
+    mount_point.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs",
+         str(mount_point)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        if subprocess.run(["umount", str(mount_point)]).returncode != 0:
+            subprocess.run(["umount", "-l", str(mount_point)])
 
 
 def worker_log(tmp_path: Path) -> str:

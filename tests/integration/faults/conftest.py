@@ -1,5 +1,5 @@
 """The fault suite (`make test-faults`: 20 seeded iterations per
-scenario; the regular suite runs a reduced seeded subset).
+scenario; run alone with pytest, a reduced seeded subset).
 
 Every test here is marked ``faults`` and works on buckets, depots and
 backups of its own, so that the audit of its organizations sees only
