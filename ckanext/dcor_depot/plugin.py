@@ -81,4 +81,4 @@ class DCORDepotPlugin(plugins.SingletonPlugin):
 
     # IForkObserver: a worker is about to fork for its next job
     def before_fork(self) -> None:
-        jobs.recover_abandoned_jobs()
+        jobs.before_worker_fork()

@@ -52,6 +52,10 @@ class Ledger:
     """What one scenario did; appended as a JSON line to the file named
     by DCOR_FAULT_REPORT (if set) when the scenario passed."""
     scenario: str
+    #: how the fault is made, in a few words (for the reliability table)
+    how: str = ""
+    #: the guarantee the scenario supports
+    guarantee: str = ""
     iterations: int = 0
     faults: int = 0
     resources: int = 0

@@ -26,7 +26,7 @@ from ckanext.dcor_depot.operations import (
 )
 from ckanext.dcor_depot.operations.migrate import migrate_resource_to_s3
 from ckanext.dcor_depot.records import job_queue
-from ckanext.dcor_depot.storage import layout
+from ckanext.dcor_depot.storage import layout, object_store
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +62,24 @@ QUEUES = ("default", "dcor-short", "dcor-normal")
 
 
 def recover_abandoned_jobs() -> None:
-    """Before a worker forks for its next job: re-queue the jobs of
-    workers that died (see job_queue.recover_abandoned)."""
+    """Re-queue the jobs of workers that died (job_queue.recover_abandoned)."""
     job_queue.recover_abandoned(QUEUES)
+
+
+def before_worker_fork() -> None:
+    """A worker is about to fork a work horse for its next job.
+
+    Jobs of dead workers go back to the queue, and the S3 client is made
+    here once: building it costs about 0.5 s, which every work horse
+    would pay again. The worker never sends a request with it, so no
+    connection is shared with the horses (each opens its own).
+    """
+    recover_abandoned_jobs()
+    if config.s3_available():
+        try:
+            object_store.get_client()
+        except Exception as exc:  # noqa: BLE001 - the job will report it
+            log.warning("Could not prepare the S3 client: %s", exc)
 
 
 def job_id(resource_id: str, kind: JobKind) -> str:

@@ -78,10 +78,14 @@ def survey_bucket(bucket: str) -> BucketSurvey:
     return found
 
 
-def open_uploads(s3: Any, bucket: str) -> Iterator[dict[str, Any]]:
-    """Every incomplete multipart upload of a bucket, as the store lists
-    it (``Key``, ``UploadId``, ``Initiated``; paginated)."""
+def open_uploads(s3: Any, bucket: str, prefix: str = ""
+                 ) -> Iterator[dict[str, Any]]:
+    """Every incomplete multipart upload of a bucket (of keys starting
+    with ``prefix``), as the store lists it (``Key``, ``UploadId``,
+    ``Initiated``; paginated)."""
     kwargs: dict[str, Any] = {"Bucket": bucket}
+    if prefix:
+        kwargs["Prefix"] = prefix
     while True:
         resp = s3.list_multipart_uploads(**kwargs)
         yield from resp.get("Uploads", [])

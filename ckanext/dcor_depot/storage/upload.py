@@ -6,6 +6,7 @@ the store reports are compared with what was sent.
 """
 from __future__ import annotations
 
+import datetime
 import hashlib
 import io
 import logging
@@ -19,7 +20,7 @@ from typing import IO, Any
 import botocore.exceptions
 
 from ckanext.dcor_depot.progress import Progress
-from ckanext.dcor_depot.storage import multipart, object_store
+from ckanext.dcor_depot.storage import multipart, object_store, survey
 from ckanext.dcor_depot.storage import transfer_common as common
 from ckanext.dcor_depot.storage.multipart import clean_etag
 from ckanext.dcor_depot.storage.transfer_common import (
@@ -55,6 +56,12 @@ class Upload:
 
     def run(self, part_size: int) -> UploadResult:
         s3 = object_store.get_client()
+        started = datetime.datetime.now(datetime.timezone.utc)
+        result = self.transfer(s3, part_size)
+        self.abort_leftovers(s3, started)
+        return result
+
+    def transfer(self, s3: Any, part_size: int) -> UploadResult:
         with open(self.path, "rb") as fh:
             size = os.fstat(fh.fileno()).st_size
             part_size = multipart.part_size_for(size, part_size)
@@ -75,6 +82,31 @@ class Upload:
         found = self.verify(s3, size, etag, reported)
         return UploadResult(self.bucket, self.key, size, sha256, found,
                             uploaded=True)
+
+    def abort_leftovers(self, s3: Any, before: datetime.datetime) -> None:
+        """Abort the key's multipart uploads begun before this one.
+
+        They are attempts cut short where even their abort failed (the
+        store went away, the worker was killed); the object is complete
+        and verified now, so their parts only take space. A worker still
+        racing with such an upload fails and is retried: it finds the
+        object complete.
+        """
+        try:
+            for item in survey.open_uploads(s3, self.bucket, prefix=self.key):
+                if item["Key"] == self.key and item["Initiated"] < before:
+                    s3.abort_multipart_upload(Bucket=self.bucket,
+                                              Key=self.key,
+                                              UploadId=item["UploadId"])
+                    logger.info("Aborted the earlier multipart upload %s of "
+                                "%s", item["UploadId"],
+                                where(self.bucket, self.key))
+        except (botocore.exceptions.BotoCoreError,
+                botocore.exceptions.ClientError) as exc:
+            # The object is verified: the parts wait for the bucket's
+            # lifecycle rule or dcor-depot-prune instead.
+            logger.warning("Could not clean earlier uploads of %s: %s",
+                           where(self.bucket, self.key), exc)
 
     def metadata(self) -> dict[str, str]:
         if self.expected_sha256:

@@ -64,7 +64,12 @@ def new_upload(make_dataset, upload, size: int, private: bool
 def test_gateway_crashes_mid_upload(route, low, high, make_dataset, upload,
                                     cli, with_extended_cli):
     rng = faults.rng(f"rgw-{route}")
-    ledger = faults.Ledger(f"Ceph gateway crashed during a {route} upload")
+    ledger = faults.Ledger(
+        f"Ceph gateway crashed during a {route} upload",
+        how="radosgw SIGKILLed at a seeded point of the upload job, "
+            "started again, the job rerun",
+        guarantee="nothing is recorded for a cut upload; the rerun "
+                  "completes it and aborts the cut upload's parts")
     expected: dict[str, str] = {}
     rid, sha = new_upload(make_dataset, upload, high, private=False)
     started = time.monotonic()
@@ -98,7 +103,12 @@ def test_redis_crashes_with_jobs_queued_and_running(make_dataset, upload, cli,
     operator's repair commands find and finish the work from the
     database and the disks."""
     rng = faults.rng("redis")
-    ledger = faults.Ledger("Redis crashed with jobs queued (memory lost)")
+    ledger = faults.Ledger(
+        "Redis crashed with jobs queued and running (memory lost)",
+        how="redis-server SIGKILLed (no persistence) while a worker runs "
+            "the jobs of new uploads; started again empty",
+        guarantee="run-jobs-dcor-depot and dcor-depot-audit --fix find "
+                  "and finish all lost work from the database and disks")
     expected: dict[str, str] = {}
     for index in range(3 * SERVICE_ITERATIONS):
         data = os.urandom(rng.randint(MiB, 8 * MiB))
@@ -126,7 +136,12 @@ def test_redis_crashes_with_jobs_queued_and_running(make_dataset, upload, cli,
 def test_postgres_crashes_while_jobs_record(make_dataset, upload, cli,
                                             with_extended_cli):
     rng = faults.rng("postgres")
-    ledger = faults.Ledger("PostgreSQL crashed while jobs record results")
+    ledger = faults.Ledger(
+        "PostgreSQL crashed while jobs record results",
+        how="pg_ctl stop -m immediate at a seeded point while a worker "
+            "runs jobs, started again",
+        guarantee="no result is half recorded; the repair commands "
+                  "complete the work")
     expected: dict[str, str] = {}
     for index in range(SERVICE_ITERATIONS):
         rids = []

@@ -186,7 +186,12 @@ def test_work_horse_killed_at_seeded_points(kind, site, plugin_worker,
     from ckan.tests import helpers
     helpers.call_action("organization_member_create", id=other.id,
                         username=org.editor.name, role="editor")
-    ledger = faults.Ledger(f"work horse SIGKILLed during the {kind} job")
+    ledger = faults.Ledger(
+        f"work horse SIGKILLed during the {kind} job",
+        how="real `ckan dcor-depot-worker`; SIGKILL of its work horse at a "
+            "seeded random point of the job's measured duration",
+        guarantee="a killed job loses and opens nothing; RQ runs it again "
+                  "at once (the plugin queues its jobs with retries)")
     expected: dict[str, str] = {}
 
     calibration = SCENES[kind](scene)
