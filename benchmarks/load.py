@@ -234,7 +234,8 @@ def run_once(plan: RunPlan, files: list[tuple[Path, int, str]],
     checked = verify(plan, uploads, action, s3)
     return {"plan": plan, "uploads": uploads, "start": start,
             "last_response": last_response, "all_available": all_available,
-            "drained": drained, "memory": memory, "checked": checked}
+            "drained": drained, "memory": memory, "checked": checked,
+            "logs": sorted(WORK.glob(f"worker-{tag}-*.log"))}
 
 
 def verify(plan: RunPlan, uploads: list[Upload], action, s3) -> str:
@@ -329,6 +330,8 @@ def report(result: dict[str, Any]) -> bool:
     print(f"  peak memory of the workers: {result['memory'].describe()}",
           flush=True)
     print(f"  verified: {result['checked']}", flush=True)
+    for line in site.job_breakdown(result["logs"]):
+        print(f"  jobs {line}", flush=True)
     return ok
 
 

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import configparser
 import contextlib
+import datetime
 import json
 import os
+import re
 import signal
+import statistics
 import subprocess
 import threading
 import time
@@ -274,3 +277,55 @@ class AvailabilityWatch:
                 return None
             time.sleep(POLL)
         return max(self.seen.values())
+
+
+# ------------------------------------------------------------- job costs
+LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
+JOB_EVENT = re.compile(r"Worker \S+ (starts|has finished) job (\S+)")
+
+
+def job_phases(log_path: Path) -> Iterator[tuple[str, float, float]]:
+    """``(kind, setup, work)`` seconds of each job in a worker's log.
+
+    setup: from the worker's "starts job" (before the fork) to the work
+    horse's last "Loading templates" line (CKAN's load_environment);
+    work: from there to "has finished job" (the job, recording its
+    result, and the end of the work horse).
+    """
+    start = loaded = None
+    for line in log_path.read_text(errors="replace").splitlines():
+        stamp = LOG_TIME.match(line)
+        if not stamp:
+            continue
+        when = datetime.datetime.strptime(
+            stamp.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+        event = JOB_EVENT.search(line)
+        if event and event.group(1) == "starts":
+            start = loaded = when
+        elif "Loading templates" in line and start is not None:
+            loaded = when
+        elif event and start is not None and loaded is not None:
+            kind = event.group(2).rsplit("-", 1)[-1]
+            kind = {"upload": "s3-upload"}.get(kind, kind)
+            yield kind, loaded - start, when - loaded
+            start = loaded = None
+
+
+def job_breakdown(log_paths: list[Path]) -> list[str]:
+    """Per kind of job: how many ran, median setup and work, and the
+    worker-seconds they took in all."""
+    phases: dict[str, list[tuple[float, float]]] = {}
+    for path in log_paths:
+        for kind, setup, work in job_phases(path):
+            phases.setdefault(kind, []).append((setup, work))
+    lines = []
+    for kind, runs in sorted(phases.items()):
+        setups = [s for s, _ in runs]
+        works = [w for _, w in runs]
+        lines.append(
+            f"{kind}: {len(runs)} jobs, median setup (fork + CKAN "
+            f"environment) {statistics.median(setups):.2f} s, work "
+            f"{statistics.median(works):.2f} s (max {max(works):.2f} s); "
+            f"{sum(setups) + sum(works):.0f} worker-s in all, "
+            f"{sum(setups):.0f} of them setup")
+    return lines
