@@ -54,6 +54,7 @@ class Upload:
     sha256: str
     dataset_id: str = ""
     resource_id: str = ""
+    s3_url: str = ""
     started: float = 0.0
     responded: float = 0.0
     available: float | None = None
@@ -248,7 +249,7 @@ def verify(plan: RunPlan, uploads: list[Upload], action, s3) -> str:
         if res.get("sha256") != up.sha256 or not res.get("s3_available"):
             wrong.append(f"{up.index}: sha256 {res.get('sha256')}, "
                          f"s3_available {res.get('s3_available')}")
-        up.s3_url = res.get("s3_url")  # type: ignore[attr-defined]
+        up.s3_url = res.get("s3_url") or ""
     if plan.sizes == "small":
         sample = uploads
     else:
@@ -258,7 +259,7 @@ def verify(plan: RunPlan, uploads: list[Upload], action, s3) -> str:
             rest, min(SAMPLE - 2, len(rest)))
 
     def stored(up: Upload) -> str | None:
-        where = object_store.parse_object_url(up.s3_url)  # type: ignore
+        where = object_store.parse_object_url(up.s3_url)
         if where is None:
             return f"{up.index}: no object URL"
         body = s3.get_object(Bucket=where[0], Key=where[1])["Body"]
@@ -303,7 +304,7 @@ def report(result: dict[str, Any]) -> bool:
         print(f"  NOT s3_available before the timeout: {len(missing)} of "
               f"{len(uploads)}", flush=True)
     else:
-        end = max(up.available for up in uploads)  # type: ignore
+        end = max(up.available or 0.0 for up in uploads)
         after_last = end - result["last_response"]
         whole = end - result["start"]
         lags = [up.lag for up in uploads]

@@ -305,10 +305,18 @@ def job_phases(log_path: Path) -> Iterator[tuple[str, float, float]]:
         elif "Loading templates" in line and start is not None:
             loaded = when
         elif event and start is not None and loaded is not None:
-            kind = event.group(2).rsplit("-", 1)[-1]
-            kind = {"upload": "s3-upload"}.get(kind, kind)
-            yield kind, loaded - start, when - loaded
+            yield job_kind(event.group(2)), loaded - start, when - loaded
             start = loaded = None
+
+
+def job_kind(job_id: str) -> str:
+    """The kind of a job from its id (``{resource}-s3-upload``,
+    ``{dataset}-reindex-again``, ...); "other" for ids without one."""
+    for kind in ("reindex-again", "s3-upload", "s3-backup", "s3-sha256",
+                 "symlink", "reindex", "move", "sync-visibility"):
+        if job_id.endswith(f"-{kind}"):
+            return kind
+    return "other"
 
 
 def job_breakdown(log_paths: list[Path]) -> list[str]:
