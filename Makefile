@@ -52,6 +52,8 @@ bench: start  ## benchmarks against the running stack
 	$(VENV)/bin/python benchmarks/run.py
 	$(VENV)/bin/python benchmarks/direct.py
 	$(VENV)/bin/python benchmarks/audit.py
+	$(VENV)/bin/python benchmarks/load.py --only-goal
+	$(VENV)/bin/python benchmarks/load.py
 
 clean: stop  ## remove the stack and all its data
 	bash stack/clean_pg_outside.sh
