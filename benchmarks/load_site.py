@@ -2,7 +2,8 @@
 in memory, and when resources reach the store.
 
 Workers are started as stack/start.sh's start_worker starts the site's
-own (``ckan -c INI jobs worker default dcor-short dcor-normal``), with
+own (``ckan -c INI dcor-depot-worker default dcor-short dcor-normal``;
+``DCOR_BENCH_WORKER="jobs worker"`` measures CKAN's worker), with
 subprocess's default close_fds, so that no child holds the lock file of
 the test runs. Only the site's worker (its pid file) and the workers
 started here are ever signalled.
@@ -33,7 +34,8 @@ def ckan_command(env: dict[str, str]) -> str:
 
 
 def worker_command(env: dict[str, str]) -> list[str]:
-    return [ckan_command(env), "-c", env["CKAN_INI"], "jobs", "worker",
+    command = os.environ.get("DCOR_BENCH_WORKER", "dcor-depot-worker")
+    return [ckan_command(env), "-c", env["CKAN_INI"], *command.split(),
             *QUEUES]
 
 
