@@ -1,1 +1,1 @@
-"""The abuse suite: hostile names, links, files, answers, settings and users."""
+"""The abuse suite: hostile names, links, files, answers, settings."""

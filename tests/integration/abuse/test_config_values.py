@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.test_config import run_ckan
-from tests.integration.test_config import write_ini  # noqa: F401 - fixture
+from tests.integration.test_config import (
+    run_ckan,
+    write_ini,  # noqa: F401 - fixture
+)
 
 SECRET = "s3cr3t-Key-0123"
 
@@ -30,7 +32,7 @@ SECRET = "s3cr3t-Key-0123"
      "contains '..'"),
 ])
 def test_hostile_values_stop_ckan_and_hide_secrets(
-        write_ini, key, value, message):  # noqa: F811 - the fixture
+        write_ini, key, value, message):
     result = run_ckan(write_ini(**{key: value}), "jobs", "list")
     output = result.stdout + result.stderr
     assert result.returncode != 0
