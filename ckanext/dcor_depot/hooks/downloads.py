@@ -79,6 +79,9 @@ def readable_resource(dataset_ref: str, resource_id: str,
     Read from the database rows, not by ``resource_show``, which would
     build the whole dataset for every download.
     """
+    if "\x00" in resource_id + dataset_ref:
+        # PostgreSQL refuses NUL in a query: no row has it.
+        raise tk.ObjectNotFound("no such resource in this dataset")
     resource = model.Resource.get(resource_id)
     dataset = model.Package.get(dataset_ref)
     if (resource is None or resource.state != "active" or dataset is None

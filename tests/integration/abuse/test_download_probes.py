@@ -118,16 +118,20 @@ def test_a_look_alike_of_the_resource_id_is_not_found(site, victim):
 @pytest.mark.parametrize("where", [STORE, BLOCK])
 def test_the_file_name_of_the_url_changes_nothing(site, victim, where):
     ds, res = private_resource(site, victim, where)
-    name = urllib.parse.quote("../../../etc/passwd", safe="")
-    path = f"/dataset/{ds['id']}/resource/{res['id']}/download/{name}"
-    assert_nothing_given(get(site, path), 403)
-    answer = get(site, path, victim.editor)
-    if where == STORE:
-        assert answer.status_code == 302
-        answer = requests.get(answer.headers["Location"], timeout=30)
-        assert "passwd" not in answer.headers["Content-Disposition"]
-    assert answer.status_code == 200
-    assert answer.content == DATA
+    base = f"/dataset/{ds['id']}/resource/{res['id']}/download/"
+    # An encoded "/" is no file name: no route, for anybody.
+    for who in (None, victim.editor):
+        assert_nothing_given(get(site, base + "..%2F..%2Fetc%2Fpasswd",
+                                 who), 404)
+    for name in ("%2E%2E", "..%5C..%5Cetc%5Cpasswd", "passwd"):
+        assert_nothing_given(get(site, base + name), 403)
+        answer = get(site, base + name, victim.editor)
+        if where == STORE:
+            assert answer.status_code == 302
+            answer = requests.get(answer.headers["Location"], timeout=30)
+            assert "passwd" not in answer.headers["Content-Disposition"]
+        assert answer.status_code == 200
+        assert answer.content == DATA
 
 
 def test_a_member_removed_from_the_organization_is_refused_at_once(

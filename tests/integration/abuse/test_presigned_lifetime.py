@@ -6,19 +6,20 @@ seconds after it was made (the README says so). Making the dataset
 private closes the object's anonymous URL at once and stops new
 redirects at once; a URL issued before stops within the lifetime.
 
-The redirect comes from CKAN's test client in this process, where the
-short lifetime of the test is set (the live site keeps the default);
-everything else is real HTTP against the live site and the store.
+A second live site, started with a lifetime of a few seconds, gives the
+redirects; everything is real HTTP with real users' tokens.
 """
 from __future__ import annotations
 
 import time
 import urllib.parse
+from pathlib import Path
 
 import pytest
 import requests
 
 from ckanext.dcor_depot import config
+from tests.support import live_site as live
 from tests.support.access import (
     anon_status,
     dataset,
@@ -27,11 +28,24 @@ from tests.support.access import (
     organization,
     person,
 )
+from tests.support.stack import ckan_command
 
 LIFETIME = 4
 #: Seconds the store may take beyond the expiry (clock granularity).
 MARGIN = 2
 DATA = b"measurement of a dataset about to go private " * 20
+
+
+@pytest.fixture(scope="module")
+def short_lived(request, tmp_path_factory):
+    """The live site once more, issuing download URLs of LIFETIME s."""
+    base = Path(request.config.getoption("--ckan-ini")).resolve()
+    work = tmp_path_factory.mktemp("short-lived-site")
+    ini = work / "short-lived.ini"
+    ini.write_text(base.read_text().replace(
+        "[app:main]\n", "[app:main]\ndcor_object_store."
+        f"download_url_lifetime = {LIFETIME}\n", 1))
+    yield from live.serve(ckan_command(), ini, work)
 
 
 @pytest.fixture
@@ -43,10 +57,11 @@ def route(ds, res) -> str:
     return f"/dataset/{ds['id']}/resource/{res['id']}/download/cells.rtdc"
 
 
-def redirect_of(app, path: str, who) -> str:
-    answer = app.get(path, headers={"Authorization": who.token},
-                     follow_redirects=False)
-    assert answer.status_code == 302, answer.body[:300]
+def redirect_of(site, path: str, who) -> str:
+    answer = requests.get(site.url + path, timeout=30,
+                          headers={"Authorization": who.token},
+                          allow_redirects=False)
+    assert answer.status_code == 302, answer.text[:300]
     return answer.headers["Location"]
 
 
@@ -54,14 +69,12 @@ def status_of(url: str) -> int:
     return requests.get(url, timeout=30).status_code
 
 
-@pytest.mark.ckan_config("dcor_object_store.download_url_lifetime",
-                         LIFETIME)
 def test_a_url_issued_before_private_stops_within_its_lifetime(
-        app, site, org):
+        short_lived, site, org):
     ds = dataset(site, org, private=False)
     res = direct_upload(site, org.editor, ds["id"], DATA)
     issued_at = time.monotonic()
-    presigned = redirect_of(app, route(ds, res), org.editor)
+    presigned = redirect_of(short_lived, route(ds, res), org.member)
     query = urllib.parse.parse_qs(urllib.parse.urlsplit(presigned).query)
     assert query["X-Amz-Expires"] == [str(LIFETIME)]
     assert anon_status(object_url(org.id, res["id"])) == 200
@@ -71,12 +84,12 @@ def test_a_url_issued_before_private_stops_within_its_lifetime(
 
     # at once: the anonymous object URL and new redirects are refused
     assert anon_status(object_url(org.id, res["id"])) == 403
-    anonymous = requests.get(site.url + route(ds, res), timeout=30,
+    anonymous = requests.get(short_lived.url + route(ds, res), timeout=30,
                              allow_redirects=False)
     assert anonymous.status_code == 403 and "Location" not in \
         anonymous.headers
     outsider = person()
-    assert requests.get(site.url + route(ds, res), timeout=30,
+    assert requests.get(short_lived.url + route(ds, res), timeout=30,
                         headers={"Authorization": outsider.token},
                         allow_redirects=False).status_code == 403
     # the URL issued before still works (documented), but not for long
@@ -86,12 +99,11 @@ def test_a_url_issued_before_private_stops_within_its_lifetime(
     assert status_of(presigned) == 403
 
 
-@pytest.mark.ckan_config("dcor_object_store.download_url_lifetime",
-                         LIFETIME)
-def test_the_lifetime_cannot_be_extended_by_editing_the_url(app, site, org):
+def test_the_lifetime_cannot_be_extended_by_editing_the_url(
+        short_lived, site, org):
     ds = dataset(site, org, private=True)
     res = direct_upload(site, org.editor, ds["id"], DATA)
-    presigned = redirect_of(app, route(ds, res), org.member)
+    presigned = redirect_of(short_lived, route(ds, res), org.member)
     assert status_of(presigned) == 200
     longer = presigned.replace(f"X-Amz-Expires={LIFETIME}",
                                "X-Amz-Expires=604800")
@@ -106,9 +118,6 @@ def test_the_live_site_issues_urls_of_the_documented_default(site, org):
     assert config.direct_upload_settings().download_url_lifetime == 3600
     ds = dataset(site, org, private=True)
     res = direct_upload(site, org.editor, ds["id"], DATA)
-    answer = requests.get(site.url + route(ds, res), timeout=30,
-                          headers={"Authorization": org.editor.token},
-                          allow_redirects=False)
     query = urllib.parse.parse_qs(urllib.parse.urlsplit(
-        answer.headers["Location"]).query)
+        redirect_of(site, route(ds, res), org.editor)).query)
     assert query["X-Amz-Expires"] == ["3600"]
