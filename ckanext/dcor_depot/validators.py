@@ -6,9 +6,10 @@ value they reject stops CKAN with a message naming the option.
 from __future__ import annotations
 
 import os
+import re
 import string
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 import ckan.plugins.toolkit as tk
 
@@ -45,43 +46,104 @@ def dcor_depot_strict_bool(value: Any) -> bool:
 
 
 def dcor_depot_absolute_path(value: Any) -> str:
-    """An absolute filesystem path."""
+    """An absolute filesystem path without ``..`` (normalised)."""
     text = str(value).strip()
     if not os.path.isabs(text):
         raise tk.Invalid(f"expected an absolute path, got {value!r}")
+    if any(ord(char) < 32 or ord(char) == 127 for char in text):
+        raise tk.Invalid(f"the path {value!r} contains control characters")
+    # Collapsing "a/link/.." lexically gives another folder than the
+    # system finds when "link" is a symlink: refused, not guessed.
+    if ".." in text.split("/"):
+        raise tk.Invalid(f"the path {value!r} contains '..': write the "
+                         "folder itself")
     return os.path.normpath(text)
 
 
 def dcor_depot_folder_name(value: Any) -> str:
-    """A single folder name (no separators, not '.' or '..')."""
+    """A single folder name (no separators or control characters, not
+    '.' or '..')."""
     text = str(value).strip()
-    if "/" in text or text in (".", "..") or "\0" in text:
+    if ("/" in text or text in (".", "..")
+            or any(ord(char) < 32 or ord(char) == 127 for char in text)):
         raise tk.Invalid(f"expected a plain folder name, got {value!r}")
     return text
 
 
 def dcor_depot_http_url(value: Any) -> str:
-    """An http(s) URL with a host."""
+    """An http(s) URL with a host, and nothing the plugin would copy
+    into other URLs by mistake: no credentials (they would end up in
+    every ``s3_url`` users see), query, fragment or blanks."""
     text = str(value).strip()
-    parsed = urlparse(text)
-    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+    parsed = urlsplit(text)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise tk.Invalid(
             f"expected an http:// or https:// URL, got {value!r}")
+    if "@" in parsed.netloc:
+        raise tk.Invalid(f"the URL {_without_credentials(parsed)} carries "
+                         "credentials: remove them (the object store's go "
+                         "in access_key_id and secret_access_key)")
+    if parsed.query or parsed.fragment or "?" in text or "#" in text:
+        raise tk.Invalid(f"expected a URL without query or fragment, got "
+                         f"{value!r}")
+    if any(char.isspace() or ord(char) < 32 for char in text):
+        raise tk.Invalid(f"expected a URL without blanks or control "
+                         f"characters, got {value!r}")
+    try:
+        parsed.port  # noqa: B018 - raises for a port that is no number
+    except ValueError:
+        raise tk.Invalid(f"the port of {value!r} is not a number") from None
     return text.rstrip("/")
 
 
+def _without_credentials(parsed: SplitResult) -> str:
+    """The URL with its user and password left out (not shown in logs)."""
+    host = parsed.netloc.rpartition("@")[2]
+    return urlunsplit(parsed._replace(netloc=f"***@{host}"))
+
+
+#: Characters S3 allows in bucket names (lowercase, digits, '.', '-').
+_BUCKET_TEXT = re.compile(r"[a-z0-9.-]*")
+#: Length of the organization id (a CKAN UUID) in a bucket name, and the
+#: longest bucket name S3 accepts.
+_ORG_ID_LENGTH = 36
+_MAX_BUCKET = 63
+
+
 def dcor_depot_bucket_template(value: Any) -> str:
-    """A bucket name template using exactly the field {organization_id}."""
+    """A bucket name template using exactly the field {organization_id},
+    once, as it is (no conversion or format), with only characters S3
+    allows around it, short enough for a bucket name."""
     text = str(value).strip()
     try:
-        fields = {name for _, name, _, _ in string.Formatter().parse(text)
-                  if name is not None}
+        parts = list(string.Formatter().parse(text))
     except ValueError as exc:
         raise tk.Invalid(f"malformed template {value!r}: {exc}") from exc
-    if fields != {"organization_id"}:
+    fields = [(name, spec, conversion) for _, name, spec, conversion in parts
+              if name is not None]
+    if [name for name, _, _ in fields] != ["organization_id"]:
         raise tk.Invalid(
-            "the bucket name template must contain {organization_id} and "
-            f"no other field, got {value!r}")
+            "the bucket name template must contain {organization_id} once "
+            f"and no other field, got {value!r}")
+    if fields[0][1] or fields[0][2]:
+        raise tk.Invalid("write {organization_id} without a conversion or "
+                         f"format, got {value!r}")
+    literal = "".join(piece for piece, _, _, _ in parts)
+    if not _BUCKET_TEXT.fullmatch(literal):
+        raise tk.Invalid(
+            "a bucket name has only lowercase letters, digits, '.' and "
+            f"'-'; the template {value!r} has other characters")
+    sample = text.format(organization_id="0" * _ORG_ID_LENGTH)
+    if not sample[0].isalnum() or not sample[-1].isalnum() \
+            or ".." in sample:
+        raise tk.Invalid(
+            f"the template {value!r} makes bucket names S3 refuses: they "
+            "start and end with a letter or digit and have no '..'")
+    if len(literal) + _ORG_ID_LENGTH > _MAX_BUCKET:
+        raise tk.Invalid(
+            f"the template {value!r} makes bucket names longer than "
+            f"{_MAX_BUCKET} characters (an organization id has "
+            f"{_ORG_ID_LENGTH})")
     return text
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import os
 import time
@@ -120,6 +121,12 @@ def _check_status(resp: requests.Response, what: str) -> None:
 
 
 # --------------------------------------------------------------- articles
+#: Largest API answer read. A record lists an article's metadata and its
+#: files (a few KiB; about 1 KiB per file), so 16 MiB is far beyond any
+#: real one, and a hostile server cannot make the import read without end.
+MAX_RECORD_BYTES = 16 * 2**20
+
+
 def fetch_article(session: requests.Session,
                   article: ArticleVersion) -> dict[str, Any]:
     """The figshare API record of one article version."""
@@ -129,18 +136,16 @@ def fetch_article(session: requests.Session,
 
     def attempt() -> dict[str, Any]:
         try:
-            resp = session.get(url, timeout=TIMEOUT)
-        except (requests.ConnectionError, requests.Timeout) as exc:
+            # Uncompressed: the limit holds for the bytes that arrive.
+            with session.get(url, timeout=TIMEOUT, stream=True,
+                             headers={"Accept-Encoding": "identity"}
+                             ) as resp:
+                _check_status(resp, what)
+                body = _bounded_body(resp, MAX_RECORD_BYTES, what)
+        except (requests.ConnectionError, requests.Timeout,
+                requests.exceptions.ChunkedEncodingError) as exc:
             raise _Transient(f"{type(exc).__name__} for {url}") from exc
-        _check_status(resp, what)
-        try:
-            data = resp.json()
-        except ValueError as exc:
-            raise FigshareError(f"{what}: {url} did not answer with "
-                                "JSON") from exc
-        if not isinstance(data, dict):
-            raise FigshareError(f"{what}: unexpected answer from {url}")
-        return data
+        return _json_record(body, url, what)
 
     record = _with_retries(f"reading {what}", attempt)
     if (str(record.get("id")) != str(article.article_id)
@@ -149,6 +154,37 @@ def fetch_article(session: requests.Session,
             f"{what}: the API answered with article {record.get('id')} "
             f"version {record.get('version')}")
     return record
+
+
+def _bounded_body(resp: requests.Response, limit: int, what: str) -> bytes:
+    """The body of ``resp``; FigshareError as soon as it exceeds
+    ``limit`` bytes (announced or arriving)."""
+    too_large = FigshareError(f"{what}: {resp.url} answers with more than "
+                              f"{limit} bytes; not read")
+    try:
+        announced = int(resp.headers.get("Content-Length", ""))
+    except ValueError:
+        announced = 0  # none (chunked) or garbage: the byte count decides
+    if announced > limit:
+        raise too_large
+    body = bytearray()
+    for chunk in resp.iter_content(64 * 1024):
+        body += chunk
+        if len(body) > limit:
+            raise too_large
+    return bytes(body)
+
+
+def _json_record(body: bytes, url: str, what: str) -> dict[str, Any]:
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        # RecursionError: nesting deeper than the parser's stack.
+        raise FigshareError(f"{what}: {url} did not answer with "
+                            "JSON") from exc
+    if not isinstance(data, dict):
+        raise FigshareError(f"{what}: unexpected answer from {url}")
+    return data
 
 
 # -------------------------------------------------------------- downloads

@@ -44,6 +44,7 @@ from ckanext.dcor_depot.figshare.metadata import (
     FigshareError,
     FigshareFile,
     article_files,
+    check_record,
     dataset_dict,
     read_doi_list,
     resource_id,
@@ -316,6 +317,7 @@ class Importer:
     def _read(self, version: ArticleVersion) -> _Article:
         """The article version as figshare describes it."""
         raw = client.fetch_article(self.session, version)
+        check_record(raw)
         data = dataset_dict(raw, version, self.org["id"])
         files, notes = article_files(
             raw, lambda warning: self.feedback.warning(

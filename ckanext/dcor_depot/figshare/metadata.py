@@ -31,6 +31,7 @@ _DOI_RE = re.compile(
 _BARE_DOI_RE = re.compile(r"^10\.\d{4,9}/\S+$")
 _EXTENSION_RE = re.compile(r"\.[A-Za-z0-9]{1,16}$")
 _MD5_RE = re.compile(r"[0-9a-f]{32}")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 _CC_RE = re.compile(
     r"^CC[\s-]*(?P<kind>0|BY(?:[\s-]+(?:NC|SA|ND))*)"
     r"(?:[\s-]+(?:\d+(?:\.\d+)*|INTERNATIONAL|UNPORTED))*$")
@@ -141,7 +142,7 @@ def format_reference(text: str) -> str:
 
 def _extras(article: dict[str, Any], doi: str) -> list[dict[str, str]]:
     """DOI, authors and references, as CKAN extras."""
-    authors = [a.get("full_name", "").strip()
+    authors = [(a.get("full_name") or "").strip()
                for a in article.get("authors") or []]
     references = [format_reference(r) for r in article.get("references") or []
                   if isinstance(r, str) and r.strip()]
@@ -187,7 +188,9 @@ class FigshareFile:
 
     @classmethod
     def from_api(cls, data: dict[str, Any]) -> FigshareFile:
-        name = str(data.get("name") or "")
+        # Control characters (NUL: PostgreSQL refuses it) are no part of
+        # a name anybody can type; they become "_" as in the depot.
+        name = _CONTROL_RE.sub("_", str(data.get("name") or ""))
         computed = str(data.get("computed_md5") or "").strip().lower()
         supplied = str(data.get("supplied_md5") or "").strip().lower()
         md5 = computed or supplied
@@ -201,12 +204,43 @@ class FigshareFile:
             raise FigshareError(f"file {name!r}: figshare gives no valid MD5 "
                                 f"({md5 or 'none'}), so it cannot be "
                                 "verified")
-        if not data.get("download_url"):
+        if not data.get("download_url") or not isinstance(
+                data["download_url"], str):
             raise FigshareError(f"file {name!r}: figshare gives no "
                                 "download_url")
-        return cls(name=name, size=int(data.get("size") or 0), md5=md5,
-                   download_url=str(data["download_url"]),
-                   md5_warning=warning)
+        size = data.get("size")
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise FigshareError(f"file {name!r}: figshare gives no valid "
+                                f"size ({size!r}), so it cannot be verified")
+        return cls(name=name, size=size, md5=md5,
+                   download_url=data["download_url"], md5_warning=warning)
+
+
+#: What the mapping reads from an API record, and as what.
+_RECORD_TYPES: dict[str, type] = {
+    "title": str, "description": str, "license": dict, "authors": list,
+    "references": list, "files": list}
+
+
+def check_record(article: dict[str, Any]) -> None:
+    """FigshareError unless the record's fields have the types figshare
+    gives them (a malformed or hostile answer is one clear line, not an
+    error deep in the mapping)."""
+    for key, kind in _RECORD_TYPES.items():
+        value = article.get(key)
+        if value is not None and not isinstance(value, kind):
+            raise FigshareError(
+                f"malformed API record: {key!r} is a {type(value).__name__}"
+                f", not a {kind.__name__}")
+    for key in ("authors", "files"):
+        if not all(isinstance(item, dict) for item in article.get(key) or []):
+            raise FigshareError(f"malformed API record: an entry of {key!r} "
+                                "is not an object")
+    names = [(article.get("license") or {}).get("name")] + [
+        author.get("full_name") for author in article.get("authors") or []]
+    if not all(name is None or isinstance(name, str) for name in names):
+        raise FigshareError("malformed API record: a license or author "
+                            "name is not text")
 
 
 def article_files(article: dict[str, Any],

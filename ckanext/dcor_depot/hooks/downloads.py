@@ -63,7 +63,9 @@ def store_location(resource: dict[str, Any]) -> tuple[str, str] | None:
         return None
     if url_type == "upload" and (
             not tk.asbool(resource.get("s3_available"))
-            or layout.ckan_upload_path(resource["id"]).exists()):
+            # (A link planted at the upload path is no file of ours: the
+            # verified object is served instead.)
+            or layout.owned_file(layout.ckan_upload_path(resource["id"]))):
         return None  # still on block storage, or never in the store
     return object_store.parse_object_url(resource.get("s3_url") or "")
 
@@ -77,6 +79,9 @@ def readable_resource(dataset_ref: str, resource_id: str,
     Read from the database rows, not by ``resource_show``, which would
     build the whole dataset for every download.
     """
+    if "\x00" in resource_id + dataset_ref:
+        # PostgreSQL refuses NUL in a query: no row has it.
+        raise tk.ObjectNotFound("no such resource in this dataset")
     resource = model.Resource.get(resource_id)
     dataset = model.Package.get(dataset_ref)
     if (resource is None or resource.state != "active" or dataset is None
@@ -103,7 +108,8 @@ def download(id: str, resource_id: str,  # noqa: A002 - CKAN's route
         return tk.abort(403, tk._("Not authorized to download resource"))
     location = store_location(resource)
     if location is None:
-        if resource.get("url_type") == "s3_upload":
+        if resource.get("url_type") == "s3_upload" \
+                or foreign_upload(resource):
             return tk.abort(404, tk._("No download is available"))
         return ckan_resource_views.download("dataset", id, resource_id,
                                             filename)
@@ -115,6 +121,19 @@ def download(id: str, resource_id: str,  # noqa: A002 - CKAN's route
         or mimetypes.guess_type(name)[0])
     signals.resource_download.send(resource_id)
     return private_redirect(url)
+
+
+def foreign_upload(resource: dict[str, Any]) -> bool:
+    """Whether the upload path leads to a file the plugin does not own
+    (a planted symlink): answered 404, never served, and not handed to
+    CKAN's view (whose own check would fail with a server error)."""
+    if resource.get("url_type") != "upload":
+        return False
+    try:
+        path = layout.ckan_upload_path(resource["id"])
+    except ValueError:
+        return False  # an id of before the layout: CKAN decides
+    return layout.foreign_file(path) is not None
 
 
 def media_type(value: Any) -> str | None:

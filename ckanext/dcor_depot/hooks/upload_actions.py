@@ -117,6 +117,10 @@ def _request(context: Context, data_dict: DataDict,
     name = data_dict.get("name")
     if not isinstance(name, str) or not name.strip():
         raise tk.ValidationError({"name": ["Missing value"]})
+    if "\x00" in name:
+        # PostgreSQL stores no NUL: the resource could never be created.
+        raise tk.ValidationError({"name": [
+            "a file name cannot contain NUL characters"]})
     try:
         size = direct_upload.check_size(data_dict.get("size"))
     except direct_upload.DirectUploadError as exc:

@@ -187,7 +187,9 @@ def _store_locally(source: Path, rid: str, sha: str, new: bool,
                    progress: Progress) -> tuple[str, bool]:
     """Copy ``source`` to the upload path through a verified temp file."""
     dest = layout.ckan_upload_path(rid)
-    if dest.is_file() and file_sha256(dest) == sha:
+    # A link planted at the path leads to no copy of ours (whatever it
+    # holds): never a reason to delete the source.
+    if layout.owned_file(dest) and file_sha256(dest) == sha:
         return str(dest), True
     if not new:
         # The resource exists and its file moved on (S3, another place):

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import os
 
 import ckan.plugins.toolkit as tk
 
@@ -19,7 +18,7 @@ def backup_resource_from_s3_to_block_storage(resource_id: str) -> str | bool:
     Returns the backup path, or False when there is nothing to do (file on
     block storage, no backup location, resource not in S3).
     """
-    if os.path.exists(layout.ckan_upload_path(resource_id)):
+    if layout.owned_file(layout.ckan_upload_path(resource_id)):
         return False
     destination = layout.backup_path(resource_id)
     if destination is None:

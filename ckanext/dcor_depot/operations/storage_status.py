@@ -59,7 +59,9 @@ def storage_status(resource: dict[str, Any]) -> StorageStatus | None:
     except ValueError:
         return None
     link = _link_target(upload)
-    backed_up = upload.is_file() or (backup is not None and backup.is_file())
+    # A planted link to a file elsewhere is no copy of the resource.
+    backed_up = layout.owned_file(upload) or (backup is not None
+                                              and backup.is_file())
     return StorageStatus(
         in_store=tk.asbool(resource.get("s3_available", False)),
         verified_at=display_time(resource.get(ckan_data.VERIFIED_AT)),

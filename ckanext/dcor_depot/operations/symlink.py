@@ -20,6 +20,9 @@ def symlink_user_dataset(resource_id: str) -> bool:
     upload = layout.ckan_upload_path(resource_id)
     if upload.is_symlink() or not upload.is_file():
         return False
+    # A folder on the way may be a link to elsewhere: nothing is copied
+    # from there into a depot.
+    layout.check_not_foreign(upload, f"resource {resource_id}")
     facts = ckan_data.resource_facts(resource_id)
     if (facts is None or facts.state != "active"
             or facts.org_name in ckan_data.HAND_MANAGED_ORGANIZATIONS):

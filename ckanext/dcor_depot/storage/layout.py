@@ -11,10 +11,11 @@ import os
 import re
 from pathlib import Path
 
-from ckanext.dcor_depot import config
+from ckanext.dcor_depot import config, errors
 from ckanext.dcor_depot.storage.fsops import (
     NAME_MAX,
     ensure_inside,
+    is_inside,
     safe_component,
 )
 
@@ -119,3 +120,47 @@ def allowed_link_roots() -> list[str]:
     if backup is not None:
         roots.append(os.path.realpath(backup))
     return roots
+
+
+class ForeignFileError(errors.LocalFileError):
+    """A local path of a resource leads to a file the plugin does not own."""
+
+
+def foreign_file(path: Path) -> str | None:
+    """Where ``path`` leads if that is an existing file outside the
+    places the plugin owns, else None (a file of ours, or nothing).
+
+    Ours are: a symlink into the depots or the backup location
+    (:func:`allowed_link_roots`), and a regular file in CKAN's storage
+    folder. Anything else (a symlink planted at an upload path, one
+    leading to another resource's upload, a folder on the way that is a
+    symlink) is never read, uploaded, moved, hashed or served: it may
+    be any file the CKAN user can read.
+    """
+    try:
+        real = os.path.realpath(path)
+        if not os.path.isfile(real):
+            return None
+        roots = allowed_link_roots()
+        if not os.path.islink(path):
+            roots.append(os.path.realpath(config.storage_path()
+                                          / "resources"))
+    except (OSError, ValueError):
+        return None
+    return None if any(is_inside(real, root) for root in roots) else real
+
+
+def owned_file(path: Path) -> bool:
+    """Whether ``path`` leads to an existing file the plugin owns."""
+    return path.exists() and foreign_file(path) is None
+
+
+def check_not_foreign(path: Path, what: str) -> None:
+    """ForeignFileError if ``path`` leads to a file the plugin does not
+    own (see :func:`foreign_file`)."""
+    real = foreign_file(path)
+    if real is not None:
+        raise ForeignFileError(
+            f"{what}: {path} leads to {real}, outside the depots, the "
+            "backup location and CKAN's storage; not read (remove the "
+            "link, or put the file where it belongs)")

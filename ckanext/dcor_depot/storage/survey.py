@@ -145,6 +145,9 @@ class LocalState(str, enum.Enum):
     LINKED = "linked"
     #: a symlink whose target is gone
     DANGLING = "dangling"
+    #: leads to a file outside the plugin's places (a planted symlink):
+    #: never read, so no file of the resource
+    FOREIGN = "foreign"
 
 
 @dataclass(frozen=True)
@@ -173,6 +176,9 @@ def local_file(path: Path) -> LocalFile:
         size = path.stat().st_size
     except FileNotFoundError:
         return LocalFile(path, LocalState.DANGLING, target=link)
+    foreign = layout.foreign_file(path)
+    if foreign is not None:
+        return LocalFile(path, LocalState.FOREIGN, target=foreign)
     state = LocalState.FILE if link is None else LocalState.LINKED
     return LocalFile(path, state, size,
                      None if link is None else os.path.realpath(path))

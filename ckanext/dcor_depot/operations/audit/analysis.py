@@ -97,6 +97,10 @@ def _resource_problems(scan: SiteScan, record: inventory.AuditRecord,
     if upload is not None and upload.state is survey.LocalState.DANGLING:
         yield _finding(scan, Kind.DANGLING_SYMLINK, record, str(upload.path),
                        f"points to {upload.target}, which does not exist")
+    if upload is not None and upload.state is survey.LocalState.FOREIGN:
+        yield _finding(scan, Kind.FOREIGN_LINK, record, str(upload.path),
+                       f"leads to {upload.target}, outside the depots, the "
+                       "backup location and CKAN's storage; not used")
     if local is None and stored is None:
         if not young:
             yield _finding(scan, Kind.DATA_LOST, record, label,

@@ -30,6 +30,9 @@ class Kind(str, enum.Enum):
     CHECKSUM_MISMATCH = "checksum-mismatch"
     #: an object readable by anyone although its dataset is not public
     WRONGLY_PUBLIC = "wrongly-public"
+    #: an upload path leading to a file outside the plugin's places (a
+    #: planted symlink): never read, uploaded or served
+    FOREIGN_LINK = "foreign-link"
     #: the resource's object is missing (a local copy exists)
     OBJECT_MISSING = "object-missing"
     #: local file and object differ in size

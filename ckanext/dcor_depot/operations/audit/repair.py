@@ -138,7 +138,7 @@ def _facts(finding: Finding) -> ckan_data.ResourceFacts:
 
 def _object_missing(finding: Finding) -> None:
     facts = _facts(finding)
-    if layout.ckan_upload_path(facts.id).exists():
+    if layout.owned_file(layout.ckan_upload_path(facts.id)):
         migrate_resource_to_s3(facts.id)
     else:
         _restore_from_backup(facts)
@@ -195,7 +195,7 @@ def _sha256(finding: Finding) -> None:
         return  # recorded meanwhile (by the upload above, a job)
     local = layout.ckan_upload_path(facts.id)
     where = object_store.parse_object_url(facts.extras.get("s3_url") or "")
-    if local.exists():
+    if layout.owned_file(local):
         sha256 = fsops.file_sha256(local)
     elif where is not None and object_store.object_exists(*where):
         sha256 = transfer.object_sha256(*where)

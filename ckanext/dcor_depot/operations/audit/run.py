@@ -144,5 +144,5 @@ def _still_missing(finding: Finding) -> bool:
     if finding.kind is Kind.OBJECT_MISSING:
         return True
     backup = layout.backup_path(facts.id)
-    return not (layout.ckan_upload_path(facts.id).exists()
+    return not (layout.owned_file(layout.ckan_upload_path(facts.id))
                 or (backup is not None and backup.exists()))

@@ -58,6 +58,7 @@ def migrate_resource_to_s3(resource_id: str) -> bool:
     path = layout.ckan_upload_path(resource_id)
     if not path.exists():
         return False
+    layout.check_not_foreign(path, f"resource {resource_id}")
     facts = ckan_data.resource_facts(resource_id)
     if facts is None or facts.state != "active":
         return False  # deleted meanwhile: the migrate command skips it too
@@ -111,7 +112,8 @@ def transfer_resource(plan: ResourcePlan,
         outcome = ArtifactOutcome(artifact, plan.keys[artifact])
         try:
             _ArtifactTransfer(plan, artifact, options, outcome).run()
-        except (object_store.ObjectStoreError, OSError) as exc:
+        except (object_store.ObjectStoreError, OSError,
+                layout.ForeignFileError) as exc:
             outcome.error = f"{artifact}: {exc}"
         outcomes.append(outcome)
     return outcomes
@@ -152,6 +154,9 @@ class _ArtifactTransfer:
         return f"s3://{self.bucket}/{self.key}"
 
     def run(self) -> None:
+        # Before anything reads, uploads or deletes behind the path.
+        layout.check_not_foreign(
+            self.path, f"resource {self.plan.record.id} ({self.artifact})")
         if self.options.verify and self._verify():
             return
         if not self.local:

@@ -1,0 +1,1 @@
+"""The abuse suite: hostile names, links, files, answers, settings."""

@@ -1,0 +1,1 @@
+"""Hostile input that needs no service."""
