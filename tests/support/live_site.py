@@ -86,17 +86,20 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def write_ini(test_ini: Path, target: Path, site_url: str) -> Path:
-    """The test ini with :data:`OVERRIDES` and ``site_url`` (the origin
-    the buckets' CORS rule lets browsers upload from)."""
-    return ini_with(test_ini, target,
-                    {**OVERRIDES, "ckan.site_url": site_url})
+def write_ini(test_ini: Path, target: Path, site_url: str,
+              extra: dict[str, str] | None = None) -> Path:
+    """The test ini with :data:`OVERRIDES`, ``site_url`` (the origin
+    the buckets' CORS rule lets browsers upload from) and ``extra`` set
+    in its ``[app:main]``."""
+    return ini_with(test_ini, target, {
+        **OVERRIDES, "ckan.site_url": site_url, **(extra or {})})
 
 
 def ini_with(test_ini: Path, target: Path,
              overrides: dict[str, str]) -> Path:
     """A copy of the test ini with ``overrides`` set in its
-    ``[app:main]`` (for processes that must see a test's settings)."""
+    ``[app:main]`` (for `ckan` processes that must see a test's
+    settings)."""
     lines = test_ini.read_text().splitlines()
     out: list[str] = []
     section = ""
@@ -116,11 +119,13 @@ def ini_with(test_ini: Path, target: Path,
     return target
 
 
-def serve(ckan: str, test_ini: Path, workdir: Path) -> Iterator[LiveSite]:
-    """Run ``ckan run`` until the generator is closed."""
+def serve(ckan: str, test_ini: Path, workdir: Path,
+          extra: dict[str, str] | None = None) -> Iterator[LiveSite]:
+    """Run ``ckan run`` until the generator is closed (``extra``: more
+    settings, see :func:`write_ini`)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    ini = write_ini(test_ini, workdir / "live.ini", url)
+    ini = write_ini(test_ini, workdir / "live.ini", url, extra)
     log = open(workdir / "live-site.log", "wb")
     proc = subprocess.Popen(
         [ckan, "-c", str(ini), "run", "-H", "127.0.0.1", "-p", str(port),

@@ -338,9 +338,12 @@ def test_delete_after_earlier_migration_deletes_verified_files(
     assert not os.path.lexists(layout.ckan_upload_path(item["id"]))
 
 
+@pytest.mark.parametrize("left", ["no file", "dangling symlink"])
 def test_crash_after_delete_before_record_is_recorded_by_rerun(
-        cli, owner, on_block_storage, monkeypatch):
+        cli, owner, on_block_storage, monkeypatch, left):
     item, = on_block_storage(1)
+    upload_path = layout.ckan_upload_path(item["id"])
+    depot_file = upload_path.resolve()
 
     def crash(plan, outcomes, batch=None):
         raise KeyboardInterrupt  # killed after the local file went
@@ -349,15 +352,25 @@ def test_crash_after_delete_before_record_is_recorded_by_rerun(
         patch.setattr(migrate.record, "record_resource", crash)
         assert invoke(cli, COMMAND,
                       "--delete-after-migration").exit_code == 130
-    assert not os.path.lexists(layout.ckan_upload_path(item["id"]))
+    assert not os.path.lexists(upload_path)
     assert not resource_show(item["id"]).get("s3_available")
+    if left == "dangling symlink":
+        # Killed between the deletion of the depot file and the symlink's.
+        os.symlink(depot_file, upload_path)
 
-    rerun = invoke(cli, COMMAND)
+    rerun = invoke(cli, COMMAND, "--delete-after-migration")
 
     assert rerun.exit_code == 0, rerun.output
-    assert f"{item['id']}: resource in store, no local file" in rerun.stdout
-    assert tk.asbool(resource_show(item["id"])["s3_available"])
-    assert resource_object(owner, item["id"]) == item["files"]["resource"]
+    action = ("dangling symlink removed" if left == "dangling symlink"
+              else "in store, no local file")
+    assert f"{item['id']}: resource {action}" in rerun.stdout
+    assert not os.path.lexists(upload_path)
+    res = resource_show(item["id"])
+    assert tk.asbool(res["s3_available"])
+    # The SHA256 the dead run computed is read again from the object.
+    data = item["files"]["resource"]
+    assert res["sha256"] == hashlib.sha256(data).hexdigest()
+    assert resource_object(owner, item["id"]) == data
 
 
 def test_delete_never_when_the_object_differs(cli, owner, on_block_storage,

@@ -50,7 +50,8 @@ class ArtifactOutcome:
     uploaded: bool = False
     #: an object identical to the local file (or verified) is in the store
     in_store: bool = False
-    #: SHA256 of the local file, when it was read
+    #: SHA256 of the local file, when it was read (of the object when a
+    #: dead run left it without its file and without a recorded SHA256)
     sha256: str | None = None
     #: the local file (and a symlink to it) was removed
     deleted: bool = False

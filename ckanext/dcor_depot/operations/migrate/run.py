@@ -221,6 +221,7 @@ class _ArtifactTransfer:
         out = self.out
         if (self.options.delete_local and self.path.is_symlink()
                 and self._remove_dangling_symlink()):
+            self._read_unrecorded_sha256()
             return
         if self.artifact != "resource" or self.plan.record.s3_available:
             return
@@ -230,9 +231,19 @@ class _ArtifactTransfer:
             # record the resource: record it now.
             out.in_store = True
             out.action = "in store, no local file"
+            self._read_unrecorded_sha256()
         else:
             out.missing = True
             out.action = f"missing: no local file {self.path}"
+
+    def _read_unrecorded_sha256(self) -> None:
+        """The SHA256 of a resource whose local file a dead run deleted
+        before it recorded the SHA256 it had computed: from the object,
+        which was verified against the file before the deletion (else no
+        copy would have a recorded checksum to be checked against)."""
+        if (self.artifact == "resource" and self.out.in_store
+                and not self.expected and not self.options.dry_run):
+            self.out.sha256 = transfer.object_sha256(self.bucket, self.key)
 
     def _remove_dangling_symlink(self) -> bool:
         """Finish a deletion that was interrupted between target and
