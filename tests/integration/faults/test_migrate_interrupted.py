@@ -194,7 +194,7 @@ def test_migration_interrupted_by_sigint_and_sigkill(
         ledger.notes.append(
             f"{sig.name} after {after:.2f} s {' '.join(args)}: exit "
             f"{run.returncode}, {len(RESULT_LINE.findall(run.stdout))} "
-            f"of {len(batch)} reported")
+            "result lines")
         check_right_after(run, sig, bucket, batch)
         rerun_completes(cli, args, batch)
 
