@@ -96,6 +96,21 @@ def mounted_tmpfs(mount_point: Path, size: str) -> Iterator[Path]:
             subprocess.run(["umount", "-l", str(mount_point)])
 
 
+def remove_template_buckets() -> None:
+    """Delete every bucket of the current bucket template with its
+    objects and open uploads (fixtures whose test has a template of its
+    own; a whole-site audit would see other tests' buckets)."""
+    from ckanext.dcor_depot.storage import object_store
+    s3 = object_store.get_client()
+    for bucket in object_store.site_buckets():
+        for upload in s3.list_multipart_uploads(Bucket=bucket).get(
+                "Uploads", []):
+            s3.abort_multipart_upload(Bucket=bucket, Key=upload["Key"],
+                                      UploadId=upload["UploadId"])
+        object_store.delete_objects(bucket, object_store.list_keys(bucket))
+        s3.delete_bucket(Bucket=bucket)
+
+
 def worker_log(tmp_path: Path) -> str:
     """Everything the workers started by ``start_worker`` printed."""
     return "\n".join(p.read_text(errors="replace")

@@ -17,7 +17,11 @@ from ckanext.dcor_depot.operations.audit import findings
 from ckanext.dcor_depot.records import ckan_data
 from ckanext.dcor_depot.storage import layout, lifecycle, object_store
 from tests.support.cli import invoke, resource_show, summary
-from tests.support.stack import anonymous_get, run_jobs
+from tests.support.stack import (
+    anonymous_get,
+    remove_template_buckets,
+    run_jobs,
+)
 
 COMMAND = "dcor-depot-audit"
 # A bucket template of its own: a whole-site audit looks at every bucket
@@ -41,14 +45,7 @@ def audit_site(pipeline, ckan_config, monkeypatch, tmp_path):
         (tmp_path / folder).mkdir()
         monkeypatch.setitem(ckan_config, option, str(tmp_path / folder))
     yield tmp_path
-    s3 = object_store.get_client()
-    for bucket in object_store.site_buckets():
-        for upload in s3.list_multipart_uploads(Bucket=bucket).get(
-                "Uploads", []):
-            s3.abort_multipart_upload(Bucket=bucket, Key=upload["Key"],
-                                      UploadId=upload["UploadId"])
-        object_store.delete_objects(bucket, object_store.list_keys(bucket))
-        s3.delete_bucket(Bucket=bucket)
+    remove_template_buckets()
 
 
 def audit(cli, *args: str) -> tuple[Any, dict[str, Any]]:

@@ -10,11 +10,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from ckanext.dcor_depot.storage import object_store
+from tests.support.stack import remove_template_buckets
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -39,15 +39,4 @@ def fault_site(pipeline, with_extended_cli, ckan_config, monkeypatch,
         monkeypatch.setitem(ckan_config, option, str(tmp_path / folder))
     object_store._known_buckets.clear()
     yield tmp_path
-    remove_buckets_of_this_test()
-
-
-def remove_buckets_of_this_test() -> None:
-    s3: Any = object_store.get_client()
-    for bucket in object_store.site_buckets():
-        for upload in s3.list_multipart_uploads(Bucket=bucket).get(
-                "Uploads", []):
-            s3.abort_multipart_upload(Bucket=bucket, Key=upload["Key"],
-                                      UploadId=upload["UploadId"])
-        object_store.delete_objects(bucket, object_store.list_keys(bucket))
-        s3.delete_bucket(Bucket=bucket)
+    remove_template_buckets()
