@@ -228,6 +228,11 @@ class Upload:
             found_size = head["ContentLength"]
         if found_etag == etag and found_size == size:
             return found_etag
+        same = self.etag_if_stored_equals_file(s3, size)
+        if same is not None:
+            # Another writer (a racing job or command) stored the same
+            # bytes in another part layout: its object is good.
+            return same
         # The local file is the source of truth, so the object can go.
         try:
             s3.delete_object(Bucket=self.bucket, Key=self.key)
@@ -240,6 +245,20 @@ class Upload:
             f"match the uploaded file {self.path}: expected ETag {etag} "
             f"and size {size}, found ETag {found_etag or '(none)'} and "
             f"size {found_size}; {fate}")
+
+
+    def etag_if_stored_equals_file(self, s3: Any, size: int) -> str | None:
+        """The ETag of the object now stored if it holds the local file's
+        bytes (read again, in the stored object's part layout)."""
+        head = object_store.find_object(s3, self.bucket, self.key)
+        if head is None or head["ContentLength"] != size:
+            return None
+        with open(self.path, "rb") as fh:
+            compared = self.compare(s3, fh, size, head,
+                                    multipart.part_size_for(size))
+        if compared is None or not compared[1]:
+            return None
+        return clean_etag(head["ETag"])
 
 
 @dataclass
