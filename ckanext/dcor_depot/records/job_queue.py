@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ckan.lib import jobs as ckan_jobs
-from rq import Retry
+from rq import Queue, Retry
 from rq.job import Job, JobStatus, NoSuchJobError
 from rq.registry import StartedJobRegistry
 
@@ -46,8 +46,7 @@ def recover_abandoned(queue_names: Sequence[str]) -> None:
     """
     for name in queue_names:
         try:
-            queue = ckan_jobs.get_queue(name)
-            StartedJobRegistry(queue=queue).cleanup()
+            _cleanup(ckan_jobs.get_queue(name))
         except Exception as exc:  # noqa: BLE001 - a worker must go on
             log.warning("Cleaning the registry of queue %s failed: %s",
                         name, exc)
@@ -77,8 +76,24 @@ def current_status(job: Job) -> JobStatus:
     registry = StartedJobRegistry(job.origin, connection=job.connection)
     if job.id not in registry.get_expired_job_ids():
         return status
-    registry.cleanup()  # marks it failed (or re-queues it, with retries)
+    # Marks it failed (or re-queues it, with retries).
+    _cleanup(Queue(job.origin, connection=job.connection))
     return job.get_status(refresh=True)
+
+
+def _cleanup(queue: Queue) -> None:
+    """Clean the queue's registry of started jobs under RQ's maintenance
+    lock, as RQ's workers do: two cleanings at once would both re-queue
+    an abandoned job, which would then run twice at the same time."""
+    # RQ's own lock key, held for at most a minute (RQ: 15 minutes) in
+    # case this process dies while it holds it.
+    key = queue.registry_cleaning_key
+    if not queue.connection.set(key, 1, nx=True, ex=60):
+        return  # another process cleans it right now
+    try:
+        StartedJobRegistry(queue=queue).cleanup()
+    finally:
+        queue.connection.delete(key)
 
 
 def is_pending(job_id: str) -> bool:

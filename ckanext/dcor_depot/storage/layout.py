@@ -139,14 +139,16 @@ def foreign_file(path: Path) -> str | None:
     """
     try:
         real = os.path.realpath(path)
+        if not os.path.exists(real):
+            return None  # nothing there (a dangling link is no file)
         if not os.path.isfile(real):
-            return None
+            return real  # a device, a FIFO, a folder: never ours
         roots = allowed_link_roots()
         if not os.path.islink(path):
             roots.append(os.path.realpath(config.storage_path()
                                           / "resources"))
     except (OSError, ValueError):
-        return None
+        return str(path)  # cannot tell: refuse rather than read
     return None if any(is_inside(real, root) for root in roots) else real
 
 

@@ -11,6 +11,7 @@ import hashlib
 import io
 import logging
 import os
+import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass
@@ -56,9 +57,9 @@ class Upload:
 
     def run(self, part_size: int) -> UploadResult:
         s3 = object_store.get_client()
-        started = datetime.datetime.now(datetime.timezone.utc)
+        started = time.monotonic()
         result = self.transfer(s3, part_size)
-        self.abort_leftovers(s3, started)
+        self.abort_leftovers(s3, time.monotonic() - started)
         return result
 
     def transfer(self, s3: Any, part_size: int) -> UploadResult:
@@ -83,18 +84,28 @@ class Upload:
         return UploadResult(self.bucket, self.key, size, sha256, found,
                             uploaded=True)
 
-    def abort_leftovers(self, s3: Any, before: datetime.datetime) -> None:
+    def abort_leftovers(self, s3: Any, elapsed: float) -> None:
         """Abort the key's multipart uploads begun before this one.
 
         They are attempts cut short where even their abort failed (the
         store went away, the worker was killed); the object is complete
-        and verified now, so their parts only take space. A worker still
-        racing with such an upload fails and is retried: it finds the
-        object complete.
+        and verified now, so their parts only take space. Times are the
+        store's (the object's date less the ``elapsed`` seconds of this
+        upload), so a skewed local clock cannot make a newer upload look
+        older. A worker still racing with an aborted upload fails and is
+        retried: it finds the object complete.
         """
         try:
-            for item in survey.open_uploads(s3, self.bucket, prefix=self.key):
-                if item["Key"] == self.key and item["Initiated"] < before:
+            leftovers = [item for item in survey.open_uploads(
+                s3, self.bucket, prefix=self.key) if item["Key"] == self.key]
+            head = (object_store.find_object(s3, self.bucket, self.key)
+                    if leftovers else None)
+            if head is None:
+                return
+            began = head["LastModified"] - datetime.timedelta(
+                seconds=elapsed + 1)
+            for item in leftovers:
+                if item["Initiated"] < began:
                     s3.abort_multipart_upload(Bucket=self.bucket,
                                               Key=self.key,
                                               UploadId=item["UploadId"])
@@ -104,7 +115,7 @@ class Upload:
         except (botocore.exceptions.BotoCoreError,
                 botocore.exceptions.ClientError) as exc:
             # The object is verified: the parts wait for the bucket's
-            # lifecycle rule or dcor-depot-prune instead.
+            # lifecycle rule or dcor-prune-stale-multipart-uploads.
             logger.warning("Could not clean earlier uploads of %s: %s",
                            where(self.bucket, self.key), exc)
 
@@ -217,6 +228,11 @@ class Upload:
             found_size = head["ContentLength"]
         if found_etag == etag and found_size == size:
             return found_etag
+        same = self.etag_if_stored_equals_file(s3, size)
+        if same is not None:
+            # Another writer (a racing job or command) stored the same
+            # bytes in another part layout: its object is good.
+            return same
         # The local file is the source of truth, so the object can go.
         try:
             s3.delete_object(Bucket=self.bucket, Key=self.key)
@@ -229,6 +245,20 @@ class Upload:
             f"match the uploaded file {self.path}: expected ETag {etag} "
             f"and size {size}, found ETag {found_etag or '(none)'} and "
             f"size {found_size}; {fate}")
+
+
+    def etag_if_stored_equals_file(self, s3: Any, size: int) -> str | None:
+        """The ETag of the object now stored if it holds the local file's
+        bytes (read again, in the stored object's part layout)."""
+        head = object_store.find_object(s3, self.bucket, self.key)
+        if head is None or head["ContentLength"] != size:
+            return None
+        with open(self.path, "rb") as fh:
+            compared = self.compare(s3, fh, size, head,
+                                    multipart.part_size_for(size))
+        if compared is None or not compared[1]:
+            return None
+        return clean_etag(head["ETag"])
 
 
 @dataclass

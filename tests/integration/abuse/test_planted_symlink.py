@@ -235,3 +235,26 @@ def test_append_never_takes_a_planted_link_for_its_copy(
     assert not path.is_symlink() and path.read_bytes() == DATA
     assert not source.exists()
     assert lookalike.read_bytes() == DATA
+
+
+@pytest.mark.parametrize("special", ["/dev/zero", "fifo"])
+def test_a_link_to_a_special_file_is_foreign(site, org, tmp_path, special):
+    """Regression (review of issue 15): a link to a device or a FIFO
+    counted as a file of ours; the upload job would have stored the
+    device's bytes (or hung on the FIFO)."""
+    ds = dataset(site, org, private=False)
+    res = upload(site, org.editor, ds["id"], DATA, name="cells.rtdc")
+    path = layout.ckan_upload_path(res["id"])
+    path.unlink()
+    target = special
+    if special == "fifo":
+        target = str(tmp_path / "fifo")
+        os.mkfifo(target)
+    os.symlink(target, path)
+    assert layout.foreign_file(path) == os.path.realpath(target)
+    assert not layout.owned_file(path)
+    run_jobs()
+    failures = failed_jobs()
+    assert "outside the depots" in failures[f"{res['id']}-s3-upload"]
+    assert resource_object(owner_of(org), res["id"]) is None
+    assert not tk.asbool(fresh_resource(res["id"]).get("s3_available"))

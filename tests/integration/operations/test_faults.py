@@ -357,6 +357,37 @@ def test_corrupted_upload_marks_nothing(owner, make_dataset, upload,
     assert transfer.object_sha256(bucket, key) == sha256(data)
 
 
+def test_a_racing_writers_identical_object_is_kept(owner, make_dataset,
+                                                   upload, s3_client,
+                                                   monkeypatch):
+    """Regression (review of issue 15): a writer racing on the same key
+    (the migration command while the worker's job runs) may store the
+    same bytes in another part layout between this upload's completion
+    and its check; the check saw another ETag and deleted the object
+    (after the racer had recorded it and perhaps deleted the file)."""
+    part = transfer.DEFAULT_PART_SIZE
+    data = os.urandom(part + MiB)
+    rid = upload(make_dataset(), data)["id"]
+    bucket, key = bucket_of(owner), layout.object_key(rid)
+    real_complete = s3_client.complete_multipart_upload
+
+    def complete_then_racer_writes(**kwargs):
+        answer = real_complete(**kwargs)
+        real_put(Bucket=bucket, Key=key, Body=data)  # one part: other ETag
+        return answer
+
+    real_put = s3_client.put_object
+    with monkeypatch.context() as patch:
+        patch.setattr(s3_client, "complete_multipart_upload",
+                      complete_then_racer_writes)
+        assert migrate.migrate_resource_to_s3(rid)
+
+    assert stored_bytes(bucket, key) == data
+    res = resource_show(rid)
+    assert tk.asbool(res["s3_available"])
+    assert res["sha256"] == sha256(data)
+
+
 def test_local_file_not_matching_recorded_sha256(owner, make_dataset, upload):
     data = os.urandom(MiB)
     dataset = make_dataset()
