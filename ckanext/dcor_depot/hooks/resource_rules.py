@@ -149,11 +149,19 @@ def _resource_dicts(data_dict: dict[str, Any]) -> list[dict[str, Any]]:
         return []
     dicts = [res for res in resources if isinstance(res, dict)]
     for res in dicts:
+        refuse_nul(res)
         hidden = sorted(k for k in res if str(k).startswith("__"))
         if hidden:
             _refuse(hidden[0], f"{hidden[0]} is not accepted in a resource: "
                     "send its fields as plain keys")
     return dicts
+
+
+def refuse_nul(resource: dict[str, Any]) -> None:
+    # PostgreSQL stores no NUL: CKAN would answer 500 on the INSERT.
+    for key, value in resource.items():
+        if isinstance(value, str) and "\x00" in value:
+            _refuse(str(key), f"{key} cannot contain NUL characters")
 
 
 def _check_new_resource(trusted: bool, resource: dict[str, Any]) -> None:

@@ -151,6 +151,7 @@ def create_from_upload(original: Any, context: Context,
     resource with its object recorded."""
     tk.check_access("resource_create", context, data_dict)
     resource_rules.refuse_plugin_fields(data_dict)
+    resource_rules.refuse_nul(data_dict)
     dataset = model.Package.get(_dataset_ref(data_dict))
     user = model.User.get(context.get("user") or "")
     if dataset is None or user is None:

@@ -133,6 +133,32 @@ def test_nul_in_a_direct_upload_name_is_refused_cleanly(site, org, name):
     assert "NUL" in str(refused.value.error.get("name"))
 
 
+@pytest.mark.parametrize("field", ["name", "description", "format"])
+def test_nul_in_the_resource_create_after_a_direct_upload_is_refused(
+        site, org, field):
+    ds = dataset(site, org, private=True)
+    data = b"direct nul " * 100
+    issued = site.action("resource_upload_s3_urls", org.editor.token,
+                         package_id=ds["id"], name="cells.rtdc",
+                         size=len(data))
+    for part in issued["parts"]:
+        start = (part["part_number"] - 1) * issued["part_size"]
+        requests.put(part["url"], data=data[start:start + part["size"]],
+                     timeout=60).raise_for_status()
+    fields = {"package_id": ds["id"], "id": issued["resource_id"],
+              "url_type": "s3_upload", "name": "cells.rtdc"}
+    with pytest.raises(ApiError) as refused:
+        site.action("resource_create", org.editor.token,
+                    **{**fields, field: "bad\x00value"})
+    assert refused.value.status == 409, refused.value.body
+    assert "NUL" in str(refused.value.error.get(field))
+
+    # Nothing was lost: the same upload is still taken without the NUL.
+    res = site.action("resource_create", org.editor.token, **fields)
+    assert res["id"] == issued["resource_id"]
+    assert resource_object({"org": {"id": org.id}}, res["id"]) == data
+
+
 @pytest.mark.parametrize("name", ["../etc", "x/y", "..", "a" * 101,
                                   "ｃｅｌｌｓ"])
 def test_hostile_dataset_names_are_refused_by_ckan(site, org, name):
