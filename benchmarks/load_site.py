@@ -24,6 +24,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
+from typing import TypeVar
 
 QUEUES = ["default", "dcor-short", "dcor-normal"]
 POLL = 0.2
@@ -186,22 +187,20 @@ def kib(path: str, field: str) -> int:
     return 0
 
 
-class MemorySampler:
-    """Peak memory of the workers and their work horses, from /proc.
+SamplingT = TypeVar("SamplingT", bound="Sampling")
 
-    RSS summed over processes counts the pages a work horse shares with
-    its worker after the fork twice; PSS shares them out, so its sum is
-    what the processes take from the machine."""
 
-    def __init__(self, pids: list[int], interval: float = 0.25) -> None:
-        self.pids = pids
-        self.interval = interval
-        self.rss_kib = self.pss_kib = self.horse_kib = 0
-        self.processes = 0
+class Sampling:
+    """A daemon thread calling ``sample`` every ``interval`` seconds
+    while the ``with`` block runs."""
+
+    interval = 0.25
+
+    def __init__(self) -> None:
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread = threading.Thread(target=self._loop, daemon=True)
 
-    def __enter__(self) -> MemorySampler:
+    def __enter__(self: SamplingT) -> SamplingT:
         self._thread.start()
         return self
 
@@ -209,21 +208,45 @@ class MemorySampler:
                  exc: BaseException | None, tb: TracebackType | None) -> None:
         self._stop.set()
         self._thread.join()
+        self.close()
 
-    def _sample(self) -> None:
+    def _loop(self) -> None:
         while not self._stop.wait(self.interval):
-            rss = pss = 0
-            for worker in self.pids:
-                family = descendants(worker)
-                self.processes = max(self.processes, len(family))
-                for pid in family:
-                    own = kib(f"/proc/{pid}/status", "VmRSS:")
-                    rss += own
-                    pss += kib(f"/proc/{pid}/smaps_rollup", "Pss:")
-                    if pid != worker:
-                        self.horse_kib = max(self.horse_kib, own)
-            self.rss_kib = max(self.rss_kib, rss)
-            self.pss_kib = max(self.pss_kib, pss)
+            self.sample()
+
+    def sample(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release what the sampling held (after its last round)."""
+
+
+class MemorySampler(Sampling):
+    """Peak memory of the workers and their work horses, from /proc.
+
+    RSS summed over processes counts the pages a work horse shares with
+    its worker after the fork twice; PSS shares them out, so its sum is
+    what the processes take from the machine."""
+
+    def __init__(self, pids: list[int]) -> None:
+        super().__init__()
+        self.pids = pids
+        self.rss_kib = self.pss_kib = self.horse_kib = 0
+        self.processes = 0
+
+    def sample(self) -> None:
+        rss = pss = 0
+        for worker in self.pids:
+            family = descendants(worker)
+            self.processes = max(self.processes, len(family))
+            for pid in family:
+                own = kib(f"/proc/{pid}/status", "VmRSS:")
+                rss += own
+                pss += kib(f"/proc/{pid}/smaps_rollup", "Pss:")
+                if pid != worker:
+                    self.horse_kib = max(self.horse_kib, own)
+        self.rss_kib = max(self.rss_kib, rss)
+        self.pss_kib = max(self.pss_kib, pss)
 
     def describe(self) -> str:
         return (f"RSS sum {self.rss_kib / 1024:.0f} MiB, PSS sum "
@@ -233,12 +256,15 @@ class MemorySampler:
 
 
 # ---------------------------------------------------------- s3_available
-class AvailabilityWatch:
+class AvailabilityWatch(Sampling):
     """When each resource of the datasets was first seen ``s3_available``
     in the database (read every 0.2 s: cheaper for the site than asking
     its API, so the polling does not slow the workers measured)."""
 
+    interval = POLL
+
     def __init__(self, dataset_ids: list[str], expected: int) -> None:
+        super().__init__()
         import ckan.plugins.toolkit as tk
         import sqlalchemy as sa
         self.engine = sa.create_engine(tk.config["sqlalchemy.url"])
@@ -248,28 +274,18 @@ class AvailabilityWatch:
         self.dataset_ids = dataset_ids
         self.expected = expected
         self.seen: dict[str, float] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
 
-    def __enter__(self) -> AvailabilityWatch:
-        self._thread.start()
-        return self
+    def sample(self) -> None:
+        with self.engine.connect() as conn:
+            rows = conn.execute(self.query, {"ids": self.dataset_ids})
+            now = time.monotonic()
+            for rid, extras in rows:
+                value = json.loads(extras or "{}").get("s3_available")
+                if str(value).lower() == "true":
+                    self.seen.setdefault(rid, now)
 
-    def __exit__(self, kind: type[BaseException] | None,
-                 exc: BaseException | None, tb: TracebackType | None) -> None:
-        self._stop.set()
-        self._thread.join()
+    def close(self) -> None:
         self.engine.dispose()
-
-    def _watch(self) -> None:
-        while not self._stop.wait(POLL):
-            with self.engine.connect() as conn:
-                rows = conn.execute(self.query, {"ids": self.dataset_ids})
-                now = time.monotonic()
-                for rid, extras in rows:
-                    value = json.loads(extras or "{}").get("s3_available")
-                    if str(value).lower() == "true":
-                        self.seen.setdefault(rid, now)
 
     def wait(self, deadline: float) -> float | None:
         """Time the last resource became available; None if not all did
