@@ -70,21 +70,15 @@ class Scene:
         return dataset(self.site, self.org, private=self.iteration % 2 == 0)
 
 
-def upload_work(kind: jobs.JobKind) -> Callable[[Scene], Work]:
+def upload_work(kind: jobs.JobKind,
+                route: Callable[..., dict[str, Any]] = upload,
+                ) -> Callable[[Scene], Work]:
+    """A new resource by ``route`` (form upload or direct upload), and
+    its ``kind`` job."""
     def make(scene: Scene) -> Work:
         data = scene.data()
-        res = upload(scene.site, scene.org.editor,
-                     scene.new_dataset()["id"], data)
-        return Work(jobs.job_id(res["id"], kind),
-                    {res["id"]: faults.sha256_of(data)})
-    return make
-
-
-def direct_work(kind: jobs.JobKind) -> Callable[[Scene], Work]:
-    def make(scene: Scene) -> Work:
-        data = scene.data()
-        res = direct_upload(scene.site, scene.org.editor,
-                            scene.new_dataset()["id"], data)
+        res = route(scene.site, scene.org.editor,
+                    scene.new_dataset()["id"], data)
         return Work(jobs.job_id(res["id"], kind),
                     {res["id"]: faults.sha256_of(data)})
     return make
@@ -108,8 +102,8 @@ def move_work(scene: Scene) -> Work:
 SCENES: dict[str, Callable[[Scene], Work]] = {
     "symlink": upload_work(jobs.SYMLINK),
     "s3-upload": upload_work(jobs.UPLOAD_S3),
-    "s3-sha256": direct_work(jobs.SHA256_S3),
-    "s3-backup": direct_work(jobs.BACKUP_S3),
+    "s3-sha256": upload_work(jobs.SHA256_S3, direct_upload),
+    "s3-backup": upload_work(jobs.BACKUP_S3, direct_upload),
     "move": move_work,
 }
 
