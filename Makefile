@@ -24,7 +24,8 @@ demo: start  ## the plugin at work: upload, jobs, object store, visibility
 
 test: setup  ## the whole test suite (unit and integration tiers)
 	bash stack/start.sh test
-	$(VENV)/bin/python -m pytest --ckan-ini=$(TEST_INI) -m "not slow and not faults" $(PYTEST_ARGS) $(TESTS)
+	DCOR_FAULT_ITERATIONS=1 $(VENV)/bin/python -m pytest --ckan-ini=$(TEST_INI) \
+	    -m "not slow and (not faults or fault_sample)" $(PYTEST_ARGS) $(TESTS)
 
 test-unit: setup  ## the unit tier only: no service, no CKAN config
 	$(VENV)/bin/python -m pytest -p no:ckan $(PYTEST_ARGS) tests/unit

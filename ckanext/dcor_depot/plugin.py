@@ -42,8 +42,7 @@ class DCORDepotPlugin(plugins.SingletonPlugin):
     # tab in the admin area and the resource page's storage box
     # (templates/, assets/)
     def update_config(self, ckan_config: Any) -> None:
-        tk.add_template_directory(ckan_config, "templates")
-        tk.add_resource("assets", "dcor_depot")
+        templates.serve_templates_and_assets(ckan_config)
 
     # ITemplateHelpers
     def get_helpers(self) -> dict[str, Any]:

@@ -98,7 +98,8 @@ def failed_jobs() -> dict[str, str]:
         ids = queue.failed_job_registry.get_job_ids()
         # An earlier test's entry may outlive its job hash (RQ 1.x keeps
         # registry entries after the job expired): skip those.
-        for jid, job in zip(ids, Job.fetch_many(ids, connection=queue.connection)):
+        fetched = Job.fetch_many(ids, connection=queue.connection)
+        for jid, job in zip(ids, fetched, strict=True):
             if job is not None:
                 found[jid] = job.exc_info or ""
     return found

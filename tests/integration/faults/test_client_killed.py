@@ -173,6 +173,7 @@ def prune_abandoned(cli, org: access.Org, upload: Upload, rid: str) -> None:
         helpers.call_action("resource_show", id=rid)
 
 
+@pytest.mark.fault_sample
 def test_killed_client_resumes_abandoned_upload_is_pruned(
         fault_live_site, cli, tmp_path):
     site = fault_live_site

@@ -76,6 +76,7 @@ def check_symlink_job_failed(res: dict, sha: str, depot_files: set[str],
     assert tk.asbool(now["s3_available"]) and now["sha256"] == sha
 
 
+@pytest.mark.fault_sample
 def test_depot_full_during_symlink_job(fault_site, tmpfs_dir, ckan_config,
                                        monkeypatch, make_dataset, upload,
                                        cli):

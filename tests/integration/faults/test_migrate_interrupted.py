@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import ckan.plugins.toolkit as tk
+import pytest
 
 from ckanext.dcor_depot.operations import symlink
 from ckanext.dcor_depot.storage import layout, object_store
@@ -170,6 +171,7 @@ def prune_killed_uploads(cli, buckets: set[str],
     return len(left)
 
 
+@pytest.mark.fault_sample
 def test_migration_interrupted_by_sigint_and_sigkill(
         fault_site, make_dataset, upload, owner, cli, request, tmp_path,
         ckan_config):
