@@ -338,9 +338,11 @@ def test_delete_after_earlier_migration_deletes_verified_files(
     assert not os.path.lexists(layout.ckan_upload_path(item["id"]))
 
 
+@pytest.mark.parametrize("verify", [[], ["--verify-existence"],
+                                    ["--verify-checksum"]])
 @pytest.mark.parametrize("left", ["no file", "dangling symlink"])
 def test_crash_after_delete_before_record_is_recorded_by_rerun(
-        cli, owner, on_block_storage, monkeypatch, left):
+        cli, owner, on_block_storage, monkeypatch, left, verify):
     item, = on_block_storage(1)
     upload_path = layout.ckan_upload_path(item["id"])
     depot_file = upload_path.resolve()
@@ -358,12 +360,13 @@ def test_crash_after_delete_before_record_is_recorded_by_rerun(
         # Killed between the deletion of the depot file and the symlink's.
         os.symlink(depot_file, upload_path)
 
-    rerun = invoke(cli, COMMAND, "--delete-after-migration")
+    rerun = invoke(cli, COMMAND, "--delete-after-migration", *verify)
 
     assert rerun.exit_code == 0, rerun.output
-    action = ("dangling symlink removed" if left == "dangling symlink"
-              else "in store, no local file")
-    assert f"{item['id']}: resource {action}" in rerun.stdout
+    if not verify:
+        action = ("dangling symlink removed" if left == "dangling symlink"
+                  else "in store, no local file")
+        assert f"{item['id']}: resource {action}" in rerun.stdout
     assert not os.path.lexists(upload_path)
     res = resource_show(item["id"])
     assert tk.asbool(res["s3_available"])

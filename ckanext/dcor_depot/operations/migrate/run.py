@@ -187,8 +187,13 @@ class _ArtifactTransfer:
         else:
             self.out.in_store = True
             self.out.action = "exists"
-        return self.out.in_store and not (self.options.delete_local
-                                          and self.local)
+        # A local file (or a dangling symlink a dead run left) still to
+        # delete means work is left.
+        done = self.out.in_store and not (self.options.delete_local and (
+            self.local or self.path.is_symlink()))
+        if done and not self.local:
+            self._read_unrecorded_sha256()
+        return done
 
     def _deep_check(self, reference: str | None) -> None:
         """Compare every stored byte with the SHA256 ``reference``.
@@ -243,7 +248,8 @@ class _ArtifactTransfer:
         copy would have a recorded checksum to be checked against)."""
         if (self.artifact == "resource" and self.out.in_store
                 and not self.expected and not self.options.dry_run):
-            self.out.sha256 = transfer.object_sha256(self.bucket, self.key)
+            self.out.sha256 = self.object_sha or transfer.object_sha256(
+                self.bucket, self.key)
 
     def _remove_dangling_symlink(self) -> bool:
         """Finish a deletion that was interrupted between target and
