@@ -9,6 +9,7 @@ it after the change.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 from collections.abc import Callable, Sequence
@@ -17,6 +18,7 @@ from typing import Any
 from ckan.lib import jobs as ckan_jobs
 from rq import Queue, Retry
 from rq.job import Job, JobStatus, NoSuchJobError
+from redis.exceptions import LockError
 from rq.registry import StartedJobRegistry
 
 log = logging.getLogger(__name__)
@@ -86,14 +88,28 @@ def _cleanup(queue: Queue) -> None:
     lock, as RQ's workers do: two cleanings at once would both re-queue
     an abandoned job, which would then run twice at the same time."""
     # RQ's own lock key, held for at most a minute (RQ: 15 minutes) in
-    # case this process dies while it holds it.
-    key = queue.registry_cleaning_key
-    if not queue.connection.set(key, 1, nx=True, ex=60):
+    # case this process dies while it holds it; redis-py's lock releases
+    # it only while it is still ours.
+    lock = queue.connection.lock(queue.registry_cleaning_key, timeout=60)
+    if not lock.acquire(blocking=False):
         return  # another process cleans it right now
     try:
-        StartedJobRegistry(queue=queue).cleanup()
+        registry = StartedJobRegistry(queue=queue)
+        expired = registry.get_expired_job_ids()
+        registry.cleanup()
+        _queue_dependents_of_failed(queue, expired)
     finally:
-        queue.connection.delete(key)
+        with contextlib.suppress(LockError):
+            lock.release()
+
+
+def _queue_dependents_of_failed(queue: Queue, job_ids: list[str]) -> None:
+    """RQ 1.x fails an abandoned job without retries left but leaves its
+    dependents deferred for ever (RQ 2 queues them, and then this finds
+    none): the plugin's follow-up jobs run also after a failure."""
+    for job in Job.fetch_many(job_ids, connection=queue.connection):
+        if job is not None and job.get_status() == JobStatus.FAILED:
+            queue.enqueue_dependents(job)
 
 
 def is_pending(job_id: str) -> bool:

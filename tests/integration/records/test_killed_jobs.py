@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import subprocess
 import time
+import uuid
 
+import rq
 from ckan.lib import jobs as ckan_jobs
-from rq.job import JobStatus
+from rq import Queue
+from rq.job import Dependency, JobStatus
+from rq.registry import StartedJobRegistry
 
 from ckanext.dcor_depot.records import job_queue
 from tests.support.stack import kill_tree, wait_for
@@ -61,3 +65,26 @@ def test_the_plugins_worker_runs_a_dead_workers_job_again(
              timeout=300, interval=2, what="the job to run again")
     assert time.monotonic() - killed_at < 300
     assert second_run.exists()
+
+
+def test_the_follow_up_of_a_job_abandoned_for_good_runs(pipeline):
+    """A job whose worker died with no retries left counts as failed and
+    its follow-up job (queued with ``allow_failure``, as the plugin's
+    chains are) is queued, with RQ 1.x (CKAN 2.11) too."""
+    queue = Queue(f"dcor-test-{uuid.uuid4().hex[:8]}",
+                  connection=ckan_jobs.connect_to_redis())
+    parent = queue.enqueue("os.getcwd")
+    follow_up = queue.enqueue("os.getcwd", depends_on=Dependency(
+        jobs=[parent], allow_failure=True))
+    assert follow_up.get_status() == JobStatus.DEFERRED
+    # What a worker SIGKILLed mid-job leaves: the job "started", in the
+    # registry of started jobs with an expired heartbeat.
+    queue.remove(parent)
+    parent.set_status(JobStatus.STARTED)
+    entry = parent.id if rq.VERSION.startswith("1.") else f"{parent.id}:gone"
+    queue.connection.zadd(StartedJobRegistry(queue=queue).key, {entry: 1})
+
+    assert job_queue.job_status(parent.id) == JobStatus.FAILED
+    assert follow_up.get_status(refresh=True) == JobStatus.QUEUED
+    assert follow_up.id in queue.get_job_ids()
+    queue.empty()
