@@ -16,9 +16,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ckan.lib import jobs as ckan_jobs
+from redis.exceptions import LockError
 from rq import Queue, Retry
 from rq.job import Job, JobStatus, NoSuchJobError
-from redis.exceptions import LockError
 from rq.registry import StartedJobRegistry
 
 log = logging.getLogger(__name__)
