@@ -76,13 +76,14 @@ def dcor_depot_http_url(value: Any) -> str:
     every ``s3_url`` users see), query, fragment or blanks."""
     text = str(value).strip()
     parsed = urlsplit(text)
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise tk.Invalid(
-            f"expected an http:// or https:// URL, got {value!r}")
+    # First: every later message repeats the value.
     if "@" in parsed.netloc:
         raise tk.Invalid(f"the URL {_without_credentials(parsed)} carries "
                          "credentials: remove them (the object store's go "
                          "in access_key_id and secret_access_key)")
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise tk.Invalid(
+            f"expected an http:// or https:// URL, got {value!r}")
     if parsed.query or parsed.fragment or "?" in text or "#" in text:
         raise tk.Invalid(f"expected a URL without query or fragment, got "
                          f"{value!r}")

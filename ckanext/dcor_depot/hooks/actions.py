@@ -84,6 +84,8 @@ def _organization_removal(name: str) -> Any:
 @tk.chained_action
 def resource_create(original: Any, context: Context,
                     data_dict: DataDict) -> Any:
+    # Before the access check, whose queries PostgreSQL would refuse.
+    resource_rules.refuse_nul(data_dict)
     if data_dict.get("url_type") == "s3_upload":
         return upload_actions.create_from_upload(original, context,
                                                  data_dict)

@@ -27,6 +27,10 @@ def _dataset_ref(data_dict: DataDict) -> str:
     ref = data_dict.get("package_id")
     if not isinstance(ref, str) or not ref:
         raise tk.ValidationError({"package_id": ["Missing value"]})
+    if "\x00" in ref:
+        # Before any query: PostgreSQL refuses NUL (500).
+        raise tk.ValidationError(
+            {"package_id": ["cannot contain NUL characters"]})
     return ref
 
 
@@ -151,7 +155,6 @@ def create_from_upload(original: Any, context: Context,
     resource with its object recorded."""
     tk.check_access("resource_create", context, data_dict)
     resource_rules.refuse_plugin_fields(data_dict)
-    resource_rules.refuse_nul(data_dict)
     dataset = model.Package.get(_dataset_ref(data_dict))
     user = model.User.get(context.get("user") or "")
     if dataset is None or user is None:

@@ -59,7 +59,7 @@ class Upload:
         s3 = object_store.get_client()
         started = time.monotonic()
         result = self.transfer(s3, part_size)
-        self.abort_leftovers(s3, time.monotonic() - started)
+        self.abort_leftovers(s3, time.monotonic() - started, result.etag)
         return result
 
     def transfer(self, s3: Any, part_size: int) -> UploadResult:
@@ -84,7 +84,7 @@ class Upload:
         return UploadResult(self.bucket, self.key, size, sha256, found,
                             uploaded=True)
 
-    def abort_leftovers(self, s3: Any, elapsed: float) -> None:
+    def abort_leftovers(self, s3: Any, elapsed: float, etag: str) -> None:
         """Abort the key's multipart uploads begun before this one.
 
         They are attempts cut short where even their abort failed (the
@@ -93,14 +93,16 @@ class Upload:
         store's (the object's date less the ``elapsed`` seconds of this
         upload), so a skewed local clock cannot make a newer upload look
         older. A worker still racing with an aborted upload fails and is
-        retried: it finds the object complete.
+        retried: it finds the object complete. When another writer
+        replaced the object meanwhile (other ETag), its date says nothing
+        of this upload's start: nothing is aborted.
         """
         try:
             leftovers = [item for item in survey.open_uploads(
                 s3, self.bucket, prefix=self.key) if item["Key"] == self.key]
             head = (object_store.find_object(s3, self.bucket, self.key)
                     if leftovers else None)
-            if head is None:
+            if head is None or clean_etag(head.get("ETag", "")) != etag:
                 return
             began = head["LastModified"] - datetime.timedelta(
                 seconds=elapsed + 1)

