@@ -140,7 +140,9 @@ def foreign_file(path: Path) -> str | None:
     try:
         real = os.path.realpath(path)
         if not os.path.exists(real):
-            return None  # nothing there (a dangling link is no file)
+            # Nothing there (a dangling link is no file), unless it is a
+            # link loop: a link where none belongs.
+            return real if os.path.lexists(real) else None
         if not os.path.isfile(real):
             return real  # a device, a FIFO, a folder: never ours
         roots = allowed_link_roots()

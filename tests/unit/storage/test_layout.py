@@ -83,3 +83,19 @@ def test_is_inside(path, root, inside):
     else:
         with pytest.raises(ValueError, match="would leave"):
             fsops.ensure_inside(Path(root), Path(path))
+
+
+def test_a_link_loop_at_an_upload_path_is_foreign(tmp_path):
+    # Before: ELOOP read as "nothing there", and the download route fell
+    # through to CKAN's own view (security review).
+    upload_path, other = tmp_path / "upload", tmp_path / "other"
+    upload_path.symlink_to(other)
+    other.symlink_to(upload_path)
+    assert layout.foreign_file(upload_path) is not None
+    assert not layout.owned_file(upload_path)
+
+
+def test_a_dangling_link_is_nothing_there(tmp_path):
+    upload_path = tmp_path / "upload"
+    upload_path.symlink_to(tmp_path / "deleted")
+    assert layout.foreign_file(upload_path) is None
