@@ -177,7 +177,15 @@ def prune_abandoned(cli, org: access.Org, upload: Upload, rid: str) -> None:
 def test_killed_client_resumes_abandoned_upload_is_pruned(
         fault_live_site, cli, tmp_path):
     site = fault_live_site
-    ledger = faults.Ledger(SCENARIO)
+    ledger = faults.Ledger(
+        "Direct-upload client killed and resumed; an upload abandoned",
+        how="`python -m ckanext.dcor_depot.client upload` stopped at a seeded"
+            " moment, alternately SIGKILL and SIGINT, then the same command "
+            "again; one upload abandoned for good, then "
+            "`dcor-prune-stale-multipart-uploads`",
+        guarantee="a resumed upload ends with the uploaded bytes, verified "
+                  "and recorded once; an abandoned one leaves no parts after "
+                  "the prune")
     rng = faults.rng(SCENARIO)
     org = access.organization()
     dataset_id = access.dataset(site, org,

@@ -80,8 +80,13 @@ def check_symlink_job_failed(res: dict, sha: str, depot_files: set[str],
 def test_depot_full_during_symlink_job(fault_site, tmpfs_dir, ckan_config,
                                        monkeypatch, make_dataset, upload,
                                        cli):
-    ledger = faults.Ledger("full-disk-symlink")
-    rng = faults.rng(ledger.scenario)
+    ledger = faults.Ledger(
+        "Depot filesystem full during the symlink job",
+        how="a tmpfs depot filled to leave a seeded number of bytes fewer "
+            "than the file, the job run, space freed, the job run again",
+        guarantee="a clear error, the upload intact, no partial depot file, "
+                  "metadata unchanged; the rerun completes")
+    rng = faults.rng("full-disk-symlink")
     depots = tmpfs_dir / "depots"
     depots.mkdir()
     monkeypatch.setitem(ckan_config, "ckanext.dcor_depot.depots_path",
@@ -160,8 +165,14 @@ def append_again(cli, dataset: dict, source: Path) -> str:
 def test_disk_full_during_append_resource(fault_site, tmpfs_dir,
                                           ckan_config, monkeypatch,
                                           make_dataset, cli, tmp_path):
-    ledger = faults.Ledger("full-disk-append")
-    rng = faults.rng(ledger.scenario)
+    ledger = faults.Ledger(
+        "Depot filesystem full during append-resource",
+        how="a tmpfs holding CKAN's uploads and the depot filled to leave a "
+            "seeded number of bytes fewer than the file, `append-resource` "
+            "run, space freed, run again",
+        guarantee="a clear error and exit code, the original intact, no "
+                  "partial file, no resource; the rerun completes")
+    rng = faults.rng("full-disk-append")
     for option, folder in (("ckan.storage_path", "storage"),
                            ("ckanext.dcor_depot.depots_path", "depots")):
         (tmpfs_dir / folder).mkdir()

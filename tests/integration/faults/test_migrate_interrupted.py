@@ -175,7 +175,13 @@ def prune_killed_uploads(cli, buckets: set[str],
 def test_migration_interrupted_by_sigint_and_sigkill(
         fault_site, make_dataset, upload, owner, cli, request, tmp_path,
         ckan_config):
-    ledger = faults.Ledger(SCENARIO)
+    ledger = faults.Ledger(
+        "Migration --jobs 8 interrupted, then rerun",
+        how="`dcor-migrate-resources-to-object-store --jobs 8` stopped at a "
+            "seeded moment, alternately SIGINT and SIGKILL, half with "
+            "--delete-after-migration, then the same command again",
+        guarantee="no resource loses data at any moment; the rerun completes "
+                  "the work and aborts the killed uploads' parts")
     rng = faults.rng(SCENARIO)
     ini = write_fault_ini(request.config.getoption("--ckan-ini"),
                           tmp_path / "fault.ini", ckan_config)
