@@ -54,7 +54,9 @@ def is_worker(pid: int) -> bool:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
-    return b"jobs" in cmdline and b"worker" in cmdline
+    # `ckan dcor-depot-worker` (the devstack's) or `ckan jobs worker`.
+    return b"dcor-depot-worker" in cmdline or (
+        b"jobs" in cmdline and b"worker" in cmdline)
 
 
 def stop(pid: int, timeout: float = 300) -> None:
