@@ -76,9 +76,10 @@ def dcor_depot_http_url(value: Any) -> str:
     every ``s3_url`` users see), query, fragment or blanks."""
     text = str(value).strip()
     parsed = urlsplit(text)
-    # First: every later message repeats the value.
-    if "@" in parsed.netloc:
-        raise tk.Invalid(f"the URL {_without_credentials(parsed)} carries "
+    # First: every later message repeats the value. A secret may hold
+    # "/", "?" or "#", so the whole text is searched, not the netloc.
+    if "@" in text:
+        raise tk.Invalid(f"the URL ***@{text.rpartition('@')[2]} carries "
                          "credentials: remove them (the object store's go "
                          "in access_key_id and secret_access_key)")
     if parsed.scheme not in ("http", "https") or not parsed.hostname:

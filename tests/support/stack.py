@@ -83,17 +83,23 @@ def mounted_tmpfs(mount_point: Path, size: str) -> Iterator[Path]:
     """A fresh tmpfs of ``size`` (e.g. "64m") at ``mount_point``; skips
     the test where mounting is not allowed."""
     import pytest
+    made = not mount_point.exists()
     mount_point.mkdir(parents=True, exist_ok=True)
     proc = subprocess.run(
         ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs",
          str(mount_point)], capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
     try:
-        yield mount_point
+        if proc.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
+        try:
+            yield mount_point
+        finally:
+            if subprocess.run(["umount", str(mount_point)]).returncode != 0:
+                subprocess.run(["umount", "-l", str(mount_point)])
     finally:
-        if subprocess.run(["umount", str(mount_point)]).returncode != 0:
-            subprocess.run(["umount", "-l", str(mount_point)])
+        if made:
+            with contextlib.suppress(OSError):
+                mount_point.rmdir()  # only if empty: nothing is lost
 
 
 def remove_template_buckets() -> None:

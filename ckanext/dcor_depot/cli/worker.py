@@ -9,6 +9,7 @@ import rq
 from ckan.lib import jobs as ckan_jobs
 
 from ckanext.dcor_depot.hooks import jobs as dcor_jobs
+from ckanext.dcor_depot.records import job_queue
 
 COMMAND = "dcor-depot-worker"
 #: Seconds between the worker's cleanings of RQ's registries (RQ: 600).
@@ -32,6 +33,13 @@ class PreloadedWorker(ckan_jobs.Worker):
 
     def main_work_horse(self, job: Any, queue: Any) -> Any:
         return rq.Worker.main_work_horse(self, job, queue)
+
+    def clean_registries(self) -> None:
+        # The plugin's cleaning first: RQ 1.x's own fails a job abandoned
+        # for good without queueing its follow-up jobs.
+        for queue in self.queues:
+            job_queue.recover_abandoned_of(queue)
+        super().clean_registries()
 
 
 @click.command(COMMAND, short_help="Start a worker for the plugin's jobs.")

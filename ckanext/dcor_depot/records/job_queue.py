@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -47,11 +48,16 @@ def recover_abandoned(queue_names: Sequence[str]) -> None:
     (its heartbeat's lifetime). Never raises: it runs in the worker.
     """
     for name in queue_names:
-        try:
-            _cleanup(ckan_jobs.get_queue(name))
-        except Exception as exc:  # noqa: BLE001 - a worker must go on
-            log.warning("Cleaning the registry of queue %s failed: %s",
-                        name, exc)
+        recover_abandoned_of(ckan_jobs.get_queue(name))
+
+
+def recover_abandoned_of(queue: Queue) -> None:
+    """:func:`recover_abandoned` for one queue object."""
+    try:
+        _cleanup(queue)
+    except Exception as exc:  # noqa: BLE001 - a worker must go on
+        log.warning("Cleaning the registry of queue %s failed: %s",
+                    queue.name, exc)
 
 
 def job_status(job_id: str) -> JobStatus | None:
@@ -95,8 +101,11 @@ def _cleanup(queue: Queue) -> None:
         return  # another process cleans it right now
     try:
         registry = StartedJobRegistry(queue=queue)
-        expired = registry.get_expired_job_ids()
-        registry.cleanup()
+        # One moment for both: a job expiring in between would be failed
+        # without its follow-ups being queued.
+        now = time.time()
+        expired = registry.get_expired_job_ids(now)
+        registry.cleanup(now)
         _queue_dependents_of_failed(queue, expired)
     finally:
         with contextlib.suppress(LockError):

@@ -10,7 +10,6 @@ finished. The scenario ends with the closing check of every resource
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
 import time
@@ -123,11 +122,9 @@ def plugin_worker(request, site, tmp_path, ckan_config, monkeypatch
     on each dataset update).
     """
     name = f"users-faults-{uuid.uuid4().hex[:8]}"
-    with mounted_tmpfs(config.depots_path() / name, "1g") as mount_point:
+    with mounted_tmpfs(config.depots_path() / name, "1g"):
         yield from _worker(request, tmp_path, name, ckan_config,
                            monkeypatch)
-    with contextlib.suppress(OSError):
-        mount_point.rmdir()
 
 
 def _worker(request, tmp_path: Path, users_depot_name: str, ckan_config,

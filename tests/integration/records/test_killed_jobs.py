@@ -6,13 +6,16 @@ from __future__ import annotations
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
 
+import pytest
 import rq
 from ckan.lib import jobs as ckan_jobs
 from rq import Queue
-from rq.job import Dependency, JobStatus
+from rq.job import Dependency, Job, JobStatus
 from rq.registry import StartedJobRegistry
 
+from ckanext.dcor_depot.cli.worker import PreloadedWorker
 from ckanext.dcor_depot.records import job_queue
 from tests.support.stack import kill_tree, wait_for
 
@@ -67,24 +70,45 @@ def test_the_plugins_worker_runs_a_dead_workers_job_again(
     assert second_run.exists()
 
 
-def test_the_follow_up_of_a_job_abandoned_for_good_runs(pipeline):
-    """A job whose worker died with no retries left counts as failed and
-    its follow-up job (queued with ``allow_failure``, as the plugin's
-    chains are) is queued, with RQ 1.x (CKAN 2.11) too."""
-    queue = Queue(f"dcor-test-{uuid.uuid4().hex[:8]}",
-                  connection=ckan_jobs.connect_to_redis())
+def abandoned_with_follow_up(queue: Queue) -> tuple[Job, Job]:
+    """A job left "started" by a worker SIGKILLed mid-job, no retries
+    left, its heartbeat expired; and its follow-up job (queued with
+    ``allow_failure``, as the plugin's chains are)."""
     parent = queue.enqueue("os.getcwd")
     follow_up = queue.enqueue("os.getcwd", depends_on=Dependency(
         jobs=[parent], allow_failure=True))
     assert follow_up.get_status() == JobStatus.DEFERRED
-    # What a worker SIGKILLed mid-job leaves: the job "started", in the
-    # registry of started jobs with an expired heartbeat.
     queue.remove(parent)
     parent.set_status(JobStatus.STARTED)
     entry = parent.id if rq.VERSION.startswith("1.") else f"{parent.id}:gone"
     queue.connection.zadd(StartedJobRegistry(queue=queue).key, {entry: 1})
+    return parent, follow_up
+
+
+@pytest.fixture
+def scratch_queue(pipeline) -> Iterator[Queue]:
+    queue = Queue(f"dcor-test-{uuid.uuid4().hex[:8]}",
+                  connection=ckan_jobs.connect_to_redis())
+    yield queue
+    queue.empty()
+
+
+def test_the_follow_up_of_a_job_abandoned_for_good_runs(scratch_queue):
+    """Found by the plugin (a status query), with RQ 1.x (CKAN 2.11)
+    too, which leaves the follow-up deferred for ever."""
+    parent, follow_up = abandoned_with_follow_up(scratch_queue)
 
     assert job_queue.job_status(parent.id) == JobStatus.FAILED
     assert follow_up.get_status(refresh=True) == JobStatus.QUEUED
-    assert follow_up.id in queue.get_job_ids()
-    queue.empty()
+    assert follow_up.id in scratch_queue.get_job_ids()
+
+
+def test_the_workers_maintenance_queues_the_follow_up(scratch_queue):
+    """Found first by the maintenance of `dcor-depot-worker` (RQ 1.x's
+    own cleaning would fail the job and leave the follow-up deferred)."""
+    parent, follow_up = abandoned_with_follow_up(scratch_queue)
+
+    PreloadedWorker([scratch_queue]).clean_registries()
+
+    assert parent.get_status(refresh=True) == JobStatus.FAILED
+    assert follow_up.get_status(refresh=True) == JobStatus.QUEUED

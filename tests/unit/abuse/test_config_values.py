@@ -56,6 +56,9 @@ def test_bucket_templates_s3_accepts(template):
     # Also when the URL is wrong in other ways (security review).
     f"ftp://user:{SECRET}@objects.example.org",
     f"https://user:{SECRET}@",
+    f"https://AKIA:ab/{SECRET}@objects.example.org",
+    f"https://AKIA:{SECRET}?x#y@objects.example.org",
+    f"user:{SECRET}@objects.example.org",
 ])
 def test_endpoints_with_credentials_are_refused_without_showing_them(url):
     with pytest.raises(Invalid, match="carries credentials") as refused:
