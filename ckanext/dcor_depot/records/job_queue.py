@@ -79,6 +79,8 @@ def current_status(job: Job) -> JobStatus:
     registry is cleaned by RQ's own means as soon as the heartbeat expired.
     """
     status = job.get_status(refresh=False)
+    if status == JobStatus.DEFERRED:
+        return _deferred_status(job)
     if status != JobStatus.STARTED:
         return status
     registry = StartedJobRegistry(job.origin, connection=job.connection)
@@ -86,6 +88,18 @@ def current_status(job: Job) -> JobStatus:
         return status
     # Marks it failed (or re-queues it, with retries).
     _cleanup(Queue(job.origin, connection=job.connection))
+    return job.get_status(refresh=True)
+
+
+def _deferred_status(job: Job) -> JobStatus:
+    """The status of a follow-up job, released if a job it waits for has
+    failed: RQ 1.x leaves it deferred for ever when its own maintenance
+    failed a job abandoned for good (the plugin's chains allow failure,
+    and RQ re-checks that before it queues anything)."""
+    for parent in job.fetch_dependencies():
+        if parent.get_status() == JobStatus.FAILED:
+            Queue(parent.origin,
+                  connection=job.connection).enqueue_dependents(parent)
     return job.get_status(refresh=True)
 
 

@@ -112,3 +112,15 @@ def test_the_workers_maintenance_queues_the_follow_up(scratch_queue):
 
     assert parent.get_status(refresh=True) == JobStatus.FAILED
     assert follow_up.get_status(refresh=True) == JobStatus.QUEUED
+
+
+def test_a_follow_up_left_deferred_by_rq_is_released(scratch_queue):
+    """RQ's own maintenance (`ckan jobs worker`) got there first: on RQ
+    1.x the follow-up stays deferred; asking the plugin releases it, so
+    `run-jobs-dcor-depot` never counts it as waiting."""
+    parent, follow_up = abandoned_with_follow_up(scratch_queue)
+    StartedJobRegistry(queue=scratch_queue).cleanup()
+    assert parent.get_status(refresh=True) == JobStatus.FAILED
+
+    assert job_queue.job_status(follow_up.id) == JobStatus.QUEUED
+    assert follow_up.id in scratch_queue.get_job_ids()
