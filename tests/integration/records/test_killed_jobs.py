@@ -85,10 +85,13 @@ def abandoned_with_follow_up(queue: Queue) -> tuple[Job, Job]:
     return parent, follow_up
 
 
+SCRATCH = f"dcor-test-{uuid.uuid4().hex[:8]}"
+
+
 @pytest.fixture
 def scratch_queue(pipeline) -> Iterator[Queue]:
-    queue = Queue(f"dcor-test-{uuid.uuid4().hex[:8]}",
-                  connection=ckan_jobs.connect_to_redis())
+    """A queue of the site's (CKAN prefixes its name) no worker serves."""
+    queue = ckan_jobs.get_queue(SCRATCH)
     yield queue
     queue.empty()
 
@@ -108,7 +111,7 @@ def test_the_workers_maintenance_queues_the_follow_up(scratch_queue):
     own cleaning would fail the job and leave the follow-up deferred)."""
     parent, follow_up = abandoned_with_follow_up(scratch_queue)
 
-    PreloadedWorker([scratch_queue]).clean_registries()
+    PreloadedWorker([SCRATCH]).clean_registries()
 
     assert parent.get_status(refresh=True) == JobStatus.FAILED
     assert follow_up.get_status(refresh=True) == JobStatus.QUEUED
