@@ -9,7 +9,7 @@ import os
 import re
 import string
 from typing import Any
-from urllib.parse import SplitResult, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import ckan.plugins.toolkit as tk
 
@@ -96,12 +96,6 @@ def dcor_depot_http_url(value: Any) -> str:
     except ValueError:
         raise tk.Invalid(f"the port of {value!r} is not a number") from None
     return text.rstrip("/")
-
-
-def _without_credentials(parsed: SplitResult) -> str:
-    """The URL with its user and password left out (not shown in logs)."""
-    host = parsed.netloc.rpartition("@")[2]
-    return urlunsplit(parsed._replace(netloc=f"***@{host}"))
 
 
 #: Characters S3 allows in bucket names (lowercase, digits, '.', '-').

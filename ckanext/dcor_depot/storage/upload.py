@@ -248,7 +248,6 @@ class Upload:
             f"and size {size}, found ETag {found_etag or '(none)'} and "
             f"size {found_size}; {fate}")
 
-
     def etag_if_stored_equals_file(self, s3: Any, size: int) -> str | None:
         """The ETag of the object now stored if it holds the local file's
         bytes (read again, in the stored object's part layout)."""
