@@ -14,6 +14,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,9 +77,41 @@ def state_file(state_dir: Path, wanted: UploadState) -> Path:
     return state_dir / wanted.file_name
 
 
+def check_folder(state_dir: Path) -> None:
+    """Refuse a state folder that another user owns or may write to.
+
+    Whoever can put a state file there chooses which upload the client
+    resumes, and which one it may end: such a folder is never read.
+    A folder that does not exist yet is fine (:func:`save` creates it
+    for its user only).
+    """
+    try:
+        info = state_dir.stat()
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise ClientError(f"the state folder {state_dir} cannot be "
+                          f"checked: {exc}") from exc
+    if not stat.S_ISDIR(info.st_mode):
+        raise ClientError(f"the state folder {state_dir} is not a folder: "
+                          "choose another with --state-dir")
+    if not hasattr(os, "getuid"):
+        return  # no POSIX owners and modes (Windows): nothing to compare
+    if info.st_uid != os.getuid():
+        raise ClientError(f"the state folder {state_dir} belongs to "
+                          "another user: choose another with --state-dir")
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise ClientError(f"the state folder {state_dir} may be written by "
+                          "other users: make it private (chmod 700) or "
+                          "choose another with --state-dir")
+
+
 def load(state_dir: Path, wanted: UploadState) -> UploadState | None:
     """The saved state of this upload; None if there is none (or it is
-    unreadable or of another upload: then it is not trusted)."""
+    unreadable or of another upload: then it is not trusted).
+    ClientError if the folder is not the user's own (:func:`check_folder`).
+    """
+    check_folder(state_dir)
     try:
         raw = json.loads(state_file(state_dir, wanted).read_text("utf-8"))
         if raw.pop("version", None) != STATE_VERSION:
@@ -96,9 +129,7 @@ def save(state_dir: Path, state: UploadState) -> Path:
     crash) sees the old file or the new one, never a part."""
     # Only its user may plant or read states there.
     state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if hasattr(os, "getuid") and state_dir.stat().st_uid != os.getuid():
-        raise ClientError(f"the state folder {state_dir} belongs to "
-                          "another user: choose another with --state-dir")
+    check_folder(state_dir)
     target = state_file(state_dir, state)
     text = json.dumps({"version": STATE_VERSION, **dataclasses.asdict(state)},
                       indent=1)
