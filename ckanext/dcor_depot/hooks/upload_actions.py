@@ -2,12 +2,18 @@
 
 ``resource_upload_s3_urls`` may be called by whoever may create resources
 in the dataset (``resource_create``); ``resource_upload_s3_abort`` by the
-user the upload was issued to (or a sysadmin) while they still may. Both
-check that first and change nothing in the store before.
+user the upload was issued to while they still may, and by a sysadmin for
+another user's upload only with ``force: true``;
+``resource_upload_s3_status`` (read-only) tells a client whether an
+upload was issued to it and whether it can still be continued, so that
+it ends only its own dead uploads. Each checks that first and changes
+nothing in the store before.
 """
 from __future__ import annotations
 
+import datetime
 import logging
+import time
 from typing import Any
 
 import ckan.model as model
@@ -18,7 +24,7 @@ from ckanext.dcor_depot import config, errors
 from ckanext.dcor_depot.hooks import downloads, resource_rules
 from ckanext.dcor_depot.operations import direct_upload, move
 from ckanext.dcor_depot.records import upload_grants
-from ckanext.dcor_depot.storage import layout
+from ckanext.dcor_depot.storage import layout, presigned
 
 log = logging.getLogger(__name__)
 
@@ -41,22 +47,52 @@ def upload_urls_auth(context: Context, data_dict: DataDict) -> AuthResult:
         {"package_id": _dataset_ref(data_dict)})}
 
 
-def upload_abort_auth(context: Context, data_dict: DataDict) -> AuthResult:
+def _grant_of(context: Context, data_dict: DataDict
+              ) -> tuple[upload_grants.UploadGrant, model.User | None]:
+    """The upload named by ``resource_id`` and the acting user, once the
+    user may still add resources to its dataset."""
     grant = upload_grants.load(str(data_dict.get("resource_id") or ""))
     if grant is None:
         raise tk.ObjectNotFound("no such upload")
     tk.check_access("resource_create", context,
                     {"package_id": grant.dataset_id})
-    user = model.User.get(context.get("user") or "")
-    if user is None or (user.id != grant.user_id and not user.sysadmin):
-        return {"success": False,
-                "msg": "the upload was issued to another user"}
-    return {"success": True}
+    return grant, model.User.get(context.get("user") or "")
+
+
+def _forced(data_dict: DataDict) -> bool:
+    # Explicit only: JSON true or the text "true" (a form post).
+    value = data_dict.get("force", False)
+    return value is True or (isinstance(value, str)
+                             and value.strip().lower() == "true")
+
+
+# Checked for sysadmins too: CKAN lets them pass an unmarked auth
+# function, and a sysadmin must not end another user's upload by mistake.
+@tk.auth_sysadmins_check
+def upload_abort_auth(context: Context, data_dict: DataDict) -> AuthResult:
+    grant, user = _grant_of(context, data_dict)
+    if user is not None and user.id == grant.user_id:
+        return {"success": True}
+    if user is not None and user.sysadmin and _forced(data_dict):
+        return {"success": True}
+    return {"success": False,
+            "msg": "the upload was issued to another user"
+            + (" (a sysadmin ends it with force: true)"
+               if user is not None and user.sysadmin else "")}
+
+
+@tk.auth_sysadmins_check
+def upload_status_auth(context: Context, data_dict: DataDict) -> AuthResult:
+    grant, user = _grant_of(context, data_dict)
+    if user is not None and (user.id == grant.user_id or user.sysadmin):
+        return {"success": True}
+    return {"success": False, "msg": "the upload was issued to another user"}
 
 
 def get_auth_functions() -> dict[str, Any]:
     return {"resource_upload_s3_urls": upload_urls_auth,
-            "resource_upload_s3_abort": upload_abort_auth}
+            "resource_upload_s3_abort": upload_abort_auth,
+            "resource_upload_s3_status": upload_status_auth}
 
 
 # --------------------------------------------------------------- actions
@@ -95,6 +131,9 @@ def resource_upload_s3_abort(context: Context,
     """End a direct upload: its parts are freed, its id cannot be used.
 
     :param resource_id: the id ``resource_upload_s3_urls`` returned
+    :param force: (optional, sysadmins) ``true`` to end an upload issued
+        to another user; without it a sysadmin is refused like anybody
+        else (403, nothing changed)
     """
     tk.check_access("resource_upload_s3_abort", context, data_dict)
     rid = str(data_dict["resource_id"])
@@ -107,6 +146,48 @@ def resource_upload_s3_abort(context: Context,
             return {"aborted": direct_upload.abort(grant)}
     except (errors.DcorDepotError, upload_grants.UploadBusy) as exc:
         raise tk.ValidationError({"upload": [str(exc)]}) from exc
+
+
+def resource_upload_s3_status(context: Context,
+                              data_dict: DataDict) -> dict[str, Any]:
+    """What a direct upload is now, read-only: whether it is the caller's
+    and whether ``resource_upload_s3_urls`` could continue it. Clients end
+    (``resource_upload_s3_abort``) only an upload that is
+    ``issued_to_you`` and ``expired`` or not ``resumable``.
+
+    :param resource_id: the id ``resource_upload_s3_urls`` returned
+    :returns: ``resource_id``, ``dataset_id``, ``issued_to_you``,
+        ``expires`` and ``expired`` (of its current URLs), ``complete``
+        (completed, its resource not created yet) and ``resumable`` (not
+        complete, and the store still holds its parts)
+    """
+    tk.check_access("resource_upload_s3_status", context, data_dict)
+    grant = upload_grants.load(str(data_dict["resource_id"]))
+    if grant is None:
+        raise tk.ObjectNotFound("no such upload")
+    user = model.User.get(context.get("user") or "")
+    complete = bool(grant.completed_etag)
+    try:
+        in_store = not complete and _store_holds(grant)
+    except errors.DcorDepotError as exc:
+        raise tk.ValidationError({"upload": [str(exc)]}) from exc
+    return {
+        "resource_id": grant.resource_id, "dataset_id": grant.dataset_id,
+        "issued_to_you": user is not None and user.id == grant.user_id,
+        "expires": datetime.datetime.fromtimestamp(
+            grant.expires_at, datetime.timezone.utc).isoformat(),
+        "expired": grant.expires_at < time.time(),
+        "complete": complete, "resumable": in_store,
+    }
+
+
+def _store_holds(grant: upload_grants.UploadGrant) -> bool:
+    """Whether the store still has the multipart upload (read-only)."""
+    try:
+        presigned.stored_parts(grant.bucket, grant.key, grant.upload_id)
+    except presigned.UploadGone:
+        return False
+    return True
 
 
 def _request(context: Context, data_dict: DataDict,
@@ -189,4 +270,5 @@ def create_from_upload(original: Any, context: Context,
 
 def get_actions() -> dict[str, Any]:
     return {"resource_upload_s3_urls": resource_upload_s3_urls,
-            "resource_upload_s3_abort": resource_upload_s3_abort}
+            "resource_upload_s3_abort": resource_upload_s3_abort,
+            "resource_upload_s3_status": resource_upload_s3_status}

@@ -206,12 +206,85 @@ def test_abort_frees_the_parts_and_ends_the_id(site, org, ds):
                        resource_id=rid) == 404
 
 
-def test_sysadmin_may_abort_any_upload(site, org, ds):
+def test_a_sysadmin_ends_another_users_upload_only_with_force(
+        site, org, ds):
     issued = urls(site, org.editor, ds)
+    rid = issued["resource_id"]
+    assert put(issued["parts"][0], os.urandom(5 * MiB)).status_code == 200
     admin = person(sysadmin=True)
+    for flag in ({}, {"force": False}, {"force": "yes"}):
+        assert site.status("resource_upload_s3_abort", admin.token,
+                           resource_id=rid, **flag) == 403
+    # force is a sysadmin's flag: an organization admin gains nothing
+    assert site.status("resource_upload_s3_abort", org.admin.token,
+                       resource_id=rid, force=True) == 403
+    # nothing changed: the parts are there and the editor resumes
+    assert layout.object_key(rid) in open_uploads(org)
+    assert stored_parts(org, rid, issued["upload_id"]) == [(1, 5 * MiB)]
+    again = urls(site, org.editor, ds, resource_id=rid)
+    assert again["complete_parts"] == [1]
+
     assert site.action("resource_upload_s3_abort", admin.token,
-                       resource_id=issued["resource_id"]) \
-        == {"aborted": True}
+                       resource_id=rid, force=True) == {"aborted": True}
+    assert layout.object_key(rid) not in open_uploads(org)
+    assert upload_grants.load(rid) is None
+
+
+def test_a_sysadmin_ends_their_own_upload_without_force(site, org, ds):
+    admin = person(sysadmin=True)
+    rid = urls(site, admin, ds, size=1000)["resource_id"]
+    assert site.action("resource_upload_s3_abort", admin.token,
+                       resource_id=rid) == {"aborted": True}
+
+
+# ------------------------------------------------------------ the status
+def status_of(site, who, rid) -> dict:
+    return site.action("resource_upload_s3_status", who.token,
+                       resource_id=rid)
+
+
+def test_status_says_whose_upload_it_is_and_changes_nothing(site, org, ds):
+    issued = urls(site, org.editor, ds)
+    rid = issued["resource_id"]
+    assert put(issued["parts"][0], os.urandom(5 * MiB)).status_code == 200
+    status = status_of(site, org.editor, rid)
+    assert {k: status[k] for k in ("resource_id", "dataset_id",
+                                   "issued_to_you", "expired", "complete",
+                                   "resumable")} == {
+        "resource_id": rid, "dataset_id": ds["id"], "issued_to_you": True,
+        "expired": False, "complete": False, "resumable": True}
+    assert status["expires"] == issued["expires"]
+    # others of the organization, other users, anonymous: refused
+    for token in (org.admin.token, org.member.token,
+                  organization().editor.token, None):
+        assert site.status("resource_upload_s3_status", token,
+                           resource_id=rid) == 403
+    # a sysadmin may look, and learns that it is not theirs
+    admin = person(sysadmin=True)
+    assert status_of(site, admin, rid)["issued_to_you"] is False
+    # read-only: the upload goes on as before
+    assert stored_parts(org, rid, issued["upload_id"]) == [(1, 5 * MiB)]
+    assert urls(site, org.editor, ds, resource_id=rid)["complete_parts"] \
+        == [1]
+
+
+def test_status_of_an_expired_or_ended_upload(site, org, ds):
+    issued = urls(site, org.editor, ds, size=1000)
+    rid = issued["resource_id"]
+    grant = upload_grants.load(rid)
+    upload_grants.save(dataclasses.replace(grant,
+                                           expires_at=time.time() - 1),
+                       time.time())
+    status = status_of(site, org.editor, rid)
+    assert status["expired"] is True and status["resumable"] is True
+    # the store ended it (its lifecycle rule, the prune command)
+    object_store.get_client().abort_multipart_upload(
+        Bucket=object_store.bucket_name(org.id), Key=layout.object_key(rid),
+        UploadId=issued["upload_id"])
+    assert status_of(site, org.editor, rid)["resumable"] is False
+    # an id the site never issued
+    assert site.status("resource_upload_s3_status", org.editor.token,
+                       resource_id="0" * 8 + rid[8:]) == 404
 
 
 # ------------------------------------------------- creating the resource
