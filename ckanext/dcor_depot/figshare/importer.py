@@ -7,8 +7,9 @@ every file that is not link-only is downloaded into the figshare depot
 path is a symlink to the depot file, the file is copied to S3 when S3 is
 configured, and finally the dataset is made active.
 
-Everything derives from the DOI: the dataset id (uuid5 of DOI and name), the
-resource ids (uuid5 of dataset id and MD5) and the depot paths (distinct
+Everything derives from figshare's record (upstream's formulas): the
+dataset id (of DOI and name), the resource ids (of the dataset's id and
+supplied_md5; the dataset is found by name) and the depot paths (distinct
 for distinct files, see :func:`.metadata.depot_names`). A second run
 therefore finds what the first one did, downloads nothing that is complete
 (each depot file is checked against figshare's MD5), and continues where an
@@ -182,24 +183,31 @@ def ensure_organization() -> dict[str, Any]:
 
 
 def _find_dataset(data: dict[str, Any]) -> dict[str, Any] | None:
+    """The dataset of an article version, by name as upstream: its id,
+    whatever it is, names the resources. None if there is none yet."""
     try:
-        dataset = ckan_data.package_show(data["id"])
+        dataset = ckan_data.package_show(data["name"])
     except tk.ObjectNotFound:
-        dataset = None
-    if dataset is None:
-        try:
-            other = ckan_data.package_show(data["name"])
-        except tk.ObjectNotFound:
-            return None
-        raise FigshareError(
-            f"a dataset named {data['name']} exists with id {other['id']}, "
-            f"not the id {data['id']} this import derives from the DOI; "
-            "not touched")
+        _check_id_free(data)
+        return None
+    if dataset.get("owner_org") != data["owner_org"]:  # somebody else's
+        raise FigshareError(f"a dataset named {data['name']} exists outside "
+                            f"{ORGANIZATION_NAME}; not touched")
     if dataset["state"] == "deleted":
         raise FigshareError(
             f"dataset {data['name']} was deleted; purge it (ckan dataset "
             "purge) to import it again")
     return dataset
+
+
+def _check_id_free(data: dict[str, Any]) -> None:
+    """FigshareError if another dataset has the id derived for this one."""
+    try:
+        other = ckan_data.package_show(data["id"])
+    except tk.ObjectNotFound:
+        return
+    raise FigshareError(f"dataset {other['name']} has the id {data['id']} "
+                        f"derived for {data['name']}; not touched")
 
 
 def _error_text(exc: BaseException) -> str:
@@ -368,7 +376,7 @@ class Importer:
             return False
         resources = {r["id"]: r for r in dataset.get("resources", [])}
         for fig in article.files:
-            rid = resource_id(dataset["id"], fig.md5)
+            rid = resource_id(dataset["id"], fig.id_md5)
             res = resources.get(rid)
             if res is None:
                 return False
@@ -402,7 +410,7 @@ class Importer:
                      fig: FigshareFile,
                      existing: dict[str, dict[str, Any]]) -> None:
         target = _target(version, fig)
-        rid = resource_id(dataset["id"], fig.md5)
+        rid = resource_id(dataset["id"], fig.id_md5)
         resource = existing.get(rid)
         if resource is None and model.Resource.get(rid) is not None:
             raise FigshareError(

@@ -1,16 +1,16 @@
 """What a figshare article version becomes in CKAN, without CKAN.
 
 DOI parsing, license mapping, the dataset and resource ids derived from
-the DOI, the ``package_create`` data of an article version and the depot
-names of its files. Nothing here reads the CKAN config or does I/O other
-than reading the DOI list, so it can be used (and tested) anywhere.
+the DOI and the files' MD5s, the ``package_create`` data of an article
+version and the depot names of its files. Nothing here reads the CKAN
+config or does I/O other than reading the DOI list, so it can be used
+(and tested) anywhere.
 """
 from __future__ import annotations
 
 import collections
 import dataclasses
 import re
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +20,7 @@ import html2text
 
 from ckanext.dcor_depot import errors
 from ckanext.dcor_depot.storage.fsops import NAME_MAX, safe_component
+from ckanext.dcor_depot.storage.ids import reproducible_id
 
 #: Hex digits of the MD5 that tell files with look-alike names apart.
 MD5_TAG_LENGTH = 12
@@ -105,14 +106,22 @@ def dataset_name(article_id: int, version: int) -> str:
 
 
 def dataset_id(doi: str, name: str) -> str:
-    """Reproducible dataset id derived from the DOI and the dataset name."""
-    return str(uuid.uuid5(uuid.NAMESPACE_URL,
-                          f"https://doi.org/{doi.lower()}#{name}"))
+    """Reproducible dataset id: of the DOI as figshare's API gives it
+    (``doi`` of the article) and the dataset name (upstream's formula)."""
+    return reproducible_id(doi, name)
 
 
-def resource_id(dataset_uuid: str, md5: str) -> str:
-    """Reproducible resource id derived from dataset id and file MD5."""
-    return str(uuid.uuid5(uuid.UUID(dataset_uuid), md5.lower()))
+def resource_id(dataset_uuid: str, supplied_md5: str) -> str:
+    """Reproducible resource id: of the id of the dataset and the file's
+    ``supplied_md5`` as figshare lists it (upstream's formula)."""
+    return reproducible_id(dataset_uuid, supplied_md5)
+
+
+def api_doi(article: dict[str, Any], version: ArticleVersion) -> str:
+    """The article's DOI as the API gives it; the listed one if it gives
+    none (upstream could not import such a record, no id to match)."""
+    doi = article.get("doi")
+    return doi if isinstance(doi, str) and doi else version.doi
 
 
 def license_id(name: str) -> str:
@@ -161,7 +170,7 @@ def dataset_dict(article: dict[str, Any], version: ArticleVersion,
     name = dataset_name(version.article_id, version.version)
     license_name = (article.get("license") or {}).get("name", "")
     return {
-        "id": dataset_id(version.doi, name),
+        "id": dataset_id(api_doi(article, version), name),
         "name": name,
         "title": (article.get("title") or "").strip() or name,
         "notes": html_to_markdown(article.get("description") or ""),
@@ -185,21 +194,35 @@ class FigshareFile:
     md5_warning: str = ""
     #: the file's name in the depot (see :func:`depot_names`)
     depot_name: str = ""
+    #: figshare's supplied_md5 verbatim (not normalized: it names the
+    #: resource, see :attr:`id_md5`)
+    supplied_md5: str = ""
+
+    @property
+    def id_md5(self) -> str:
+        """The MD5 the resource id derives from: ``supplied_md5`` as
+        figshare lists it (upstream's ids), ``computed_md5`` if figshare
+        supplies none (upstream could not import such a file)."""
+        return self.supplied_md5 or self.md5
 
     @classmethod
     def from_api(cls, data: dict[str, Any]) -> FigshareFile:
         # Control characters (NUL: PostgreSQL refuses it) are no part of
         # a name anybody can type; they become "_" as in the depot.
         name = _CONTROL_RE.sub("_", str(data.get("name") or ""))
+        raw_supplied = data.get("supplied_md5")
+        if not isinstance(raw_supplied, str):
+            raw_supplied = ""
         computed = str(data.get("computed_md5") or "").strip().lower()
-        supplied = str(data.get("supplied_md5") or "").strip().lower()
+        supplied = raw_supplied.strip().lower()
         md5 = computed or supplied
         warning = ""
         if computed and supplied and computed != supplied:
-            # computed_md5 is what figshare found in the bytes it serves.
+            # computed_md5 is what figshare found in the bytes it serves;
+            # supplied_md5 still names the resource (upstream's ids).
             warning = (f"file {name!r}: figshare's supplied_md5 {supplied} "
-                       f"differs from its computed_md5 {computed}; using "
-                       "computed_md5")
+                       f"differs from its computed_md5 {computed}; "
+                       "verifying against computed_md5")
         if not _MD5_RE.fullmatch(md5):
             raise FigshareError(f"file {name!r}: figshare gives no valid MD5 "
                                 f"({md5 or 'none'}), so it cannot be "
@@ -213,13 +236,14 @@ class FigshareFile:
             raise FigshareError(f"file {name!r}: figshare gives no valid "
                                 f"size ({size!r}), so it cannot be verified")
         return cls(name=name, size=size, md5=md5,
-                   download_url=data["download_url"], md5_warning=warning)
+                   download_url=data["download_url"], md5_warning=warning,
+                   supplied_md5=raw_supplied)
 
 
 #: What the mapping reads from an API record, and as what.
 _RECORD_TYPES: dict[str, type] = {
-    "title": str, "description": str, "license": dict, "authors": list,
-    "references": list, "files": list}
+    "doi": str, "title": str, "description": str, "license": dict,
+    "authors": list, "references": list, "files": list}
 
 
 def check_record(article: dict[str, Any]) -> None:
@@ -274,9 +298,10 @@ def distinct_files(candidates: list[FigshareFile]
     """The files of an article to import, with their depot names, and a
     note per file skipped.
 
-    Resource ids derive from the MD5: the same bytes are one resource, the
-    file first by name (not by figshare's listing order, which may change
-    between reruns, and with it the depot names).
+    The same bytes are one resource, the file first by name (not by
+    figshare's listing order, which may change between reruns, and with
+    it the depot names). Distinct bytes listed with one ``supplied_md5``
+    would share a resource id: FigshareError.
     """
     kept: dict[str, FigshareFile] = {}
     notes = []
@@ -287,6 +312,16 @@ def distinct_files(candidates: list[FigshareFile]
         else:
             kept[fig.md5] = fig
     files = [fig for fig in candidates if kept[fig.md5] is fig]
+    by_id: dict[str, list[str]] = collections.defaultdict(list)
+    for fig in files:
+        by_id[fig.id_md5].append(fig.name)
+    clashes = [names for names in by_id.values() if len(names) > 1]
+    if clashes:
+        raise FigshareError(
+            "files with different bytes have the same supplied_md5, so "
+            "they would share a resource id: "
+            + "; ".join(", ".join(repr(n) for n in sorted(names))
+                        for names in clashes))
     names = depot_names(files, [fig.name for fig in candidates])
     return [dataclasses.replace(fig, depot_name=name)
             for fig, name in zip(files, names, strict=True)], notes

@@ -1,16 +1,16 @@
 """Add a local file to a dataset as a new resource (``append-resource``).
 
 The resource id is derived from the dataset id, the file name and the
-file's SHA256, so appending the same file twice finds the first resource
-instead of adding a second one, and an interrupted run can simply be
-repeated. The file is stored and verified before the resource is created:
-a resource never points at data that are not there.
+file's SHA256 (as upstream derived it), so appending the same file twice
+finds the first resource instead of adding a second one, and an
+interrupted run can simply be repeated. The file is stored and verified
+before the resource is created: a resource never points at data that are
+not there.
 """
 from __future__ import annotations
 
 import os
 import stat
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,11 +30,8 @@ from ckanext.dcor_depot.storage import (
     transfer,
 )
 from ckanext.dcor_depot.storage.fsops import copy_verified, file_sha256
+from ckanext.dcor_depot.storage.ids import reproducible_id
 
-#: Namespace of the reproducible resource ids of appended files.
-APPEND_NAMESPACE = uuid.uuid5(
-    uuid.NAMESPACE_URL,
-    "https://github.com/DCOR-dev/ckanext-dcor_depot#append-resource")
 
 class AppendError(errors.SourceError):
     """The file cannot be appended; the message says why (one line)."""
@@ -55,9 +52,10 @@ class AppendResult:
 
 
 def resource_id_for(dataset_id: str, file_name: str, sha256: str) -> str:
-    """Reproducible id of a file appended to a dataset."""
-    return str(uuid.uuid5(APPEND_NAMESPACE,
-                          f"{dataset_id}/{file_name}/{sha256.lower()}"))
+    """Reproducible id of a file appended to a dataset (upstream's
+    formula): of the dataset id, the file name and the file's SHA256 as
+    a lower-case hex digest."""
+    return reproducible_id(dataset_id, file_name, sha256)
 
 
 def check_source(path: str | os.PathLike[str]) -> Path:

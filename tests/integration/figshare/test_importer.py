@@ -28,7 +28,7 @@ from ckanext.dcor_depot.sample_data import make_rtdc_file
 from ckanext.dcor_depot.storage import layout, object_store
 from tests.support import temp as temp_helpers
 from tests.support.cli import invoke
-from tests.support.stack import anonymous_get, run_jobs
+from tests.support.stack import anonymous_get, run_jobs, sysadmin_context
 
 
 # ------------------------------------------------------ figshare stand-in
@@ -123,7 +123,8 @@ class FakeFigshare:
                 "size": item.get("size", len(data)),
                 "is_link_only": False,
                 "download_url": item.get("download_url", self.url + path),
-                "supplied_md5": item.get("supplied_md5", ""),
+                # figshare lists the uploader's MD5 (usually the same)
+                "supplied_md5": item.get("supplied_md5", md5),
                 "computed_md5": md5})
         article = {
             "id": article_id,
@@ -217,6 +218,12 @@ def depot_file(article: dict, name: str) -> Path:
             / f"v{article['version']}" / name)
 
 
+def upstream_id(*parts: str) -> str:
+    """Upstream's make_id written out: MD5 of the parts, 8-4-4-4-12."""
+    h = hashlib.md5("".join(parts).encode("utf-8")).hexdigest()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
 def dataset_missing(article: dict) -> bool:
     try:
         show(name_of(article))
@@ -261,7 +268,7 @@ def test_complete_import(site, rtdc_data):
     assert org["description"]
 
     dataset = show(name_of(art))
-    assert dataset["id"] == metadata.dataset_id(art["doi"], name_of(art))
+    assert dataset["id"] == upstream_id(art["doi"], name_of(art))
     assert dataset["title"] == "Blood cells"
     assert dataset["state"] == "active"
     assert dataset["private"] is False
@@ -284,8 +291,8 @@ def test_complete_import(site, rtdc_data):
     for name, data in [("M1 blood.rtdc", one), ("M2_blood.rtdc", two),
                        ("README.txt", notes)]:
         res = resources[name]
-        assert res["id"] == metadata.resource_id(
-            dataset["id"], hashlib.md5(data).hexdigest())
+        assert res["id"] == upstream_id(dataset["id"],
+                                        hashlib.md5(data).hexdigest())
         assert res["url_type"] == "upload"
         assert res["size"] == len(data)
         assert res["sha256"] == hashlib.sha256(data).hexdigest()
@@ -782,8 +789,96 @@ def test_differing_supplied_md5_is_reported(site):
     assert len(warnings) == 1, result.stderr
     assert "p.txt" in warnings[0]
     assert supplied in warnings[0] and computed in warnings[0]
-    # computed_md5 is still the one used (and the one the bytes match).
+    # The bytes are verified against computed_md5; supplied_md5 names
+    # the resource (upstream's ids).
     dataset = show(name_of(art))
     assert [r["id"] for r in dataset["resources"]] == [
-        metadata.resource_id(dataset["id"], computed)]
+        upstream_id(dataset["id"], supplied)]
+    assert dataset["resources"][0]["sha256"] == \
+        hashlib.sha256(data).hexdigest()
 
+
+
+# ------------------------------------- data made by upstream (issue 23)
+def store_upstream_resource(dataset: dict, rid: str, name: str,
+                            data: bytes) -> None:
+    """A resource as upstream 0.14 made it: only in S3 (id, name,
+    s3_available), no upload path, no depot file."""
+    bucket = object_store.bucket_name(dataset["owner_org"])
+    object_store.ensure_bucket(bucket)
+    object_store.get_client().put_object(
+        Bucket=bucket, Key=layout.object_key(rid), Body=data)
+    helpers.call_action("resource_create", context=sysadmin_context(),
+                        package_id=dataset["id"], id=rid, name=name,
+                        s3_available=True)
+
+
+def upstream_dataset(site, art: dict, dataset_id: str,
+                     files: list[tuple[str, bytes]]) -> dict:
+    """The active dataset upstream's import left for ``art``."""
+    org = helpers.call_action("organization_create",
+                              context=sysadmin_context(),
+                              name="figshare-import", title="Figshare mirror")
+    dataset = helpers.call_action(
+        "package_create", context=sysadmin_context(), id=dataset_id,
+        name=name_of(art), owner_org=org["id"], private=False,
+        title=art["title"], license_id="CC0-1.0")
+    for (name, data), entry in zip(files, art["files"], strict=True):
+        rid = upstream_id(dataset["id"], entry["supplied_md5"])
+        store_upstream_resource(dataset, rid, name, data)
+    return show(dataset["id"])
+
+
+@pytest.mark.parametrize("derived", [True, False],
+                         ids=["upstream-id", "other-id"])
+def test_rerun_over_an_upstream_import_changes_nothing(site, derived):
+    """Upstream's datasets are found by name and continued: no second
+    dataset or resource, no refusal; the resource ids are upstream's."""
+    files = [("a.txt", b"first " * 30), ("b.txt", b"second " * 30)]
+    # upper case, as some uploaders supply it: taken verbatim
+    supplied = hashlib.md5(files[1][1]).hexdigest().upper()
+    art = site.fake.add_article([
+        {"name": files[0][0], "data": files[0][1]},
+        {"name": files[1][0], "data": files[1][1],
+         "supplied_md5": supplied}])
+    dataset_id = (upstream_id(art["doi"], name_of(art)) if derived
+                  else str(uuid.uuid4()))
+    before = upstream_dataset(site, art, dataset_id, files)
+    site.write_dois(doi_of(art))
+
+    result = site.run()
+
+    assert result.exit_code == 0, result.output
+    assert "not touched" not in result.output
+    after = show(name_of(art))
+    assert after["id"] == dataset_id
+    assert after["metadata_modified"] == before["metadata_modified"]
+    expected = sorted(upstream_id(dataset_id, f["supplied_md5"])
+                      for f in art["files"])
+    assert sorted(r["id"] for r in after["resources"]) == expected
+    assert [(r["id"], r["metadata_modified"]) for r in after["resources"]] \
+        == [(r["id"], r["metadata_modified"]) for r in before["resources"]]
+    org_datasets = helpers.call_action(
+        "organization_show", id="figshare-import",
+        include_datasets=True)["package_count"]
+    assert org_datasets == 1
+    # The depot now holds the files too; the next run has nothing to do.
+    again = site.run()
+    assert again.exit_code == 0, again.output
+    assert "complete, skipped" in again.stdout
+
+
+def test_a_dataset_of_that_name_in_another_organization_is_refused(
+        site, owner):
+    art = site.fake.add_article([{"name": "x.txt", "data": b"x"}])
+    other = helpers.call_action(
+        "package_create", context=sysadmin_context(), name=name_of(art),
+        owner_org=owner["org"]["id"])
+    site.write_dois(doi_of(art))
+
+    result = site.run()
+
+    assert result.exit_code == 1
+    assert "outside figshare-import; not touched" in result.stderr
+    assert show(other["id"])["resources"] == []
+    assert site.fake.downloads() == []

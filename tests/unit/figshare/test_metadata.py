@@ -1,10 +1,10 @@
 """What a figshare article version becomes in CKAN (no services)."""
 from __future__ import annotations
 
+import hashlib
 import itertools
 import subprocess
 import sys
-import uuid
 
 import pytest
 
@@ -196,21 +196,66 @@ def test_dataset_dict_refuses_an_unknown_license():
                               ArticleVersion(5, 1), "org")
 
 
-def test_ids_derive_from_doi_and_name():
+def upstream_id(*parts: str) -> str:
+    """Upstream's make_id, written out independently: MD5 of the UTF-8
+    bytes of the parts with no separator, as 8-4-4-4-12."""
+    h = hashlib.md5(b"".join(p.encode("utf-8") for p in parts)).hexdigest()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def test_ids_are_upstreams_md5_of_doi_name_and_supplied_md5():
     doi = "10.6084/m9.figshare.7771184.v2"
     name = metadata.dataset_name(7771184, 2)
     dataset = metadata.dataset_id(doi, name)
 
     assert name == "figshare-7771184-v2"
-    assert dataset == str(uuid.uuid5(
-        uuid.NAMESPACE_URL, f"https://doi.org/{doi}#{name}"))
-    # Case does not matter for DOIs and MD5s.
-    assert metadata.dataset_id(doi.upper(), name) == dataset
+    assert dataset == upstream_id(doi, name)
+    # computed once with upstream 0.14.1's make_id
+    assert dataset == "89bf2177-ffeb-9893-83cc-b619fc2f6663"
     assert metadata.dataset_id(doi, "other") != dataset
+    # The DOI as the API gives it, not normalized.
+    assert metadata.dataset_id(doi.upper(), name) != dataset
+
     rid = metadata.resource_id(dataset, MD5_A)
-    assert rid == str(uuid.uuid5(uuid.UUID(dataset), MD5_A))
-    assert metadata.resource_id(dataset, MD5_A.upper()) == rid
+    assert rid == upstream_id(dataset, MD5_A)
+    # supplied_md5 verbatim: its case matters
+    assert metadata.resource_id(dataset, MD5_A.upper()) \
+        == upstream_id(dataset, MD5_A.upper()) != rid
     assert metadata.resource_id(dataset, MD5_B) != rid
+
+
+def test_dataset_id_takes_the_doi_the_api_gives():
+    version = ArticleVersion(7771184, 2)
+    record = article_record(doi="10.6084/M9.FIGSHARE.7771184.V2")
+
+    data = metadata.dataset_dict(record, version, "org")
+
+    assert data["id"] == upstream_id("10.6084/M9.FIGSHARE.7771184.V2",
+                                     "figshare-7771184-v2")
+    # no doi in the record: the one of the list
+    assert metadata.dataset_dict(article_record(), version, "org")["id"] \
+        == "89bf2177-ffeb-9893-83cc-b619fc2f6663"
+
+
+def test_the_resource_id_takes_supplied_md5_verbatim():
+    supplied = "ABCDEF0123456789" * 2
+    fig = FigshareFile.from_api(api_file("a.rtdc", supplied_md5=supplied))
+
+    # downloads are verified against computed_md5 ...
+    assert fig.md5 == MD5_A
+    # ... the id is made of supplied_md5 as figshare lists it
+    assert fig.supplied_md5 == supplied and fig.id_md5 == supplied
+    # no supplied_md5 (upstream could not import such a file): computed
+    assert FigshareFile.from_api(api_file("b.rtdc")).id_md5 == MD5_A
+
+
+def test_one_supplied_md5_for_different_bytes_is_refused():
+    record = article_record(files=[
+        api_file("a.rtdc", supplied_md5=MD5_A),
+        api_file("b.rtdc", computed_md5=MD5_B, supplied_md5=MD5_A)])
+    with pytest.raises(FigshareError, match="same supplied_md5") as e:
+        metadata.article_files(record, lambda _: None)
+    assert "'a.rtdc', 'b.rtdc'" in str(e.value)
 
 
 @pytest.mark.parametrize(("text", "stored"), [
@@ -260,7 +305,7 @@ def test_file_from_api_refuses_unverifiable_files(fields, message):
 def test_article_files_skips_link_only_and_duplicate_files():
     record = article_record(files=[
         api_file("big raw data", is_link_only=True, computed_md5=""),
-        api_file("b.rtdc", computed_md5=MD5_B, supplied_md5=MD5_A),
+        api_file("b.rtdc", computed_md5=MD5_B, supplied_md5="c" * 32),
         api_file("a.rtdc"),
         api_file("copy of a.rtdc"),
     ])
