@@ -214,10 +214,24 @@ this.ckan.module('dcor-direct-upload', function ($) {
       if (existing) {
         return {created: existing};
       }
-      // Unknown, expired or ended: free what the store may still hold.
-      await this._call('resource_upload_s3_abort', {resource_id: resourceId})
-        .catch(() => null);
+      // It cannot go on: free what the store may still hold, if the site
+      // says it is ours and dead. Then start anew either way.
+      await this._endIfDead(resourceId).catch(() => null);
       return {};
+    },
+
+    // End an upload only if resource_upload_s3_status says it was issued
+    // to this user and is expired or cannot be resumed: never another
+    // user's (a sysadmin's session included), never one still going.
+    _endIfDead: async function (resourceId) {
+      const status = await this._call('resource_upload_s3_status',
+                                      {resource_id: resourceId});
+      const dead = status && status.issued_to_you === true &&
+        (status.expired === true || status.resumable === false);
+      if (dead) {
+        await this._call('resource_upload_s3_abort', {resource_id: resourceId});
+      }
+      return dead;
     },
 
     // resource_create of an upload whose parts are all stored. A

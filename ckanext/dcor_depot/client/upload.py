@@ -399,10 +399,32 @@ class _Upload:
         return self._known_dataset_id
 
     def _abort_quietly(self, resource_id: str) -> None:
-        """End an upload that will not be used; it may be gone already
-        (the store aborts forgotten uploads itself, in days)."""
+        """End an upload that will not be used, if the site says it is
+        ours and dead (:func:`may_abort`); otherwise it is left alone (the
+        store aborts forgotten uploads itself, in days)."""
+        try:
+            status = self.api.call("resource_upload_s3_status",
+                                   resource_id=resource_id)
+        except ClientError as exc:
+            # Unknown to the site, not ours, or a site without the
+            # status action: nothing is ended on a guess.
+            log.debug("Upload %s left as it is: %s", resource_id, exc)
+            return
+        if not may_abort(status):
+            log.debug("Upload %s left as it is: %s", resource_id, status)
+            return
         try:
             self.api.call("resource_upload_s3_abort",
                           resource_id=resource_id)
         except ClientError as exc:
             log.debug("Upload %s not aborted: %s", resource_id, exc)
+
+
+def may_abort(status: Any) -> bool:
+    """Whether ``resource_upload_s3_status``'s answer lets the client end
+    the upload: issued to the acting user, and expired or not resumable.
+    Anything else (another user's upload, one still going, an answer it
+    does not understand) is never ended."""
+    if not isinstance(status, dict) or status.get("issued_to_you") is not True:
+        return False
+    return status.get("expired") is True or status.get("resumable") is False
