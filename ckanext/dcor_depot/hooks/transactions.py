@@ -12,6 +12,8 @@ the database session itself:
   that will not be public once the commit stands (read inside the
   committing transaction). If the store fails, the commit fails with a
   clear message: data never stay readable behind a private dataset.
+  The dataset's sync job is queued first: if the process dies before
+  the commit, the job reopens what the state that stands makes public.
 - **After the commit** it sets every noted object's tag from the database
   state read in a fresh transaction (opening happens only here), with the
   re-check of :func:`visibility.reconcile`; objects it closed before the
@@ -41,7 +43,7 @@ from sqlalchemy import event, orm
 from ckanext.dcor_depot import config
 from ckanext.dcor_depot.hooks import jobs
 from ckanext.dcor_depot.operations import move, visibility
-from ckanext.dcor_depot.records import ckan_data
+from ckanext.dcor_depot.records import ckan_data, job_queue
 from ckanext.dcor_depot.storage import object_store
 
 log = logging.getLogger(__name__)
@@ -299,6 +301,7 @@ def _before_commit(session: orm.Session) -> None:
                     and not _only_new(touched, ref)]
         if not to_close:
             continue
+        _queue_sync_before_closing(dataset_id, touched)
         touched.pre_closed = True
         try:
             visibility.close(to_close)
@@ -311,6 +314,32 @@ def _before_commit(session: orm.Session) -> None:
                 f"{name} in the object store ({exc}); nothing was "
                 "changed, try again"]}) from exc
 
+
+def _queue_sync_before_closing(dataset_id: str,
+                               touched: TouchedDataset) -> None:
+    """Queue the dataset's sync job before its objects are closed.
+
+    If this process dies after closing and the commit is lost, no
+    after-rollback listener runs: the job then reopens what the state
+    that stands makes public. It reads the database when it runs (its
+    re-read waits for this commit), so after a commit that stands it
+    changes nothing. Not queued (Redis away): logged, and the closing
+    goes on, since a request to make data private must not wait for
+    the queue.
+    """
+    try:
+        job_queue.enqueue_once(
+            visibility.sync_dataset_job,
+            [dataset_id, sorted(touched.old_orgs),
+             sorted(touched.resources | touched.new_resources)],
+            job_id=jobs.visibility_sync_job_id(dataset_id),
+            queue=jobs.SYMLINK.queue, timeout=3600,
+            title=f"Sync object visibility of dataset {dataset_id}")
+    except Exception:  # noqa: BLE001 - closing must not depend on it
+        log.exception("Could not queue the visibility sync of dataset %s "
+                      "before closing its objects; if this commit is "
+                      "lost, run dcor-depot-sync-visibility --dataset %s",
+                      dataset_id, dataset_id)
 
 def _after_commit(session: orm.Session) -> None:
     if _is_nested(session):

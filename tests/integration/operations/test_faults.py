@@ -548,6 +548,67 @@ def test_store_down_when_closing_refuses_the_change(owner, make_dataset,
     assert anonymous_get(url).status_code == 403
 
 
+# Makes a public dataset private in a process of its own that dies (as
+# if killed) right after its objects were closed, before the commit: the
+# database drops the transaction and no rollback listener runs.
+_KILLED_AFTER_CLOSING = """
+import os, sys
+from ckan.cli import load_config
+from ckan.config.middleware import make_app
+import ckan.plugins.toolkit as tk
+ini, dataset_id = sys.argv[1:3]
+app = make_app(load_config(ini))
+from ckanext.dcor_depot.operations import visibility
+real_close = visibility.close
+def close_then_die(refs):
+    real_close(refs)
+    os._exit(9)
+visibility.close = close_then_die
+with app._wsgi_app.test_request_context():
+    user = tk.get_action("get_site_user")({"ignore_auth": True}, {})
+    tk.get_action("package_patch")({"user": user["name"]},
+                                   {"id": dataset_id, "private": True})
+"""
+
+
+def test_a_process_killed_after_closing_leaves_the_sync_job(
+        owner, make_dataset, upload, tmp_path, request):
+    dataset, res = stored_in_s3(make_dataset, upload, private=False,
+                                data=b"killed before the commit")
+    url = res["s3_url"]
+    assert anonymous_get(url).status_code == 200
+
+    log = tmp_path / "killed.log"
+    with open(log, "wb") as out:
+        proc = subprocess.run(
+            [sys.executable, "-c", _KILLED_AFTER_CLOSING,
+             request.config.getoption("--ckan-ini"), dataset["id"]],
+            stdout=out, stderr=subprocess.STDOUT, timeout=120)
+    assert proc.returncode == 9, log.read_text()
+    model.Session.remove()
+    # The commit was lost: the dataset is public, its object closed...
+    assert helpers.call_action("package_show",
+                               id=dataset["id"])["private"] is False
+    assert anonymous_get(url).status_code == 403
+    # ...until the job queued before the closing runs.
+    run_jobs()
+    resp = anonymous_get(url)
+    assert (resp.status_code, resp.content) \
+        == (200, b"killed before the commit")
+
+
+def test_the_sync_job_after_a_commit_that_stands_keeps_data_closed(
+        owner, make_dataset, upload):
+    dataset, res = stored_in_s3(make_dataset, upload, private=False,
+                                data=b"private from now on")
+    url = res["s3_url"]
+    helpers.call_action("package_patch", id=dataset["id"], private=True)
+    queued = {job["id"] for job in helpers.call_action("job_list")}
+    assert f"{dataset['id']}-sync-visibility" in queued
+    assert anonymous_get(url).status_code == 403
+    run_jobs()  # reads the committed state: nothing opens
+    assert anonymous_get(url).status_code == 403
+
 def test_store_down_when_opening_queues_the_sync_job(owner, make_dataset,
                                                      upload, ckan_config):
     dataset, res = stored_in_s3(make_dataset, upload, private=True,
