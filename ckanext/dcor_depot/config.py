@@ -140,6 +140,11 @@ def direct_upload_settings() -> DirectUploadSettings:
     )
 
 
+def dcoraid_url_lifetime() -> int:
+    """Seconds the URLs of DCOR-Aid's uploads stay valid."""
+    return int(tk.config["dcor_object_store.dcoraid_upload_url_lifetime"])
+
+
 def check_consistency() -> None:
     """Cross-option checks the per-option validators cannot make."""
     key_id = tk.config["dcor_object_store.access_key_id"]

@@ -15,6 +15,7 @@ from ckanext.dcor_depot.hooks import (
     templates,
     transactions,
     upload_actions,
+    upload_completion,
     uploader,
     usage_action,
 )
@@ -76,7 +77,9 @@ class DCORDepotPlugin(plugins.SingletonPlugin):
 
     # IBlueprint
     def get_blueprint(self) -> list[Any]:
-        return [downloads.blueprint, operator_page.blueprint]
+        upload_completion.exempt_from_csrf()
+        return [downloads.blueprint, operator_page.blueprint,
+                upload_completion.blueprint]
 
     # IForkObserver: a worker is about to fork for its next job
     def before_fork(self) -> None:

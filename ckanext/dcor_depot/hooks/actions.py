@@ -17,6 +17,7 @@ import ckan.plugins.toolkit as tk
 from ckan.types import Context, DataDict
 
 from ckanext.dcor_depot.hooks import (
+    registration,
     resource_rules,
     transactions,
     upload_actions,
@@ -41,9 +42,10 @@ def package_update(original: Any, context: Context,
         return original(context, data_dict)  # CKAN's own error
     tk.check_access("package_update", dict(context, package=pkg),
                     dict(data_dict, id=pkg.id))
-    resource_rules.check_dataset_update(context, pkg, data_dict)
-    transactions.note_chosen_ids(resource_rules.chosen_ids(data_dict))
-    return original(context, data_dict)
+    with registration.registered_uploads(context, pkg, data_dict):
+        resource_rules.check_dataset_update(context, pkg, data_dict)
+        transactions.note_chosen_ids(resource_rules.chosen_ids(data_dict))
+        return original(context, data_dict)
 
 
 def _listed_datasets(data_dict: DataDict) -> list[str]:

@@ -5,16 +5,20 @@ or ``package_update`` (``resource_create``, ``resource_update``,
 ``resource_patch``, ``package_patch``, ``package_revise`` call the latter),
 so the chained versions of those two apply these rules to every path:
 
-- ``s3_available``, ``s3_url`` and ``sha256`` belong to the plugin. Only
-  sysadmins (the plugin's jobs run as the site user) may set them. On an
-  update a missing field keeps its stored value, so the ``package_show`` →
-  edit → ``package_update`` round trip keeps working.
+- ``s3_available``, ``s3_url``, ``sha256`` and ``etag`` belong to the
+  plugin. Only sysadmins (the plugin's jobs run as the site user) may
+  change them on existing resources; on new resources only the plugin's
+  own in-process calls (``ignore_auth``) or a verified direct upload set
+  them. On an update a missing field keeps its stored value, so the
+  ``package_show`` → edit → ``package_update`` round trip keeps working.
 - A resource's file is immutable: a new ``upload``, ``clear_upload`` or a
   different ``url_type`` on an existing resource is refused.
-- Resource and dataset ids must be ids the storage layout accepts. Only
-  sysadmins choose the id of a new resource (the id decides where its
-  data live: a user could otherwise take the id of a purged resource
-  whose objects are still stored), and never one that exists.
+- Resource and dataset ids must be ids the storage layout accepts. Over
+  the API nobody, sysadmins included, chooses the id of a new resource
+  (the id decides where its data live: a user could otherwise take the
+  id of a purged resource whose objects are still stored) except one
+  issued for a direct upload (:mod:`.registration`); the plugin's own
+  commands may, never one that exists.
 - Keys starting with ``__`` (``__extras``) are refused in resources:
   CKAN's schema would copy their content over the checked fields.
 """
@@ -34,7 +38,7 @@ from ckanext.dcor_depot.storage import layout
 
 #: Resource fields only the plugin (or a sysadmin) writes.
 OWNED_FIELDS = ("s3_available", "s3_url", "sha256", "s3_moved_from",
-                "s3_verified_at")
+                "s3_verified_at", "etag")
 
 
 #: Resources being created from a verified direct upload in this request:
@@ -56,7 +60,7 @@ def verified_upload(resource_id: str,
         _verified_uploads.reset(token)
 
 
-def _is_verified_upload(resource: dict[str, Any]) -> bool:
+def is_verified_upload(resource: dict[str, Any]) -> bool:
     fields = _verified_uploads.get().get(str(resource.get("id")))
     return (fields is not None and resource.get("url_type") == "s3_upload"
             and all(_same(name, resource.get(name), value)
@@ -69,10 +73,10 @@ def refuse_plugin_fields(resource: dict[str, Any],
     (the ones the plugin verified), and no file (its file is in the
     store already)."""
     for field in OWNED_FIELDS:
-        if field not in allowed and _present(resource.get(field)):
+        if field not in allowed and present(resource.get(field)):
             _refuse(field, f"{field} is set by the dcor_depot plugin once "
                     "the data are stored; leave it out")
-    if _has_file(resource.get("upload")) or _present(
+    if _has_file(resource.get("upload")) or present(
             resource.get("clear_upload")):
         _refuse("upload", "the file of a direct upload is in the store "
                 "already: send no file")
@@ -83,11 +87,17 @@ def is_trusted(context: dict[str, Any]) -> bool:
     return bool(authz.is_sysadmin(context.get("user")))
 
 
+def may_choose_ids(context: dict[str, Any]) -> bool:
+    """In-process callers that skip authorization (the plugin's own
+    commands): HTTP requests cannot set ``ignore_auth``."""
+    return bool(context.get("ignore_auth"))
+
+
 def _refuse(field: str, message: str) -> None:
     raise tk.ValidationError({field: [message]})
 
 
-def _present(value: Any) -> bool:
+def present(value: Any) -> bool:
     return value not in (None, "")
 
 
@@ -113,9 +123,9 @@ def check_id(kind: str, identifier: Any) -> None:
 def check_new_dataset(context: dict[str, Any],
                       data_dict: dict[str, Any]) -> None:
     """``package_create``: the dataset id and its resources."""
-    if _present(data_dict.get("id")):
+    if present(data_dict.get("id")):
         check_id("dataset", data_dict["id"])
-    trusted = is_trusted(context)
+    trusted = may_choose_ids(context)
     for resource in _resource_dicts(data_dict):
         _check_new_resource(trusted, resource)
 
@@ -138,7 +148,7 @@ def check_dataset_update(context: dict[str, Any], pkg: model.Package,
         rid = resource.get("id")
         existing = stored.get(rid) if isinstance(rid, str) else None
         if existing is None:
-            _check_new_resource(trusted, resource)
+            _check_new_resource(may_choose_ids(context), resource)
         else:
             _check_existing_resource(trusted, existing, resource)
 
@@ -165,7 +175,7 @@ def refuse_nul(resource: dict[str, Any]) -> None:
 
 
 def _check_new_resource(trusted: bool, resource: dict[str, Any]) -> None:
-    if not trusted and _is_verified_upload(resource):
+    if not trusted and is_verified_upload(resource):
         refuse_plugin_fields(
             resource, _verified_uploads.get()[str(resource.get("id"))])
         trusted = True  # its id and owned fields were set by the plugin
@@ -174,10 +184,11 @@ def _check_new_resource(trusted: bool, resource: dict[str, Any]) -> None:
                 "resource_create with the id resource_upload_s3_urls "
                 "returned, once its parts are uploaded")
     rid = resource.get("id")
-    if _present(rid):
+    if present(rid):
         if not trusted:
-            _refuse("id", "the id of a new resource is chosen by CKAN: "
-                    "leave it out")
+            _refuse("id", "the id of a new resource is chosen by CKAN, or "
+                    "is one resource_upload_s3_urls issued to you: leave "
+                    "it out")
         check_id("resource", rid)
         if model.Session.query(model.Resource.id).filter(
                 model.Resource.id == rid).first() is not None:
@@ -186,14 +197,14 @@ def _check_new_resource(trusted: bool, resource: dict[str, Any]) -> None:
     if trusted:
         return
     for field in OWNED_FIELDS:
-        if _present(resource.get(field)):
+        if present(resource.get(field)):
             _refuse(field, f"{field} is set by the dcor_depot plugin once "
                     "the data are stored; leave it out")
 
 
 def _check_existing_resource(trusted: bool, existing: model.Resource,
                              resource: dict[str, Any]) -> None:
-    if _has_file(resource.get("upload")) or _present(
+    if _has_file(resource.get("upload")) or present(
             resource.get("clear_upload")):
         _refuse("upload", f"the file of resource {existing.id} cannot be "
                 "replaced or removed (resources are immutable data): add a "

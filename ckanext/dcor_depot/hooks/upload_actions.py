@@ -12,17 +12,20 @@ nothing in the store before.
 from __future__ import annotations
 
 import datetime
+import functools
 import logging
 import time
 from typing import Any
 
 import ckan.model as model
 import ckan.plugins.toolkit as tk
+import flask
+from ckan.lib import api_token
 from ckan.types import AuthResult, Context, DataDict
 
 from ckanext.dcor_depot import config, errors
 from ckanext.dcor_depot.hooks import downloads, resource_rules
-from ckanext.dcor_depot.operations import direct_upload, move
+from ckanext.dcor_depot.operations import dcoraid_upload, direct_upload, move
 from ckanext.dcor_depot.records import upload_grants
 from ckanext.dcor_depot.storage import layout, presigned
 
@@ -40,11 +43,43 @@ def _dataset_ref(data_dict: DataDict) -> str:
     return ref
 
 
+def _is_dcoraid(data_dict: DataDict) -> bool:
+    """DCOR-Aid's dialect names an organization, not a dataset."""
+    return "organization_id" in data_dict and "package_id" not in data_dict
+
+
+def _organization_ref(data_dict: DataDict) -> str:
+    ref = data_dict.get("organization_id")
+    if not isinstance(ref, str) or not ref or "\x00" in ref:
+        raise tk.ValidationError({"organization_id": ["Missing value"]})
+    return ref
+
+
 # ------------------------------------------------------------------ auth
 def upload_urls_auth(context: Context, data_dict: DataDict) -> AuthResult:
+    if _is_dcoraid(data_dict):
+        return {"success": tk.check_access(
+            "package_create", context,
+            {"owner_org": _organization_ref(data_dict)})}
     return {"success": tk.check_access(
         "resource_create", context,
         {"package_id": _dataset_ref(data_dict)})}
+
+
+def _require_api_token(context: Context) -> None:
+    """Refuse an HTTP call not authenticated by an API token: URLs are
+    never issued to a GET that a page could make with a user's cookie."""
+    if not flask.has_request_context() \
+            or not flask.request.path.startswith("/api/"):
+        return  # called in-process
+    header = tk.config.get("apitoken_header_name") or "Authorization"
+    token = flask.request.headers.get(header) or ""
+    user = (api_token.get_user_from_token(token, update_access_time=False)
+            if token else None)
+    if user is None or user.name != context.get("user"):
+        raise tk.NotAuthorized(
+            "this form of resource_upload_s3_urls needs an API token "
+            f"in the {header} header")
 
 
 def _grant_of(context: Context, data_dict: DataDict
@@ -108,8 +143,17 @@ def resource_upload_s3_urls(context: Context,
     :returns: ``resource_id``, ``upload_id``, ``size``, ``part_size``,
         ``expires`` and ``parts`` (``part_number``, ``size``, ``url``; PUT
         each part's bytes to its URL), ``complete_parts``
+
+    DCOR-Aid's dialect instead takes ``organization_id`` and
+    ``file_size`` and returns ``upload_urls``, ``complete_url`` and
+    ``resource_id`` (:mod:`..operations.dcoraid_upload`).
     """
+    if _is_dcoraid(data_dict) or (flask.has_request_context()
+                                  and flask.request.method == "GET"):
+        _require_api_token(context)
     tk.check_access("resource_upload_s3_urls", context, data_dict)
+    if _is_dcoraid(data_dict):
+        return _dcoraid_upload_urls(context, data_dict)
     dataset = model.Package.get(_dataset_ref(data_dict))
     if dataset is None or dataset.state == "deleted":
         raise tk.ObjectNotFound("no such dataset")
@@ -124,6 +168,32 @@ def resource_upload_s3_urls(context: Context,
             return direct_upload.issue(request, resume_id)
     except (errors.DcorDepotError, upload_grants.UploadBusy) as exc:
         raise tk.ValidationError({"upload": [str(exc)]}) from exc
+
+
+def _dcoraid_upload_urls(context: Context,
+                         data_dict: DataDict) -> dict[str, Any]:
+    org = model.Group.get(_organization_ref(data_dict))
+    if org is None or not org.is_organization or org.state != "active":
+        raise tk.ObjectNotFound("no such organization")
+    if not config.s3_available():
+        raise tk.ValidationError({"upload": [
+            "direct uploads need the object store, which is not configured"
+        ]})
+    user = model.User.get(context.get("user") or "")
+    if user is None:
+        raise tk.NotAuthorized("direct uploads need a user")
+    try:
+        size = direct_upload.check_size(data_dict.get("file_size"))
+        return dcoraid_upload.issue(
+            dcoraid_upload.DcoraidRequest(org.id, user.id, size),
+            _completion_url)
+    except errors.DcorDepotError as exc:
+        raise tk.ValidationError({"upload": [str(exc)]}) from exc
+
+
+def _completion_url(resource_id: str, secret: str) -> str:
+    return tk.url_for("dcor_depot_uploads.complete", resource_id=resource_id,
+                      secret=secret, qualified=True)
 
 
 def resource_upload_s3_abort(context: Context,
@@ -243,15 +313,18 @@ def create_from_upload(original: Any, context: Context,
     rid = str(data_dict.get("id") or "")
     try:
         with upload_grants.claimed(rid):
-            grant = direct_upload.granted(rid, dataset.id, user.id)
+            grant = direct_upload.granted(rid, dataset.id, user.id,
+                                          dataset.owner_org)
             finished = direct_upload.finish(grant)
-            owned = {"s3_available": True, "s3_url": finished.url}
+            owned = {"s3_available": True, "s3_url": finished.url,
+                     "etag": finished.client_etag}
             # The url is CKAN's download URL, named as declared when
             # the URLs were issued (the plugin's, not the client's).
             data = {**data_dict, **owned, "id": rid,
                     "url_type": "s3_upload", "size": grant.size,
-                    "url": downloads.download_url_of(dataset.id, rid,
-                                                     grant.name)}
+                    "url": downloads.download_url_of(
+                        dataset.id, rid,
+                        grant.name or str(data_dict.get("name") or ""))}
             with resource_rules.verified_upload(rid, owned):
                 created = original(context, data)
             direct_upload.done(grant)
@@ -269,6 +342,17 @@ def create_from_upload(original: Any, context: Context,
 
 
 def get_actions() -> dict[str, Any]:
-    return {"resource_upload_s3_urls": resource_upload_s3_urls,
+    urls: Any = resource_upload_s3_urls
+    if config.s3_available():
+        # DCOR-Aid asks by GET. Without a store the action stays POST-only:
+        # CKAN's "Bad request" to a GET is what makes DCOR-Aid fall back
+        # to uploading through CKAN.
+        urls = tk.side_effect_free(functools.wraps(
+            resource_upload_s3_urls)(_call_urls))
+    return {"resource_upload_s3_urls": urls,
             "resource_upload_s3_abort": resource_upload_s3_abort,
             "resource_upload_s3_status": resource_upload_s3_status}
+
+
+def _call_urls(context: Context, data_dict: DataDict) -> dict[str, Any]:
+    return resource_upload_s3_urls(context, data_dict)

@@ -64,10 +64,14 @@ def issue(request: UploadRequest, resume_id: str | None = None
     settings = config.direct_upload_settings()
     now = time.time()
     if resume_id is None:
-        _check_open_uploads(request.user_id, settings.max_open_per_user, now)
+        check_open_uploads(request.user_id, settings.max_open_per_user, now)
         grant = _start(request, settings.part_size)
     else:
         grant = _resume(request, resume_id)
+        if not upload_grants.is_open(grant, now):
+            # An expired upload opened again counts like a new one.
+            check_open_uploads(request.user_id, settings.max_open_per_user,
+                               now)
     # New URLs, new deadline (also for a resumed upload).
     grant = dataclasses.replace(grant,
                                 expires_at=now + settings.url_lifetime)
@@ -93,7 +97,7 @@ def issue(request: UploadRequest, resume_id: str | None = None
     }
 
 
-def _check_open_uploads(user_id: str, limit: int, now: float) -> None:
+def check_open_uploads(user_id: str, limit: int, now: float) -> None:
     # A soft cap: two concurrent requests may both pass it once.
     count = upload_grants.open_uploads(user_id, now)
     if count >= limit:
@@ -113,7 +117,8 @@ def _start(request: UploadRequest, part_size: int) -> UploadGrant:
         user_id=request.user_id, name=request.name, size=request.size,
         part_size=presigned.PartLayout.for_size(request.size,
                                                 part_size).part_size,
-        bucket=bucket, key=key, upload_id=upload_id, expires_at=0.0)
+        bucket=bucket, key=key, upload_id=upload_id, expires_at=0.0,
+        organization_id=request.owner_org)
 
 
 def _resume(request: UploadRequest, resume_id: str) -> UploadGrant:
@@ -128,14 +133,19 @@ def _resume(request: UploadRequest, resume_id: str) -> UploadGrant:
     return grant
 
 
-def granted(resource_id: str, dataset_id: str, user_id: str
-            ) -> UploadGrant:
+def granted(resource_id: str, dataset_id: str, user_id: str,
+            owner_org: str | None = None) -> UploadGrant:
     """The grant of ``resource_id`` if it was issued to this user for this
-    dataset (DirectUploadError otherwise; the same text for every case, so
-    that ids of other users' uploads are not revealed)."""
+    dataset, or (DCOR-Aid's dialect, which names no dataset) for
+    ``owner_org``, the dataset's organization now. DirectUploadError
+    otherwise, with the same text for every case, so that ids of other
+    users' uploads are not revealed."""
     grant = upload_grants.load(resource_id)
-    if (grant is None or grant.dataset_id != dataset_id
-            or grant.user_id != user_id):
+    if grant is not None and grant.dialect == "dcoraid":
+        matches = bool(owner_org) and grant.organization_id == owner_org
+    else:
+        matches = grant is not None and grant.dataset_id == dataset_id
+    if grant is None or not matches or grant.user_id != user_id:
         raise DirectUploadError(
             f"no upload {resource_id} was issued to you for this dataset")
     return grant
@@ -158,39 +168,50 @@ def abort(grant: UploadGrant) -> bool:
 @dataclass(frozen=True)
 class FinishedUpload:
     url: str
+    #: the object's ETag
     etag: str
+    #: the ETag a client computes for the file (``etag`` of the resource)
+    client_etag: str
 
 
 def finish(grant: UploadGrant, now: float | None = None) -> FinishedUpload:
     """Turn a granted upload into the object of its resource.
 
     The parts must cover exactly the declared size; the store's ETag of
-    the completed object must be the one the parts give. The grant stays
-    (marked complete) until the resource exists, so a creation that fails
-    later can be retried without sending the file again. The caller holds
-    the upload's claim.
+    the completed object must be the one the parts give. Expired URLs do
+    not matter once the parts are all there. The grant stays (marked
+    complete) until the resource exists, so a creation that fails later
+    can be retried without sending the file again. The caller holds the
+    upload's claim.
     """
-    if grant.expires_at < (time.time() if now is None else now):
-        raise DirectUploadError(
-            f"the upload {grant.resource_id} expired: resume it "
-            "(resource_upload_s3_urls with its resource_id) for new URLs")
     url = object_store.object_url(grant.bucket, grant.key)
     if grant.completed_etag:
         _check_completed(grant)
-        return FinishedUpload(url, grant.completed_etag)
+        return FinishedUpload(url, grant.completed_etag,
+                              grant.client_etag or grant.completed_etag)
     try:
         stored = presigned.stored_parts(grant.bucket, grant.key,
                                         grant.upload_id)
     except presigned.UploadGone as exc:
         raise DirectUploadError(str(exc)) from exc
-    parts = _covering_parts(grant, stored)
+    try:
+        parts = covering_parts(grant, stored)
+    except DirectUploadError:
+        if grant.expires_at < (time.time() if now is None else now):
+            raise DirectUploadError(
+                f"the upload {grant.resource_id} expired: resume it "
+                "(resource_upload_s3_urls with its resource_id) for new "
+                "URLs") from None
+        raise
     expected = presigned.expected_etag(parts)
+    client_etag = parts[0].etag if len(parts) == 1 else expected
     # Noted first: if the store completes but its answer is lost, a retry
     # finds the object instead of a missing upload.
-    upload_grants.save(dataclasses.replace(grant, completed_etag=expected),
-                       time.time())
+    upload_grants.save(dataclasses.replace(
+        grant, completed_etag=expected, client_etag=client_etag),
+        time.time())
     presigned.complete(grant.bucket, grant.key, grant.upload_id, parts)
-    return FinishedUpload(url, expected)
+    return FinishedUpload(url, expected, client_etag)
 
 
 def _check_completed(grant: UploadGrant) -> None:
@@ -204,10 +225,15 @@ def _check_completed(grant: UploadGrant) -> None:
             stored = presigned.stored_parts(grant.bucket, grant.key,
                                             grant.upload_id)
         except presigned.UploadGone as exc:
+            if head is not None and not ckan_data.resource_facts(
+                    grant.resource_id):
+                # Not what was declared, and no resource refers to it.
+                object_store.delete_objects(grant.bucket, [grant.key])
             raise DirectUploadError(
                 f"upload {grant.resource_id} has neither parts nor a "
-                "complete object: start again") from exc
-        parts = _covering_parts(grant, stored)
+                "complete object of the declared size: start again"
+            ) from exc
+        parts = covering_parts(grant, stored)
         presigned.complete(grant.bucket, grant.key, grant.upload_id, parts)
 
 
@@ -216,7 +242,7 @@ def done(grant: UploadGrant) -> None:
     upload_grants.delete(grant)
 
 
-def _covering_parts(grant: UploadGrant,
+def covering_parts(grant: UploadGrant,
                     stored: dict[int, presigned.StoredPart]
                     ) -> list[presigned.StoredPart]:
     """The parts in order if they are exactly those of the declared size."""

@@ -21,6 +21,9 @@ from ckan.lib import jobs as ckan_jobs
 #: Seconds a grant is kept after its URLs expired (for abort and errors
 #: that can still name it).
 KEEP_AFTER_EXPIRY = 24 * 3600
+#: Seconds a completed upload's grant is kept at least: its object waits
+#: for its resource (the URLs' expiry does not end that).
+KEEP_COMPLETED = 7 * 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,16 @@ class UploadGrant:
     #: ETag the object must have (a retried creation checks it instead of
     #: completing again)
     completed_etag: str = ""
+    #: the ETag a client computes for the file: the MD5 of a file sent as
+    #: one part, the object's ETag otherwise (recorded as ``etag``)
+    client_etag: str = ""
+    #: the organization whose bucket holds the upload
+    organization_id: str = ""
+    #: ``plugin`` (issued for a dataset) or ``dcoraid`` (issued for an
+    #: organization; DCOR-Aid's dialect)
+    dialect: str = "plugin"
+    #: SHA256 of the secret in the completion URL (DCOR-Aid's dialect)
+    completion_secret_sha256: str = ""
 
 
 def _redis_key(resource_id: str) -> str:
@@ -55,6 +68,8 @@ def _user_key(user_id: str) -> str:
 
 def save(grant: UploadGrant, now: float) -> None:
     keep = max(1, int(grant.expires_at - now) + KEEP_AFTER_EXPIRY)
+    if grant.completed_etag:
+        keep = max(keep, KEEP_COMPLETED)
     connection = ckan_jobs.connect_to_redis()
     with connection.pipeline() as pipe:
         pipe.set(_redis_key(grant.resource_id),
@@ -75,6 +90,13 @@ def open_uploads(user_id: str, now: float) -> int:
     connection = ckan_jobs.connect_to_redis()
     connection.zremrangebyscore(_user_key(user_id), "-inf", now)
     return int(connection.zcard(_user_key(user_id)))
+
+
+def is_open(grant: UploadGrant, now: float) -> bool:
+    """Whether the grant counts among its user's open uploads now."""
+    score = ckan_jobs.connect_to_redis().zscore(_user_key(grant.user_id),
+                                                grant.resource_id)
+    return score is not None and float(score) > now
 
 
 def load(resource_id: str) -> UploadGrant | None:
