@@ -28,6 +28,7 @@ from ckanext.dcor_depot.client import (
     upload_file,
     verify_sha256,
 )
+from ckanext.dcor_depot.client import state as states
 from ckanext.dcor_depot.records import upload_grants
 from ckanext.dcor_depot.storage import layout, object_store, presigned
 from tests.support.access import (
@@ -37,6 +38,7 @@ from tests.support.access import (
     fresh_resource,
     object_url,
     organization,
+    person,
 )
 from tests.support.live_site import free_port
 from tests.support.stack import anonymous_get, run_jobs, wait_for
@@ -191,7 +193,9 @@ def test_a_changed_file_is_not_created(site, org, tmp_path, state_dir):
         upload_file(site.url, org.editor.token, ds["id"], path,
                     state_dir=state_dir, progress=append_once)
     assert fresh_dataset(ds["id"])["resources"] == []
-    assert open_uploads(org) == []  # the upload was ended
+    # The upload could go on (the site says so): it is never ended on
+    # the client's guess, but left to expire.
+    assert len(open_uploads(org)) == 1
     assert list(state_dir.iterdir()) == []
 
 
@@ -493,3 +497,69 @@ def test_a_state_folder_of_another_user_is_refused(site, org, tmp_path):
     with pytest.raises(ClientError, match="belongs to another user"):
         upload_file(site.url, org.editor.token, dataset(site, org)["id"],
                     path, verify=False, state_dir=shared)
+
+
+# ------------------------------------------- ending uploads: only our own
+class RecordingSession(requests.Session):
+    """Notes the actions it posts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.actions: list[str] = []
+
+    def request(self, method, url, *args, **kwargs):  # type: ignore[override]
+        if "/api/3/action/" in url:
+            self.actions.append(url.rsplit("/", 1)[-1])
+        return super().request(method, url, *args, **kwargs)
+
+
+@pytest.mark.parametrize("who", ["sysadmin", "org_admin"])
+def test_the_client_never_ends_another_users_upload(site, org, tmp_path,
+                                                    state_dir, who):
+    ds = dataset(site, org)
+    path, data = data_file(tmp_path, 6 * MiB)
+    issued = site.action("resource_upload_s3_urls", org.editor.token,
+                         package_id=ds["id"], name=path.name,
+                         size=len(data))
+    rid = issued["resource_id"]
+    assert requests.put(issued["parts"][0]["url"], data=data[:5 * MiB],
+                        timeout=60).status_code == 200
+    # A state file naming the editor's upload, in the runner's folder.
+    states.save(state_dir, states.UploadState.for_file(
+        site.url, ds["id"], states.FileIdentity.of(path), rid))
+    runner = person(sysadmin=True) if who == "sysadmin" else org.admin
+
+    session = RecordingSession()
+    result = upload_file(site.url, runner.token, ds["id"], path,
+                         verify=False, state_dir=state_dir, session=session)
+    assert result.started_anew and result.resource_id != rid
+    assert "resource_upload_s3_abort" not in session.actions
+    # The editor's upload is as it was, and goes on.
+    assert upload_grants.load(rid) is not None
+    again = site.action("resource_upload_s3_urls", org.editor.token,
+                        package_id=ds["id"], name=path.name,
+                        size=len(data), resource_id=rid)
+    assert again["complete_parts"] == [1]
+
+
+def test_the_client_ends_its_own_upload_the_store_lost(
+        site, org, tmp_path, state_dir):
+    ds = dataset(site, org)
+    path, data = data_file(tmp_path, 6 * MiB)
+    session = BreakingSession(is_creation, refused_creation)
+    with pytest.raises(ClientError):
+        upload_file(site.url, org.editor.token, ds["id"], path, retries=0,
+                    verify=False, state_dir=state_dir, session=session)
+    saved, = state_dir.iterdir()
+    first_id = json.loads(saved.read_text())["resource_id"]
+    grant = upload_grants.load(first_id)
+    # the store ended it (its lifecycle rule): it cannot go on
+    object_store.get_client().abort_multipart_upload(
+        Bucket=org.bucket, Key=layout.object_key(first_id),
+        UploadId=grant.upload_id)
+
+    result = upload_file(site.url, org.editor.token, ds["id"], path,
+                         verify=False, state_dir=state_dir)
+    assert result.started_anew and result.resource_id != first_id
+    assert upload_grants.load(first_id) is None  # ended: not open any more
+    assert stored_object(org, result.resource_id) == data
