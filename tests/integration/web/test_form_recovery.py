@@ -8,17 +8,20 @@ the proxy's "504 Gateway Time-out" page instead of CKAN's answer.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import time
+from collections.abc import Iterator
 
 import ckan.plugins.toolkit as tk
 import pytest
 
 from ckanext.dcor_depot.records import upload_grants
-from ckanext.dcor_depot.storage import layout
+from ckanext.dcor_depot.storage import layout, object_store
 from tests.support import browser
-from tests.support.access import Org, dataset, fresh_dataset
+from tests.support.access import Org, dataset, fresh_dataset, person
 from tests.support.resource_form import (
+    PASSWORD,
     MiB,
     choose_file,
     make_file,
@@ -149,4 +152,92 @@ def test_a_store_out_of_reach_is_named_in_the_form(
     press(driver, "go-dataset-complete")
     wait_for_dataset_page(driver, site, ds)
     assert resource_ids(ds) == [rid]
+    assert nothing_left_open(org)
+
+
+# ------------------------------------- ending a remembered upload: own only
+#: Notes every action the page posts, in sessionStorage (kept when the
+#: form goes on to the dataset page).
+RECORD_ACTIONS = """
+const real = window.fetch;
+window.fetch = function (url, options) {
+  const done = JSON.parse(sessionStorage.getItem('actions') || '[]');
+  done.push(String(url).split('/').pop());
+  sessionStorage.setItem('actions', JSON.stringify(done));
+  return real(url, options);
+};
+"""
+
+
+def remember(driver, ds, path, rid) -> None:
+    """The page remembers ``rid`` as the upload of ``path``."""
+    stat = path.stat()
+    key = "|".join(["dcor-direct-upload", ds["id"], path.name,
+                    str(stat.st_size), str(stat.st_mtime_ns // 10**6)])
+    driver.execute_script("localStorage.setItem(arguments[0], arguments[1])",
+                          key, rid)
+
+
+def posted_actions(driver) -> list[str]:
+    return driver.execute_script(
+        "return JSON.parse(sessionStorage.getItem('actions') || '[]');")
+
+
+@contextlib.contextmanager
+def sysadmin_browser(site) -> Iterator:
+    """Chromium with a sysadmin logged in (whose aborts the site would
+    allow with force)."""
+    admin = person(sysadmin=True)
+    browser.set_password(admin.name, PASSWORD)
+    with browser.chromium() as driver:
+        browser.log_in(driver, site.url, admin.name, PASSWORD)
+        yield driver
+
+
+def test_a_remembered_upload_of_another_user_is_never_ended(
+        site, org, tmp_path):
+    ds = dataset(site, org, private=True)
+    path = make_file(tmp_path, 6 * MiB)
+    os.utime(path, (1_700_000_000, 1_700_000_000))  # whole milliseconds
+    issued = site.action("resource_upload_s3_urls", org.editor.token,
+                         package_id=ds["id"], name=path.name,
+                         size=path.stat().st_size)
+    rid = issued["resource_id"]
+    with sysadmin_browser(site) as driver:
+        form_with_file(driver, site, ds, path)
+        remember(driver, ds, path, rid)
+        driver.execute_script(RECORD_ACTIONS)
+        press(driver, "go-dataset-complete")
+        wait_for_dataset_page(driver, site, ds)
+        actions = posted_actions(driver)
+    assert "resource_upload_s3_status" in actions
+    assert "resource_upload_s3_abort" not in actions
+    # The editor's upload is untouched; the sysadmin's file is a new one.
+    assert upload_grants.load(rid) is not None
+    assert layout.object_key(rid) in open_uploads(org)
+    assert rid not in resource_ids(ds) and len(resource_ids(ds)) == 1
+
+
+def test_a_remembered_upload_the_store_lost_is_ended(
+        site, org, editor_browser, tmp_path):
+    driver = editor_browser
+    ds = dataset(site, org, private=True)
+    path = make_file(tmp_path, 6 * MiB)
+    os.utime(path, (1_700_000_000, 1_700_000_000))
+    issued = site.action("resource_upload_s3_urls", org.editor.token,
+                         package_id=ds["id"], name=path.name,
+                         size=path.stat().st_size)
+    rid = issued["resource_id"]
+    object_store.get_client().abort_multipart_upload(
+        Bucket=org.bucket, Key=layout.object_key(rid),
+        UploadId=issued["upload_id"])
+    form_with_file(driver, site, ds, path)
+    remember(driver, ds, path, rid)
+    driver.execute_script(RECORD_ACTIONS)
+    press(driver, "go-dataset-complete")
+    wait_for_dataset_page(driver, site, ds)
+    assert "resource_upload_s3_abort" in posted_actions(driver)
+    assert upload_grants.load(rid) is None  # ended: no longer open
+    new, = resource_ids(ds)
+    assert new != rid
     assert nothing_left_open(org)
