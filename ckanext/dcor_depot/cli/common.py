@@ -20,7 +20,9 @@ EXIT_INTERRUPTED = 130
 
 modified_days_option = click.option(
     "--modified-days", type=int, default=-1, show_default=True,
-    help="Only datasets modified in the last N days (-1: all datasets).")
+    help="Only datasets whose metadata_modified is on or after midnight "
+         "(UTC) of the date N days before today (0: modified today; -1: "
+         "all datasets).")
 
 
 def with_app_context(func: Callable[..., Any]) -> Callable[..., Any]:

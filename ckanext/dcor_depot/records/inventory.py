@@ -48,33 +48,50 @@ def check_modified_days(days: int) -> int:
     return days
 
 
-def modified_since(days: int) -> datetime.datetime | None:
-    """Cut-off for datasets modified in the last ``days`` days (-1: none).
+def utc_now() -> datetime.datetime:
+    """The clock of ``--modified-days`` (tests replace it)."""
+    return datetime.datetime.now(datetime.timezone.utc)
 
-    CKAN stores ``metadata_modified`` as naive UTC.
+
+def modified_since(days: int, now: datetime.datetime | None = None
+                   ) -> datetime.datetime | None:
+    """Cut-off of ``--modified-days``: midnight (UTC) of the date ``days``
+    days before today (0: today), naive UTC as CKAN stores
+    ``metadata_modified``; None for -1 (all datasets).
+
+    ``now`` (default :func:`utc_now`; naive means UTC) decides "today".
+    Whole dates, not hours: a daily run with N=1 sees everything since
+    the start of yesterday, whenever it starts.
     """
     check_modified_days(days)
     if days == -1:
         return None
-    now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
-    return now - datetime.timedelta(days=days)
+    now = utc_now() if now is None else now
+    if now.tzinfo is not None:
+        now = now.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+    midnight = datetime.datetime.combine(now.date(), datetime.time())
+    return midnight - datetime.timedelta(days=days)
 
 
 def resource_records(modified_days: int = -1,
-                     dataset_id: str | None = None) -> list[ResourceRecord]:
+                     dataset_id: str | None = None,
+                     now: datetime.datetime | None = None
+                     ) -> list[ResourceRecord]:
     """Active resources of active and draft datasets, public or private.
 
     ``modified_days`` limits them to datasets whose ``metadata_modified``
-    lies within the last N days; ``dataset_id`` to one dataset. The list
-    is complete before the caller starts changing things, so updates made
-    while working through it do not disturb the iteration.
+    is on or after midnight (UTC) of the date N days before today (see
+    :func:`modified_since`, ``now`` is its clock); ``dataset_id`` to one
+    dataset. The list is complete before the caller starts changing
+    things, so updates made while working through it do not disturb the
+    iteration.
     """
     query = (model.Session.query(model.Resource, model.Package)
              .join(model.Package,
                    model.Resource.package_id == model.Package.id)
              .filter(model.Resource.state == "active")
              .filter(model.Package.state.in_(DATASET_STATES)))
-    since = modified_since(modified_days)
+    since = modified_since(modified_days, now)
     if since is not None:
         query = query.filter(model.Package.metadata_modified >= since)
     if dataset_id is not None:

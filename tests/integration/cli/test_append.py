@@ -22,7 +22,7 @@ from tests.support.cli import (
     resource_show,
     summary,
 )
-from tests.support.stack import anonymous_get, run_jobs
+from tests.support.stack import anonymous_get, run_jobs, sysadmin_context
 
 pytestmark = pytest.mark.usefixtures("with_extended_cli")
 
@@ -90,6 +90,51 @@ def test_append_same_file_twice_adds_it_once(cli, owner, make_dataset,
     assert summary(second) == \
         "append-resource: 0 added, 1 skipped, 0 failed"
     assert len(dataset_resources(dataset["id"])) == 1
+
+
+def upstream_id(*parts: str) -> str:
+    """Upstream's make_id written out: MD5 of the parts, 8-4-4-4-12."""
+    h = hashlib.md5("".join(parts).encode("utf-8")).hexdigest()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def test_the_resource_id_is_upstreams(cli, owner, make_dataset, rtdc_file):
+    dataset = make_dataset()
+    result = invoke(cli, "append-resource", rtdc_file, dataset["id"])
+    assert result.exit_code == 0, result.output
+    (res,) = dataset_resources(dataset["id"])
+    assert res["id"] == upstream_id(dataset["id"], "M001_data.rtdc",
+                                    sha256(rtdc_file))
+
+
+@pytest.mark.parametrize("private", [True, False])
+def test_reappending_over_an_upstream_resource_changes_nothing(
+        cli, owner, make_dataset, rtdc_file, private):
+    """A file appended by upstream 0.14 (its id, only in S3, with
+    s3_available and s3_url): appending it again adds nothing."""
+    dataset = make_dataset(private=private)
+    data = rtdc_file.read_bytes()
+    rid = upstream_id(dataset["id"], rtdc_file.name, sha256(rtdc_file))
+    bucket, key = bucket_of(owner), layout.object_key(rid)
+    object_store.ensure_bucket(bucket)
+    object_store.get_client().put_object(Bucket=bucket, Key=key, Body=data)
+    helpers.call_action(
+        "resource_create", context=sysadmin_context(),
+        package_id=dataset["id"], id=rid, name=rtdc_file.name,
+        s3_available=True, s3_url=object_store.object_url(bucket, key))
+    before = resource_show(rid)
+
+    result = invoke(cli, "append-resource", rtdc_file, dataset["name"])
+
+    assert result.exit_code == 0, result.output
+    assert "already there" in result.stdout
+    assert summary(result) == \
+        "append-resource: 0 added, 1 skipped, 0 failed"
+    assert [r["id"] for r in dataset_resources(dataset["id"])] == [rid]
+    assert resource_show(rid)["metadata_modified"] == \
+        before["metadata_modified"]
+    assert bucket_keys(bucket) == [key]
+    assert resource_object(owner, rid) == data
 
 
 def test_append_to_private_dataset_keeps_object_private(

@@ -9,6 +9,7 @@ import ckan.plugins.toolkit as tk
 import pytest
 from ckan.tests import helpers
 
+from ckanext.dcor_depot.records import inventory
 from ckanext.dcor_depot.sample_data import make_rtdc_file
 from ckanext.dcor_depot.storage import layout
 from tests.support.cli import invoke, resource_object, resource_show, summary
@@ -103,6 +104,59 @@ def test_modified_days_limits_the_datasets(cli, owner, make_dataset, upload):
     assert summary(result) == f"{COMMAND}: 1 done, 0 skipped, 0 failed"
     assert layout.ckan_upload_path(recent["id"]).is_symlink()
     assert not layout.ckan_upload_path(old["id"]).is_symlink()
+
+
+#: the clock of the boundary tests (a past date: the jobs set the real
+#: time as metadata_modified, which stays after it)
+NOW = datetime.datetime(2020, 6, 15, 9, 30, tzinfo=datetime.timezone.utc)
+
+
+def modified_at(dataset: dict, when: datetime.datetime) -> None:
+    model.Package.get(dataset["id"]).metadata_modified = when
+    model.Session.commit()
+
+
+def boundary_datasets(make_dataset, upload) -> dict[str, str]:
+    """Resource ids by when their dataset was modified (naive UTC)."""
+    times = {"23:59 yesterday": datetime.datetime(2020, 6, 14, 23, 59),
+             "00:00 today": datetime.datetime(2020, 6, 15, 0, 0),
+             "two days ago": datetime.datetime(2020, 6, 13, 12, 0)}
+    rids = {}
+    for label, when in times.items():
+        dataset = make_dataset()
+        rids[label] = upload(dataset, os.urandom(500), name="x.bin")["id"]
+        modified_at(dataset, when)
+    return rids
+
+
+def test_modified_days_boundary_in_the_inventory(make_dataset, upload):
+    rids = boundary_datasets(make_dataset, upload)
+
+    def selected(days: int) -> set[str]:
+        return {r.id for r in inventory.resource_records(days, now=NOW)}
+
+    assert selected(0) == {rids["00:00 today"]}
+    assert selected(1) == {rids["00:00 today"], rids["23:59 yesterday"]}
+    assert selected(2) == set(rids.values()) == selected(-1)
+
+
+def test_modified_days_counts_whole_utc_dates(cli, owner, make_dataset,
+                                              upload, monkeypatch):
+    rids = boundary_datasets(make_dataset, upload)
+    monkeypatch.setattr(inventory, "utc_now", lambda: NOW)
+
+    today = invoke(cli, COMMAND, "--modified-days", 0)
+
+    assert today.exit_code == 0, today.output
+    assert summary(today) == f"{COMMAND}: 1 done, 0 skipped, 0 failed"
+    assert rids["00:00 today"] in today.stdout
+    assert rids["23:59 yesterday"] not in today.stdout
+    since_yesterday = invoke(cli, COMMAND, "--modified-days", 1)
+    assert since_yesterday.exit_code == 0, since_yesterday.output
+    assert f"{rids['23:59 yesterday']}: moved to the user depot" \
+        in since_yesterday.stdout
+    assert rids["two days ago"] not in since_yesterday.stdout
+    assert not layout.ckan_upload_path(rids["two days ago"]).is_symlink()
 
 
 @pytest.mark.ckan_config("dcor_object_store.access_key_id", "")

@@ -12,6 +12,7 @@ import pytest
 from ckan.tests import helpers
 
 from ckanext.dcor_depot.operations import migrate, symlink
+from ckanext.dcor_depot.records import inventory
 from ckanext.dcor_depot.storage import layout, transfer
 from ckanext.dcor_depot.storage.upload import Upload
 from tests.support.cli import (
@@ -486,6 +487,28 @@ def test_modified_days_limits_the_datasets(cli, owner, on_block_storage):
     everything = invoke(cli, COMMAND, "--modified-days", -1)
     assert summary(everything) == \
         f"{COMMAND}: 1 uploaded, 1 skipped, 0 failed"
+
+
+def test_modified_days_counts_whole_utc_dates(cli, owner, on_block_storage,
+                                              monkeypatch):
+    """N=0: modified today (UTC); N=1: since 00:00 UTC yesterday."""
+    now = datetime.datetime(2020, 6, 15, 9, 30,
+                            tzinfo=datetime.timezone.utc)
+    monkeypatch.setattr(inventory, "utc_now", lambda: now)
+    late, early = on_block_storage(1)[0], on_block_storage(1)[0]
+    for item, when in ((late, datetime.datetime(2020, 6, 14, 23, 59)),
+                       (early, datetime.datetime(2020, 6, 15, 0, 0))):
+        model.Package.get(item["dataset"]["id"]).metadata_modified = when
+    model.Session.commit()
+
+    today = invoke(cli, COMMAND, "--dry-run", "--modified-days", 0)
+
+    assert today.exit_code == 0, today.output
+    assert early["id"] in today.stdout and late["id"] not in today.stdout
+    both = invoke(cli, COMMAND, "--dry-run", "--modified-days", 1)
+    assert early["id"] in both.stdout and late["id"] in both.stdout
+    assert summary(both) == \
+        f"{COMMAND} (dry run): 2 to upload, 0 skipped, 0 failed"
 
 
 @pytest.mark.parametrize("args, message", [
