@@ -1,0 +1,335 @@
+"""DCOR-Aid's dialect of ``resource_upload_s3_urls`` and its registration
+by ``package_revise``, over HTTP with real users: who gets URLs, what the
+answer looks like, and that no URL handed out writes a registered object
+or reads anything."""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import uuid
+
+import pytest
+import requests
+
+from ckanext.dcor_depot.operations import dcoraid_upload
+from ckanext.dcor_depot.records import upload_grants
+from ckanext.dcor_depot.storage import layout, object_store
+from tests.support.access import (
+    Person,
+    dataset,
+    fresh_dataset,
+    organization,
+    person,
+    stored_resource,
+)
+from tests.support.browser import set_password
+from tests.support.live_site import ApiError
+
+s3_api = pytest.importorskip("dcoraid.api.s3_api")
+
+MiB = 2**20
+GiB = 2**30
+
+
+@pytest.fixture
+def org(site):
+    return organization()
+
+
+@pytest.fixture
+def ds(site, org):
+    return dataset(site, org, private=True)
+
+
+def ask(site, who: Person | None, org_id: str, size: int,
+        method: str = "GET") -> requests.Response:
+    """DCOR-Aid's request: GET with query parameters and its token."""
+    headers = {"Authorization": who.token} if who else {}
+    return requests.request(
+        method, f"{site.url}/api/3/action/resource_upload_s3_urls",
+        params={"organization_id": org_id, "file_size": str(size)},
+        headers=headers, timeout=60)
+
+
+def issued(site, who, org_id: str, size: int) -> dict:
+    resp = ask(site, who, org_id, size)
+    assert resp.status_code == 200, resp.text
+    return resp.json()["result"]
+
+
+def register(site, who, dataset_id: str, rid: str, name="cells.rtdc"):
+    """DCOR-Aid's registration of an uploaded file."""
+    return site.action("package_revise", who.token, match={"id": dataset_id},
+                       update__resources__extend=[
+                           {"id": rid, "name": name, "s3_available": True}])
+
+
+def send(answer: dict, data: bytes) -> requests.Response:
+    (url,) = answer["upload_urls"]
+    return requests.put(url, data=data, timeout=60)
+
+
+def refused(call) -> tuple[int, dict]:
+    with pytest.raises(ApiError) as info:
+        call()
+    return info.value.status, info.value.error
+
+
+def open_uploads(org) -> list[str]:
+    s3 = object_store.get_client()
+    object_store.ensure_bucket(org.bucket)
+    reply = s3.list_multipart_uploads(Bucket=org.bucket)
+    return [u["Key"] for u in reply.get("Uploads", [])]
+
+
+@pytest.mark.parametrize("size", [0, 1000, GiB, GiB + 1, 3 * GiB - 7])
+def test_the_answer_has_dcoraids_layout(site, org, size):
+    answer = issued(site, org.editor, org.id, size)
+    assert set(answer) == {"upload_urls", "complete_url", "resource_id"}
+    count = max(1, -(-size // GiB))
+    if size:  # DCOR-Aid's own arithmetic (it divides by zero for 0 bytes)
+        assert count == s3_api.compute_upload_part_parameters(size)[
+            "num_parts"]
+    assert len(answer["upload_urls"]) == count
+    assert (answer["complete_url"] is None) == (count == 1)
+    # an upload of the resource's own key waits in the organization's bucket
+    assert open_uploads(org) == [layout.object_key(answer["resource_id"])]
+
+
+def test_a_part_url_takes_exactly_the_declared_size(site, org):
+    answer = issued(site, org.editor, org.id, 1000)
+    assert send(answer, os.urandom(999)).status_code == 403
+    assert send(answer, os.urandom(1001)).status_code == 403
+    resp = send(answer, data := os.urandom(1000))
+    assert resp.status_code == 200
+    assert resp.headers["ETag"].strip('"') == hashlib.md5(data).hexdigest()
+
+
+def test_post_is_answered_too(site, org):
+    resp = ask(site, org.editor, org.id, 10, method="POST")
+    assert resp.status_code == 200
+    assert len(resp.json()["result"]["upload_urls"]) == 1
+
+
+@pytest.mark.parametrize("who", ["anonymous", "member", "outsider",
+                                 "other_editor"])
+def test_only_those_who_may_create_datasets_get_urls(site, org, who):
+    other = organization()
+    person_of = {"anonymous": None, "member": org.member,
+                 "outsider": person(), "other_editor": other.editor}
+    assert ask(site, person_of[who], org.id, 1000).status_code == 403
+    assert open_uploads(org) == []
+
+
+def test_unknown_organizations_and_bad_sizes_are_refused(site, org):
+    assert ask(site, org.editor, str(uuid.uuid4()), 10).status_code == 403
+    for size in ("-1", "ten", str(2**50)):
+        assert ask(site, org.editor, org.id, size).status_code == 409
+    assert open_uploads(org) == []
+
+
+def cookie_session(site, who: Person) -> requests.Session:
+    """A browser-like session logged in through CKAN's login form."""
+    set_password(who.name, "a-Long-password-1")
+    session = requests.Session()
+    form = session.get(f"{site.url}/user/login", timeout=60).text
+    token = re.search(r'name="_csrf_token"[^>]*value="([^"]+)"', form)
+    session.post(f"{site.url}/user/login", timeout=60, data={
+        "login": who.name, "password": "a-Long-password-1",
+        "_csrf_token": token.group(1) if token else ""})
+    me = session.get(f"{site.url}/api/3/action/user_show",
+                     params={"id": who.name}, timeout=60)
+    assert me.json()["result"].get("email"), "the login did not work"
+    return session
+
+
+def test_a_cookie_never_gets_urls(site, org):
+    session = cookie_session(site, org.editor)
+    resp = session.get(f"{site.url}/api/3/action/resource_upload_s3_urls",
+                       params={"organization_id": org.id,
+                               "file_size": "1000"}, timeout=60)
+    assert resp.status_code == 403
+    assert open_uploads(org) == []
+
+
+# ------------------------------------------------------------ registration
+def test_registration_records_what_was_verified(site, org, ds):
+    answer = issued(site, org.editor, org.id, 1000)
+    data = os.urandom(1000)
+    etag = send(answer, data).headers["ETag"].strip('"')
+    revised = register(site, org.editor, ds["id"], answer["resource_id"])
+    (res,) = revised["package"]["resources"]
+    assert res["id"] == answer["resource_id"]
+    assert res["url_type"] == "s3_upload" and res["size"] == 1000
+    assert res["etag"] == etag
+    assert res["s3_url"] == object_store.object_url(
+        org.bucket, layout.object_key(res["id"]))
+    assert res["url"].endswith(f"/resource/{res['id']}/download/cells.rtdc")
+    stored = object_store.get_client().get_object(
+        Bucket=org.bucket, Key=layout.object_key(res["id"]))["Body"].read()
+    assert stored == data
+    # the grant is used up: a second registration of the id is refused
+    assert upload_grants.load(res["id"]) is None
+    # DCOR-Aid's supplements go to the existing resource as usual
+    site.action("package_revise", org.editor.token, match__id=ds["id"],
+                **{f"update__resources__{res['id']}": {"sp:chip:name": "x"}})
+    (again,) = fresh_dataset(ds["id"])["resources"]
+    assert again["sp:chip:name"] == "x" and again["etag"] == etag
+
+
+def test_a_sysadmins_ghost_registration_is_refused(site, org, ds):
+    admin = person(sysadmin=True)
+    ghost = str(uuid.uuid4())
+    status, error = refused(lambda: register(site, admin, ds["id"], ghost))
+    assert status == 409 and "issued" in str(error)
+    status, _ = refused(lambda: site.action(
+        "package_revise", admin.token, match={"id": ds["id"]},
+        update__resources__extend=[{"name": "x", "s3_available": True}]))
+    assert status == 409
+    status, _ = refused(lambda: site.action(
+        "resource_create", admin.token, package_id=ds["id"], id=ghost,
+        name="x", url="http://example.org/x"))
+    assert status == 409
+    assert fresh_dataset(ds["id"])["resources"] == []
+
+
+def test_only_the_uploader_registers_in_its_organization(site, org, ds):
+    answer = issued(site, org.editor, org.id, 1000)
+    assert send(answer, os.urandom(1000)).status_code == 200
+    rid = answer["resource_id"]
+    # the organization's admin did not get this id
+    status, _ = refused(lambda: register(site, org.admin, ds["id"], rid))
+    assert status == 409
+    # nor does the id work in another organization's dataset
+    other = organization()
+    elsewhere = dataset(site, other, private=True)
+    site.action("member_create", other.admin.token, id=other.id,
+                object=org.editor.name, object_type="user",
+                capacity="editor")
+    status, _ = refused(lambda: register(site, org.editor, elsewhere["id"],
+                                         rid))
+    assert status == 409
+    assert fresh_dataset(elsewhere["id"])["resources"] == []
+    assert fresh_dataset(ds["id"])["resources"] == []
+    # the uploader still can
+    register(site, org.editor, ds["id"], rid)
+    assert [r["id"] for r in fresh_dataset(ds["id"])["resources"]] == [rid]
+
+
+def test_an_incomplete_upload_is_not_registered(site, org, ds):
+    answer = issued(site, org.editor, org.id, 1000)
+    status, error = refused(
+        lambda: register(site, org.editor, ds["id"], answer["resource_id"]))
+    assert status == 409 and "1000 bytes" in str(error)
+    assert fresh_dataset(ds["id"])["resources"] == []
+    # the upload goes on and then registers
+    assert send(answer, os.urandom(1000)).status_code == 200
+    register(site, org.editor, ds["id"], answer["resource_id"])
+
+
+# ------------------------------------------- what the URLs cannot do
+def test_no_url_writes_a_registered_object(site, org, ds):
+    answer = issued(site, org.editor, org.id, 1000)
+    data = os.urandom(1000)
+    send(answer, data)
+    register(site, org.editor, ds["id"], answer["resource_id"])
+    resp = send(answer, os.urandom(1000))
+    assert resp.status_code == 404 and "NoSuchUpload" in resp.text
+    stored = object_store.get_client().get_object(
+        Bucket=org.bucket, Key=layout.object_key(answer["resource_id"]))
+    assert stored["Body"].read() == data
+
+
+def test_no_url_reads_anything(site, org, ds):
+    """The part URLs cannot be turned into reads: not by GET, and not by
+    a copy of another organization's private object (which the gateway
+    would do on a presigned PutObject URL: the plugin issues none)."""
+    other = organization()
+    secret_ds = dataset(site, other, private=True)
+    secret = stored_resource(site, other.editor, secret_ds["id"],
+                             b"private bytes of another circle" * 30)
+    source = f"/{other.bucket}/{layout.object_key(secret['id'])}"
+    answer = issued(site, org.editor, org.id, secret["size"])
+    (url,) = answer["upload_urls"]
+    assert requests.get(url, timeout=60).status_code == 403
+    for body in (b"", os.urandom(secret["size"])):
+        resp = requests.put(url, data=body, timeout=60,
+                            headers={"x-amz-copy-source": source})
+        assert resp.status_code >= 400
+    status, _ = refused(
+        lambda: register(site, org.editor, ds["id"], answer["resource_id"]))
+    assert status == 409  # no part was stored
+    # what the plugin avoids: a PutObject URL signed by its credential
+    staging = object_store.get_client().generate_presigned_url(
+        "put_object", ExpiresIn=60,
+        Params={"Bucket": org.bucket, "Key": "probe/copy"})
+    copied = requests.put(staging, timeout=60,
+                          headers={"x-amz-copy-source": source})
+    assert copied.status_code == 200, "the gateway now refuses it: good"
+    object_store.delete_objects(org.bucket, ["probe/copy"])
+
+
+# --------------------------------------------- the completion URL
+def small_multipart(site, org, monkeypatch, size: int) -> dict:
+    """An upload in DCOR-Aid's dialect with parts of at most 10 MiB
+    instead of 1 GiB (issued in-process: the live site answers its
+    completion URL)."""
+    monkeypatch.setattr(dcoraid_upload, "PART_LIMIT", 10 * MiB)
+    return dcoraid_upload.issue(
+        dcoraid_upload.DcoraidRequest(org.id, org.editor.id, size),
+        lambda rid, secret:
+        f"{site.url}/dcor-depot/uploads/{rid}/complete/{secret}")
+
+
+def test_dcoraid_completes_several_parts_through_the_site(
+        site, org, ds, monkeypatch, tmp_path):
+    data = os.urandom(25 * MiB + 1)
+    path = tmp_path / "cells.bin"
+    path.write_bytes(data)
+    answer = small_multipart(site, org, monkeypatch, len(data))
+    assert len(answer["upload_urls"]) == 3
+    parms = {"part_size": -(-len(data) // 3)}  # DCOR-Aid's arithmetic
+    etag = s3_api.upload_s3_presigned_multipart(
+        path=path, part_size=parms["part_size"], file_size=len(data),
+        presigned_urls=answer["upload_urls"],
+        complete_multipart_url=answer["complete_url"])
+    assert etag.endswith("-3")
+    # DCOR-Aid retries: the same answer again, the same object
+    again = requests.post(answer["complete_url"], timeout=60,
+                          data=s3_api.assemble_complete_multipart_xml(
+                              parts_etags(path, parms["part_size"])))
+    assert again.status_code == 200
+    assert again.headers["ETag"].strip('"') == etag
+    revised = register(site, org.editor, ds["id"], answer["resource_id"])
+    (res,) = revised["package"]["resources"]
+    assert res["etag"] == etag and res["size"] == len(data)
+    # after registration: still the same answer, no URL writes
+    assert requests.post(answer["complete_url"], timeout=60,
+                         data=s3_api.assemble_complete_multipart_xml(
+                             parts_etags(path, parms["part_size"]))
+                         ).status_code == 404
+    for url in answer["upload_urls"]:
+        assert requests.put(url, data=b"x" * parms["part_size"],
+                            timeout=60).status_code in (403, 404)
+
+
+def parts_etags(path, part_size: int) -> list[str]:
+    data = path.read_bytes()
+    return [hashlib.md5(data[i:i + part_size]).hexdigest()
+            for i in range(0, len(data), part_size)]
+
+
+def test_the_completion_url_refuses_what_it_must(site, org, monkeypatch):
+    answer = small_multipart(site, org, monkeypatch, 25 * MiB)
+    url = answer["complete_url"]
+    wrong_secret = url.rsplit("/", 1)[0] + "/not-the-secret"
+    body = s3_api.assemble_complete_multipart_xml(["0" * 32] * 3)
+    resp = requests.post(wrong_secret, data=body, timeout=60)
+    assert resp.status_code == 404 and "<Error>" in resp.text
+    resp = requests.post(url, data="<nonsense/>", timeout=60)
+    assert resp.status_code == 400 and "<Error>" in resp.text
+    # parts not uploaded: nothing is completed
+    resp = requests.post(url, data=body, timeout=60)
+    assert resp.status_code == 400 and "<Error>" in resp.text
+    assert open_uploads(org) == [layout.object_key(answer["resource_id"])]
