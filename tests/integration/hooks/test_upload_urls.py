@@ -398,20 +398,52 @@ def test_creation_by_another_user_or_without_a_grant_is_refused(
         == 1000
 
 
-def test_an_expired_grant_cannot_create(site, org, ds):
-    issued = upload_all(site, org.editor, ds, os.urandom(1000))
-    grant = upload_grants.load(issued["resource_id"])
+def expire(rid: str) -> None:
+    grant = upload_grants.load(rid)
     upload_grants.save(dataclasses.replace(grant, expires_at=time.time() - 1),
                        time.time())
+
+
+def test_a_complete_upload_whose_urls_expired_still_becomes_its_resource(
+        site, org, ds):
+    issued = upload_all(site, org.editor, ds, os.urandom(1000))
+    expire(issued["resource_id"])
+    assert create(site, org.editor, ds, issued["resource_id"])["size"] \
+        == 1000
+
+
+def test_an_expired_incomplete_upload_is_resumed_first(site, org, ds):
+    issued = urls(site, org.editor, ds, size=6 * MiB)
+    assert put(issued["parts"][0], os.urandom(5 * MiB)).status_code == 200
+    expire(issued["resource_id"])
     status, error = error_status(
         lambda: create(site, org.editor, ds, issued["resource_id"]))
     assert status == 409 and "expired" in str(error)
-    # resuming gives new URLs and a new deadline
-    again = urls(site, org.editor, ds, size=1000,
+    # resuming gives new URLs (of the missing part) and a new deadline
+    again = urls(site, org.editor, ds, size=6 * MiB,
                  resource_id=issued["resource_id"])
-    assert again["parts"] == [] and again["complete_parts"] == [1]
+    assert again["complete_parts"] == [1]
+    (part,) = again["parts"]
+    assert put(part, os.urandom(MiB)).status_code == 200
     assert create(site, org.editor, ds, issued["resource_id"])["size"] \
-        == 1000
+        == 6 * MiB
+
+
+@pytest.mark.ckan_config("dcor_object_store.upload_max_open_per_user", 1)
+def test_resuming_an_expired_upload_counts_against_the_cap(site, org, ds):
+    from ckan.tests import helpers
+
+    def issue(**extra):
+        return helpers.call_action(
+            "resource_upload_s3_urls", context={"user": org.editor.name},
+            package_id=ds["id"], name="cells.rtdc", size=1000, **extra)
+    expired = issue()
+    expire(expired["resource_id"])
+    issue()  # the one open upload the cap allows
+    with pytest.raises(tk.ValidationError, match="1 direct uploads open"):
+        issue(resource_id=expired["resource_id"])
+    grant = upload_grants.load(expired["resource_id"])
+    assert not upload_grants.is_open(grant, time.time())
 
 
 def test_s3_upload_resources_need_a_grant_in_any_action(site, org, ds):
