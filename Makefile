@@ -52,7 +52,7 @@ lint: setup  ## ruff (complexity too), sizes, layer contract, mypy
 bench: start  ## benchmarks against the running stack
 	$(VENV)/bin/python benchmarks/run.py
 	$(VENV)/bin/python benchmarks/direct.py
-	$(VENV)/bin/python benchmarks/dcoraid.py
+	$(VENV)/bin/python benchmarks/dcoraid_direct.py
 	$(VENV)/bin/python benchmarks/audit.py
 	$(VENV)/bin/python benchmarks/load.py --only-goal
 	$(VENV)/bin/python benchmarks/load.py

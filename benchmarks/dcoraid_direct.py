@@ -1,7 +1,7 @@
 """DCOR-Aid's direct upload against the running dev site.
 
 Run with `make bench` or, with the whole stack running (`make start`),
-`.devstack/venv-2.12.0/bin/python benchmarks/dcoraid.py [--only NAMES]`.
+`.devstack/venv-2.12.0/bin/python benchmarks/dcoraid_direct.py [--only NAMES]`.
 DCOR-Aid's own functions do the work (its single stream: one PUT of the
 whole file per part), timed in its three steps: URLs issued, bytes sent,
 upload registered by ``package_revise``. The dev site's worker records
