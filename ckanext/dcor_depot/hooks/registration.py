@@ -17,6 +17,7 @@ backup jobs follow its commit (:mod:`.transactions`).
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,9 +27,11 @@ from ckan.types import Context
 
 from ckanext.dcor_depot import errors
 from ckanext.dcor_depot.hooks import downloads, resource_rules
-from ckanext.dcor_depot.operations import direct_upload
+from ckanext.dcor_depot.operations import direct_upload, move
 from ckanext.dcor_depot.records import upload_grants
 from ckanext.dcor_depot.records.upload_grants import UploadGrant
+
+log = logging.getLogger(__name__)
 
 
 def _registering(resource: dict[str, Any], stored: set[str]) -> bool:
@@ -66,6 +69,10 @@ def registered_uploads(context: Context, pkg: model.Package,
     user = model.User.get(context.get("user") or "")
     if user is None:
         raise tk.NotAuthorized("registering an upload needs a user")
+    for resource in new:
+        # What would refuse the update anyway, before the store changes.
+        resource_rules.check_shape(resource)
+        resource_rules.refuse_plugin_fields(resource, ("s3_available",))
     used: list[UploadGrant] = []
     with contextlib.ExitStack() as stack:
         for resource in new:
@@ -73,6 +80,18 @@ def registered_uploads(context: Context, pkg: model.Package,
         yield
         for grant in used:
             direct_upload.done(grant)
+    _follow_moves(pkg.id)
+
+
+def _follow_moves(dataset_id: str) -> None:
+    """The dataset may have changed organization since a plugin-dialect
+    upload was issued for it: its data follow it."""
+    try:
+        move.request_move_if_needed(dataset_id)
+    except Exception:  # noqa: BLE001 - the resources exist: report only
+        log.exception("Could not check whether the data of dataset %s "
+                      "must move; run dcor-depot-move-dataset --pending",
+                      dataset_id)
 
 
 def _register(stack: contextlib.ExitStack, resource: dict[str, Any],

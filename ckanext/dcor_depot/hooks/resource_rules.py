@@ -159,12 +159,18 @@ def _resource_dicts(data_dict: dict[str, Any]) -> list[dict[str, Any]]:
         return []
     dicts = [res for res in resources if isinstance(res, dict)]
     for res in dicts:
-        refuse_nul(res)
-        hidden = sorted(k for k in res if str(k).startswith("__"))
-        if hidden:
-            _refuse(hidden[0], f"{hidden[0]} is not accepted in a resource: "
-                    "send its fields as plain keys")
+        check_shape(res)
     return dicts
+
+
+def check_shape(resource: dict[str, Any]) -> None:
+    """No NUL, and no ``__`` keys whose content CKAN would copy over the
+    checked fields."""
+    refuse_nul(resource)
+    hidden = sorted(k for k in resource if str(k).startswith("__"))
+    if hidden:
+        _refuse(hidden[0], f"{hidden[0]} is not accepted in a resource: "
+                "send its fields as plain keys")
 
 
 def refuse_nul(resource: dict[str, Any]) -> None:

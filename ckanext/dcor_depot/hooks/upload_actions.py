@@ -69,8 +69,9 @@ def upload_urls_auth(context: Context, data_dict: DataDict) -> AuthResult:
 def _require_api_token(context: Context) -> None:
     """Refuse an HTTP call not authenticated by an API token: URLs are
     never issued to a GET that a page could make with a user's cookie."""
-    if not flask.has_request_context() \
-            or not flask.request.path.startswith("/api/"):
+    if not flask.has_request_context() or not (
+            flask.request.blueprint == "api"
+            or flask.request.path.startswith("/api/")):
         return  # called in-process
     header = tk.config.get("apitoken_header_name") or "Authorization"
     token = flask.request.headers.get(header) or ""
@@ -89,8 +90,13 @@ def _grant_of(context: Context, data_dict: DataDict
     grant = upload_grants.load(str(data_dict.get("resource_id") or ""))
     if grant is None:
         raise tk.ObjectNotFound("no such upload")
-    tk.check_access("resource_create", context,
-                    {"package_id": grant.dataset_id})
+    if grant.dialect == "dcoraid":
+        # Issued for an organization, to whoever may create datasets there.
+        tk.check_access("package_create", context,
+                        {"owner_org": grant.organization_id})
+    else:
+        tk.check_access("resource_create", context,
+                        {"package_id": grant.dataset_id})
     return grant, model.User.get(context.get("user") or "")
 
 
@@ -149,7 +155,9 @@ def resource_upload_s3_urls(context: Context,
     ``resource_id`` (:mod:`..operations.dcoraid_upload`).
     """
     if _is_dcoraid(data_dict) or (flask.has_request_context()
-                                  and flask.request.method == "GET"):
+                                  and flask.request.method != "POST"):
+        # GET and HEAD (which Flask adds to GET routes) carry no CSRF
+        # token: only an API token may ask that way.
         _require_api_token(context)
     tk.check_access("resource_upload_s3_urls", context, data_dict)
     if _is_dcoraid(data_dict):

@@ -40,13 +40,15 @@ def _xml_error(code: str, message: str) -> Response:
 
 def complete(resource_id: str, secret: str) -> Any:
     """Complete the upload of ``resource_id`` (``secret`` from its URL)."""
-    if (request.content_length or 0) > MAX_BODY:
-        return _xml_error("EntityTooLarge", "the body is too large")
-    body = request.get_data(cache=False)[:MAX_BODY].decode("utf-8",
-                                                           "replace")
     try:
+        # The secret first: nobody else gets the body read.
         grant = dcoraid_upload.grant_for_completion(resource_id, secret)
-        etags = dcoraid_upload.listed_parts(body)
+        if (request.content_length or 0) > MAX_BODY:
+            return _xml_error("EntityTooLarge", "the body is too large")
+        raw = request.stream.read(MAX_BODY + 1)
+        if len(raw) > MAX_BODY:
+            return _xml_error("EntityTooLarge", "the body is too large")
+        etags = dcoraid_upload.listed_parts(raw.decode("utf-8", "replace"))
         with upload_grants.claimed(resource_id):
             # Read again under the claim: a concurrent request may have
             # completed it.
@@ -60,7 +62,8 @@ def complete(resource_id: str, secret: str) -> Any:
         return _xml_error("InvalidPart", str(exc))
     except errors.DcorDepotError as exc:
         log.warning("Could not complete upload %s: %s", resource_id, exc)
-        return _xml_error("InternalError", str(exc))
+        return _xml_error("InternalError", "the store could not complete "
+                          "the upload; try again")
     body = ('<?xml version="1.0" encoding="UTF-8"?>\n'
             "<CompleteMultipartUploadResult>"
             f"<Key>{escape(grant.key)}</Key>"

@@ -124,7 +124,7 @@ def grant_for_completion(resource_id: str, secret: str) -> UploadGrant:
 
 
 _PART = re.compile(
-    r"<Part>\s*<PartNumber>\s*(\d+)\s*</PartNumber>\s*"
+    r"<Part>\s*<PartNumber>\s*(\d{1,5})\s*</PartNumber>\s*"
     r"<ETag>\s*(?:\"|&quot;)?([0-9a-fA-F]{32})(?:\"|&quot;)?\s*</ETag>\s*"
     r"</Part>")
 

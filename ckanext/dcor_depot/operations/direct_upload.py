@@ -186,7 +186,7 @@ def finish(grant: UploadGrant, now: float | None = None) -> FinishedUpload:
     """
     url = object_store.object_url(grant.bucket, grant.key)
     if grant.completed_etag:
-        _check_completed(grant)
+        grant = _check_completed(grant)
         return FinishedUpload(url, grant.completed_etag,
                               grant.client_etag or grant.completed_etag)
     try:
@@ -203,38 +203,46 @@ def finish(grant: UploadGrant, now: float | None = None) -> FinishedUpload:
                 "(resource_upload_s3_urls with its resource_id) for new "
                 "URLs") from None
         raise
+    grant = _complete(grant, parts)
+    return FinishedUpload(url, grant.completed_etag, grant.client_etag)
+
+
+def _complete(grant: UploadGrant, parts: list[presigned.StoredPart]
+              ) -> UploadGrant:
+    """Complete the upload from ``parts``; the grant as noted."""
     expected = presigned.expected_etag(parts)
-    client_etag = parts[0].etag if len(parts) == 1 else expected
+    grant = dataclasses.replace(
+        grant, completed_etag=expected,
+        client_etag=parts[0].etag if len(parts) == 1 else expected)
     # Noted first: if the store completes but its answer is lost, a retry
     # finds the object instead of a missing upload.
-    upload_grants.save(dataclasses.replace(
-        grant, completed_etag=expected, client_etag=client_etag),
-        time.time())
+    upload_grants.save(grant, time.time())
     presigned.complete(grant.bucket, grant.key, grant.upload_id, parts)
-    return FinishedUpload(url, expected, client_etag)
+    return grant
 
 
-def _check_completed(grant: UploadGrant) -> None:
-    """A retried creation: the object must be the one the parts made."""
+def _check_completed(grant: UploadGrant) -> UploadGrant:
+    """A retried creation: the object must be the one the parts made.
+    Returns the grant as the object now is."""
     head = object_store.head_object(grant.bucket, grant.key)
-    if (head is None or head["ContentLength"] != grant.size
-            or multipart.clean_etag(head["ETag"]) != grant.completed_etag):
-        # The completion did not happen (or the answer said so): the
-        # parts are still there if the upload is.
-        try:
-            stored = presigned.stored_parts(grant.bucket, grant.key,
-                                            grant.upload_id)
-        except presigned.UploadGone as exc:
-            if head is not None and not ckan_data.resource_facts(
-                    grant.resource_id):
-                # Not what was declared, and no resource refers to it.
-                object_store.delete_objects(grant.bucket, [grant.key])
-            raise DirectUploadError(
-                f"upload {grant.resource_id} has neither parts nor a "
-                "complete object of the declared size: start again"
-            ) from exc
-        parts = covering_parts(grant, stored)
-        presigned.complete(grant.bucket, grant.key, grant.upload_id, parts)
+    if (head is not None and head["ContentLength"] == grant.size
+            and multipart.clean_etag(head["ETag"]) == grant.completed_etag):
+        return grant
+    # The completion did not happen (or the answer said so): the parts
+    # are still there if the upload is, perhaps others than before (a
+    # part sent again): the ETags are those of the parts now.
+    try:
+        stored = presigned.stored_parts(grant.bucket, grant.key,
+                                        grant.upload_id)
+    except presigned.UploadGone as exc:
+        if head is not None and not ckan_data.resource_facts(
+                grant.resource_id):
+            # Not what was declared, and no resource refers to it.
+            object_store.delete_objects(grant.bucket, [grant.key])
+        raise DirectUploadError(
+            f"upload {grant.resource_id} has neither parts nor a complete "
+            "object of the declared size: start again") from exc
+    return _complete(grant, covering_parts(grant, stored))
 
 
 def done(grant: UploadGrant) -> None:
