@@ -333,3 +333,78 @@ def test_the_completion_url_refuses_what_it_must(site, org, monkeypatch):
     resp = requests.post(url, data=body, timeout=60)
     assert resp.status_code == 400 and "<Error>" in resp.text
     assert open_uploads(org) == [layout.object_key(answer["resource_id"])]
+
+
+# ------------------------------------------------ found by review
+def test_a_cookie_head_request_starts_no_upload(site, org, ds):
+    session = cookie_session(site, org.editor)
+    for params in ({"organization_id": org.id, "file_size": "10"},
+                   {"package_id": ds["id"], "name": "x", "size": "10"}):
+        resp = session.head(
+            f"{site.url}/api/3/action/resource_upload_s3_urls",
+            params=params, timeout=60)
+        assert resp.status_code == 403
+    assert open_uploads(org) == []
+
+
+def test_a_refused_registration_leaves_the_upload_open(site, org, ds):
+    answer = issued(site, org.editor, org.id, 1000)
+    send(answer, os.urandom(1000))
+    rid = answer["resource_id"]
+    status, error = refused(lambda: site.action(
+        "package_revise", org.editor.token, match={"id": ds["id"]},
+        update__resources__extend=[{"id": rid, "name": "x",
+                                    "s3_available": True,
+                                    "sha256": "0" * 64}]))
+    assert status == 409 and "sha256" in str(error)
+    # nothing was completed: the upload is still open, no object exists
+    assert open_uploads(org) == [layout.object_key(rid)]
+    assert object_store.head_object(org.bucket, layout.object_key(rid)) \
+        is None
+    register(site, org.editor, ds["id"], rid)
+
+
+def test_the_recorded_etag_is_that_of_the_stored_parts(site, org, ds):
+    """A completion noted but never done (the store failed), then a part
+    sent again with other bytes: the ETag recorded is the object's."""
+    import dataclasses
+    import time
+    answer = issued(site, org.editor, org.id, 1000)
+    send(answer, os.urandom(1000))
+    rid = answer["resource_id"]
+    grant = upload_grants.load(rid)
+    upload_grants.save(dataclasses.replace(
+        grant, completed_etag="0" * 32 + "-1", client_etag="0" * 32),
+        time.time())
+    final = os.urandom(1000)
+    send(answer, final)
+    (res,) = register(site, org.editor, ds["id"], rid)["package"][
+        "resources"]
+    assert res["etag"] == hashlib.md5(final).hexdigest()
+    stored = object_store.get_client().get_object(
+        Bucket=org.bucket, Key=layout.object_key(rid))["Body"].read()
+    assert stored == final
+
+
+def test_the_uploader_may_end_a_dcoraid_upload(site, org):
+    answer = issued(site, org.editor, org.id, 1000)
+    rid = answer["resource_id"]
+    other = organization()
+    for who in (other.editor, org.member):
+        assert site.status("resource_upload_s3_abort", who.token,
+                           resource_id=rid) == 403
+    assert site.action("resource_upload_s3_status", org.editor.token,
+                       resource_id=rid)["issued_to_you"] is True
+    assert site.action("resource_upload_s3_abort", org.editor.token,
+                       resource_id=rid) == {"aborted": True}
+    assert open_uploads(org) == []
+
+
+def test_a_wrong_secret_gets_no_body_read(site, org, monkeypatch):
+    answer = small_multipart(site, org, monkeypatch, 25 * MiB)
+    wrong = answer["complete_url"].rsplit("/", 1)[0] + "/wrong"
+    resp = requests.post(wrong, data=b"x" * (3 * MiB), timeout=60)
+    assert resp.status_code == 404 and "NoSuchUpload" in resp.text
+    resp = requests.post(answer["complete_url"], data=b"x" * (3 * MiB),
+                         timeout=60)
+    assert resp.status_code == 400 and "EntityTooLarge" in resp.text
