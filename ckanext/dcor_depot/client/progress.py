@@ -70,23 +70,28 @@ class ProgressLine:
     """
 
     def __init__(self, stream: TextIO | None = None,
-                 interval: float | None = None) -> None:
+                 interval: float | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.stream = stream if stream is not None else sys.stderr
         self.terminal = self.stream.isatty()
         self.interval = interval if interval is not None else (
             0.2 if self.terminal else 2.0)
+        self._clock = clock
         self._lock = threading.Lock()
         self._first: tuple[float, int] | None = None
-        self._last_shown = 0.0
+        # None: the first call is shown whatever the clock's origin.
+        self._last_shown: float | None = None
         self._shown_any = False
         self._last_done: int | None = None
 
     def __call__(self, done: int, total: int) -> None:
-        now = time.monotonic()
+        now = self._clock()
         with self._lock:
             if self._first is None:
                 self._first = (now, done)
-            if now - self._last_shown < self.interval and done != total:
+            if (self._last_shown is not None
+                    and now - self._last_shown < self.interval
+                    and done != total):
                 return
             if done != self._last_done:
                 self._last_shown = now
