@@ -69,16 +69,16 @@ def registered_uploads(context: Context, pkg: model.Package,
     user = model.User.get(context.get("user") or "")
     if user is None:
         raise tk.NotAuthorized("registering an upload needs a user")
-    for resource in new:
-        # What would refuse the update anyway, before the store changes.
-        resource_rules.check_shape(resource)
-        resource_rules.refuse_plugin_fields(resource, ("s3_available",))
-    used: list[UploadGrant] = []
     with contextlib.ExitStack() as stack:
+        # Everything that can refuse, before the store changes.
+        grants = [_granted(stack, resource, pkg, user.id)
+                  for resource in new]
         for resource in new:
-            used.append(_register(stack, resource, pkg, user.id))
+            resource_rules.refuse_plugin_fields(resource, ("s3_available",))
+        for resource, grant in zip(new, grants, strict=True):
+            _finish(stack, resource, grant, pkg)
         yield
-        for grant in used:
+        for grant in grants:
             direct_upload.done(grant)
     _follow_moves(pkg.id)
 
@@ -94,31 +94,42 @@ def _follow_moves(dataset_id: str) -> None:
                       dataset_id)
 
 
-def _register(stack: contextlib.ExitStack, resource: dict[str, Any],
-              pkg: model.Package, user_id: str) -> UploadGrant:
+def _granted(stack: contextlib.ExitStack, resource: dict[str, Any],
+             pkg: model.Package, user_id: str) -> UploadGrant:
+    """The grant the resource's id names, held for this request."""
+    resource_rules.check_shape(resource)
     rid = resource.get("id")
     if not resource_rules.present(rid):
         _refuse("s3_available", "s3_available is set by the dcor_depot "
                 "plugin: name the resource_id resource_upload_s3_urls "
                 "returned to register an upload")
     resource_rules.check_id("resource", rid)
-    rid = str(rid)
     try:
-        stack.enter_context(upload_grants.claimed(rid))
-        grant = direct_upload.granted(rid, pkg.id, user_id, pkg.owner_org)
-        finished = direct_upload.finish(grant)
+        stack.enter_context(upload_grants.claimed(str(rid)))
+        return direct_upload.granted(str(rid), pkg.id, user_id,
+                                     pkg.owner_org)
     except upload_grants.UploadBusy as exc:
         raise tk.ValidationError({"id": [str(exc)]}) from exc
     except direct_upload.DirectUploadError as exc:
         raise tk.ValidationError({"id": [
             f"{exc} (the id of a new resource is chosen by CKAN, or is "
             "one resource_upload_s3_urls issued to you)"]}) from exc
+
+
+def _finish(stack: contextlib.ExitStack, resource: dict[str, Any],
+            grant: UploadGrant, pkg: model.Package) -> None:
+    """Complete (or check) the upload and fill in what was verified."""
+    try:
+        finished = direct_upload.finish(grant)
+    except direct_upload.DirectUploadError as exc:
+        raise tk.ValidationError({"id": [str(exc)]}) from exc
     except errors.DcorDepotError as exc:
         raise tk.ValidationError({"upload": [str(exc)]}) from exc
     owned = {"s3_available": True, "s3_url": finished.url,
              "etag": finished.client_etag}
     name = str(resource.get("name") or grant.name or "")
     resource.update(owned, url_type="s3_upload", size=grant.size,
-                    url=downloads.download_url_of(pkg.id, rid, name))
-    stack.enter_context(resource_rules.verified_upload(rid, owned))
-    return grant
+                    url=downloads.download_url_of(pkg.id, grant.resource_id,
+                                                  name))
+    stack.enter_context(resource_rules.verified_upload(grant.resource_id,
+                                                       owned))

@@ -88,6 +88,9 @@ class Pending:
     #: ids of new resources chosen by the caller (a sysadmin): objects
     #: may exist under them, so they are not assumed closed
     chosen_ids: set[str] = field(default_factory=set)
+    #: those of them that are new resources of this transaction: their
+    #: objects belonged to no resource before it
+    new_chosen: set[str] = field(default_factory=set)
 
 
 def _loaded() -> bool:
@@ -205,6 +208,7 @@ def _after_flush(session: orm.Session, flush_context: Any) -> None:
     for obj in list(session.new):
         if isinstance(obj, model.Resource) and obj.package_id:
             if enabled and obj.id in _pending(session).chosen_ids:
+                _pending(session).new_chosen.add(obj.id)
                 touch(session, obj.package_id, resources={obj.id})
             elif enabled:
                 touch(session, obj.package_id, new_resources={obj.id})
@@ -301,7 +305,12 @@ def _before_commit(session: orm.Session) -> None:
                     and not _only_new(touched, ref)]
         if not to_close:
             continue
-        _queue_sync_before_closing(dataset_id, touched)
+        if any(ref.resource_id not in touched.new_resources
+               and ref.resource_id not in pending.new_chosen
+               for ref in to_close):
+            # Objects that were the dataset's before this commit (those of
+            # new resources under chosen ids belonged to nothing).
+            _queue_sync_before_closing(dataset_id, touched)
         touched.pre_closed = True
         try:
             visibility.close(to_close)

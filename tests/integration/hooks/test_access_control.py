@@ -305,9 +305,11 @@ def test_unusable_dataset_id_is_refused_cleanly(site, org_a):
     assert "id" in resp.json()["error"]
 
 
-def test_only_sysadmins_choose_resource_ids(site, org_a):
+@pytest.mark.parametrize("sysadmin", [False, True])
+def test_nobody_chooses_resource_ids_over_the_api(site, org_a, sysadmin):
     ds = dataset(site, org_a)
-    resp = site.call("resource_create", org_a.editor.token,
+    who = person(sysadmin=True) if sysadmin else org_a.editor
+    resp = site.call("resource_create", who.token,
                      files={"upload": ("d.rtdc", b"x")},
                      package_id=ds["id"], id=str(uuid.uuid4()))
     assert resp.status_code == 409
