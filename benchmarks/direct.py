@@ -151,21 +151,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=base.GiB)
     parser.add_argument("--requests", type=int, default=200)
     args = parser.parse_args()
-    env = base.load_env()
-    base.WORK.mkdir(parents=True, exist_ok=True)
-    app = base.ckan_app(base.bench_ini(env))
-    s3 = base.plain_client()
-    bucket = f"bench-{uuid.uuid4().hex[:12]}"
-    with app._wsgi_app.test_request_context():
-        from ckanext.dcor_depot.storage import object_store
-        object_store.ensure_bucket(bucket)
-        try:
-            for name in args.only.split(","):
-                FIGURES[name.strip()](args, s3, bucket)
-                base.settle()
-        finally:
-            base.delete_benchmark_objects(s3, bucket)
-            base.purge_benchmark_records()
+    base.run_figures(FIGURES, args)
 
 
 if __name__ == "__main__":

@@ -643,5 +643,25 @@ def delete_benchmark_objects(s3, bench_bucket: str) -> None:
         path.unlink()
 
 
+def run_figures(figures: dict, args) -> None:
+    """Run the named figures (``args.only``) in CKAN's app context, with
+    a scratch bucket, and clean up after them."""
+    env = load_env()
+    WORK.mkdir(parents=True, exist_ok=True)
+    app = ckan_app(bench_ini(env))
+    s3 = plain_client()
+    bucket = f"bench-{uuid.uuid4().hex[:12]}"
+    with app._wsgi_app.test_request_context():
+        from ckanext.dcor_depot.storage import object_store
+        object_store.ensure_bucket(bucket)
+        try:
+            for name in args.only.split(","):
+                figures[name.strip()](args, s3, bucket)
+                settle()
+        finally:
+            delete_benchmark_objects(s3, bucket)
+            purge_benchmark_records()
+
+
 if __name__ == "__main__":
     main()
