@@ -409,3 +409,13 @@ def test_a_wrong_secret_gets_no_body_read(site, org, monkeypatch):
     resp = requests.post(answer["complete_url"], data=b"x" * (3 * MiB),
                          timeout=60)
     assert resp.status_code == 400 and "EntityTooLarge" in resp.text
+
+
+def test_the_plugins_own_dialect_answers_a_get_with_a_token(site, org, ds):
+    params = {"package_id": ds["id"], "name": "cells.rtdc", "size": "1000"}
+    url = f"{site.url}/api/3/action/resource_upload_s3_urls"
+    resp = requests.get(url, params=params, timeout=60,
+                        headers={"Authorization": org.editor.token})
+    assert resp.status_code == 200
+    assert [p["size"] for p in resp.json()["result"]["parts"]] == [1000]
+    assert requests.get(url, params=params, timeout=60).status_code == 403
