@@ -36,7 +36,7 @@ import ckan.model as model
 import ckan.plugins.toolkit as tk
 import requests
 
-from ckanext.dcor_depot import config
+from ckanext.dcor_depot import config, names
 from ckanext.dcor_depot.figshare import client
 from ckanext.dcor_depot.figshare.client import Checksums
 from ckanext.dcor_depot.figshare.metadata import (
@@ -63,7 +63,7 @@ from ckanext.dcor_depot.storage import (
 
 log = logging.getLogger(__name__)
 
-ORGANIZATION_NAME = "figshare-import"
+ORGANIZATION_NAME = names.FIGSHARE_ORGANIZATION
 ORGANIZATION_TITLE = "Figshare mirror"
 ORGANIZATION_DESCRIPTION = (
     "Datasets mirrored from figshare by `ckan import-figshare`. Each "

@@ -16,6 +16,7 @@ import ckan.model as model
 import ckan.plugins.toolkit as tk
 from ckan.types import Context, DataDict
 
+from ckanext.dcor_depot import names
 from ckanext.dcor_depot.hooks import (
     registration,
     resource_rules,
@@ -88,7 +89,7 @@ def resource_create(original: Any, context: Context,
                     data_dict: DataDict) -> Any:
     # Before the access check, whose queries PostgreSQL would refuse.
     resource_rules.refuse_nul(data_dict)
-    if data_dict.get("url_type") == "s3_upload":
+    if data_dict.get("url_type") == names.URL_TYPE_S3_UPLOAD:
         return upload_actions.create_from_upload(original, context,
                                                  data_dict)
     return original(context, data_dict)

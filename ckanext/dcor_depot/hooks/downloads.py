@@ -22,7 +22,7 @@ from ckan.lib import signals
 from ckan.views import resource as ckan_resource_views
 from flask import Blueprint
 
-from ckanext.dcor_depot import config
+from ckanext.dcor_depot import config, names
 from ckanext.dcor_depot.storage import layout, object_store, presigned
 
 blueprint = Blueprint("dcor_depot_download", __name__)
@@ -58,7 +58,7 @@ def store_location(resource: dict[str, Any]) -> tuple[str, str] | None:
     """``(bucket, key)`` to download from if the file is only in the
     store, else None (CKAN serves it, or has nothing to serve)."""
     url_type = resource.get("url_type")
-    if url_type not in ("s3_upload", "upload") \
+    if url_type not in names.FILE_URL_TYPES \
             or not config.s3_available():
         return None
     if url_type == "upload" and (
@@ -108,7 +108,7 @@ def download(id: str, resource_id: str,  # noqa: A002 - CKAN's route
         return tk.abort(403, tk._("Not authorized to download resource"))
     location = store_location(resource)
     if location is None:
-        if resource.get("url_type") == "s3_upload" \
+        if resource.get("url_type") == names.URL_TYPE_S3_UPLOAD \
                 or foreign_upload(resource):
             return tk.abort(404, tk._("No download is available"))
         return ckan_resource_views.download("dataset", id, resource_id,

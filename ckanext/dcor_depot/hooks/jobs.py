@@ -17,7 +17,7 @@ import ckan.plugins.toolkit as tk
 from ckan.lib import jobs as ckan_jobs
 from rq.job import Dependency
 
-from ckanext.dcor_depot import config
+from ckanext.dcor_depot import config, names
 from ckanext.dcor_depot.operations import (
     backup,
     direct_upload,
@@ -46,19 +46,20 @@ class JobKind:
     title: str
 
 
-SYMLINK = JobKind("symlink", symlink.symlink_user_dataset, "dcor-short", 60,
-                  "Move resource to the user depot")
-UPLOAD_S3 = JobKind("s3-upload", migrate_resource_to_s3, "dcor-normal", 3600,
+SYMLINK = JobKind("symlink", symlink.symlink_user_dataset,
+                  names.QUEUE_SHORT, 60, "Move resource to the user depot")
+UPLOAD_S3 = JobKind("s3-upload", migrate_resource_to_s3,
+                    names.QUEUE_NORMAL, 3600,
                     "Copy resource to the object store")
 BACKUP_S3 = JobKind("s3-backup",
                     backup.backup_resource_from_s3_to_block_storage,
-                    "dcor-normal", 3600, "Back up resource from S3")
+                    names.QUEUE_NORMAL, 3600, "Back up resource from S3")
 SHA256_S3 = JobKind("s3-sha256", direct_upload.record_sha256,
-                    "dcor-normal", 3600, "Record the SHA256 of resource")
+                    names.QUEUE_NORMAL, 3600, "Record the SHA256 of resource")
 KINDS = (SYMLINK, UPLOAD_S3, BACKUP_S3, SHA256_S3)
 #: Every queue the plugin's jobs use (moves and search-index updates
 #: included).
-QUEUES = ("default", "dcor-short", "dcor-normal")
+QUEUES = names.QUEUES
 
 
 def recover_abandoned_jobs() -> None:
@@ -95,7 +96,7 @@ def planned_kinds(resource: dict[str, Any]) -> list[JobKind]:
     route) is backed up to block storage if a backup location is set.
     """
     rid = resource["id"]
-    if resource.get("url_type") == "s3_upload":
+    if resource.get("url_type") == names.URL_TYPE_S3_UPLOAD:
         # A direct upload: its object is verified, its SHA256 not read yet.
         return [SHA256_S3] + _backup(rid)
     if resource.get("url_type") != "upload":

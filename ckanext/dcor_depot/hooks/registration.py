@@ -25,7 +25,7 @@ import ckan.model as model
 import ckan.plugins.toolkit as tk
 from ckan.types import Context
 
-from ckanext.dcor_depot import errors
+from ckanext.dcor_depot import errors, names
 from ckanext.dcor_depot.hooks import downloads, resource_rules
 from ckanext.dcor_depot.operations import direct_upload, move
 from ckanext.dcor_depot.records import upload_grants
@@ -128,7 +128,7 @@ def _finish(stack: contextlib.ExitStack, resource: dict[str, Any],
     owned = {"s3_available": True, "s3_url": finished.url,
              "etag": finished.client_etag}
     name = str(resource.get("name") or grant.name or "")
-    resource.update(owned, url_type="s3_upload", size=grant.size,
+    resource.update(owned, url_type=names.URL_TYPE_S3_UPLOAD, size=grant.size,
                     url=downloads.download_url_of(pkg.id, grant.resource_id,
                                                   name))
     stack.enter_context(resource_rules.verified_upload(grant.resource_id,

@@ -34,11 +34,11 @@ import ckan.authz as authz
 import ckan.model as model
 import ckan.plugins.toolkit as tk
 
+from ckanext.dcor_depot import names
 from ckanext.dcor_depot.storage import layout
 
 #: Resource fields only the plugin (or a sysadmin) writes.
-OWNED_FIELDS = ("s3_available", "s3_url", "sha256", "s3_moved_from",
-                "s3_verified_at", "etag")
+OWNED_FIELDS = names.OWNED_FIELDS
 
 
 #: Resources being created from a verified direct upload in this request:
@@ -62,7 +62,8 @@ def verified_upload(resource_id: str,
 
 def is_verified_upload(resource: dict[str, Any]) -> bool:
     fields = _verified_uploads.get().get(str(resource.get("id")))
-    return (fields is not None and resource.get("url_type") == "s3_upload"
+    return (fields is not None
+            and resource.get("url_type") == names.URL_TYPE_S3_UPLOAD
             and all(_same(name, resource.get(name), value)
                     for name, value in fields.items()))
 
@@ -185,7 +186,7 @@ def _check_new_resource(trusted: bool, resource: dict[str, Any]) -> None:
         refuse_plugin_fields(
             resource, _verified_uploads.get()[str(resource.get("id"))])
         trusted = True  # its id and owned fields were set by the plugin
-    elif not trusted and resource.get("url_type") == "s3_upload":
+    elif not trusted and resource.get("url_type") == names.URL_TYPE_S3_UPLOAD:
         _refuse("url_type", "a resource of a direct upload is created by "
                 "resource_create with the id resource_upload_s3_urls "
                 "returned, once its parts are uploaded")

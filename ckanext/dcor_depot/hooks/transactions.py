@@ -40,7 +40,7 @@ import ckan.plugins.toolkit as tk
 import sqlalchemy as sa
 from sqlalchemy import event, orm
 
-from ckanext.dcor_depot import config
+from ckanext.dcor_depot import config, names
 from ckanext.dcor_depot.hooks import jobs
 from ckanext.dcor_depot.operations import move, visibility
 from ckanext.dcor_depot.records import ckan_data, job_queue
@@ -212,7 +212,7 @@ def _after_flush(session: orm.Session, flush_context: Any) -> None:
                 touch(session, obj.package_id, resources={obj.id})
             elif enabled:
                 touch(session, obj.package_id, new_resources={obj.id})
-            if obj.url_type in ("upload", "s3_upload"):
+            if obj.url_type in names.FILE_URL_TYPES:
                 extras = obj.extras or {}
                 _pending(session).new_uploads[obj.id] = {
                     "id": obj.id, "url_type": obj.url_type,

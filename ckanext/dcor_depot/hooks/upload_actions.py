@@ -23,7 +23,7 @@ import flask
 from ckan.lib import api_token
 from ckan.types import AuthResult, Context, DataDict
 
-from ckanext.dcor_depot import config, errors
+from ckanext.dcor_depot import config, errors, names
 from ckanext.dcor_depot.hooks import downloads, resource_rules
 from ckanext.dcor_depot.operations import dcoraid_upload, direct_upload, move
 from ckanext.dcor_depot.records import upload_grants
@@ -329,7 +329,7 @@ def create_from_upload(original: Any, context: Context,
             # The url is CKAN's download URL, named as declared when
             # the URLs were issued (the plugin's, not the client's).
             data = {**data_dict, **owned, "id": rid,
-                    "url_type": "s3_upload", "size": grant.size,
+                    "url_type": names.URL_TYPE_S3_UPLOAD, "size": grant.size,
                     "url": downloads.download_url_of(
                         dataset.id, rid,
                         grant.name or str(data_dict.get("name") or ""))}

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 import ckan.model as model
 import sqlalchemy as sa
 
+from ckanext.dcor_depot import names
 from ckanext.dcor_depot.operations import visibility
 from ckanext.dcor_depot.records import ckan_data, job_queue
 from ckanext.dcor_depot.storage import layout, object_store, transfer
@@ -51,7 +52,7 @@ MAX_ROUNDS = 3
 MOVE_THREADS = 8
 #: Queue and timeout of the move job: a base plus the time to copy and
 #: read back the dataset's bytes at a modest rate.
-QUEUE = "dcor-normal"
+QUEUE = names.QUEUE_NORMAL
 BASE_TIMEOUT = 600
 BYTES_PER_SECOND = 20 * 1024 * 1024
 

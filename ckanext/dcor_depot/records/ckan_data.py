@@ -24,6 +24,8 @@ import ckan.plugins.toolkit as tk
 import sqlalchemy as sa
 from ckan.lib import search
 
+from ckanext.dcor_depot import names
+
 #: Plugin-owned resource field: the ``s3_url`` of the data before a move
 #: switched ``s3_url`` to the copies, until the old objects are deleted.
 MOVED_FROM = "s3_moved_from"
@@ -38,7 +40,7 @@ def verified_now() -> dict[str, str]:
         datetime.timezone.utc).isoformat(timespec="seconds")}
 
 #: Organizations whose data are placed in depots by hand.
-HAND_MANAGED_ORGANIZATIONS = ("figshare-import", "internal-guck")
+HAND_MANAGED_ORGANIZATIONS = names.HAND_MANAGED_ORGANIZATIONS
 
 
 def site_context(**extra: Any) -> dict[str, Any]:

@@ -15,12 +15,13 @@ import ckan.model as model
 import ckan.plugins.toolkit as tk
 import sqlalchemy as sa
 
+from ckanext.dcor_depot import names
 from ckanext.dcor_depot.records import ckan_data
 
 #: Dataset states whose resources the commands handle (deleted ones not).
 DATASET_STATES = ("active", "draft")
 #: ``url_type`` of resources with a file (the others are links).
-FILE_URL_TYPES = ("upload", "s3_upload")
+FILE_URL_TYPES = names.FILE_URL_TYPES
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ import redis
 import rq
 from ckan.lib import jobs as ckan_jobs
 
+from ckanext.dcor_depot import names
 from ckanext.dcor_depot.records import ckan_data, job_queue
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 #: Behind the uploads' jobs (workers take dcor-short first): in a burst
 #: of uploads a waiting update absorbs the changes of the jobs before it,
 #: so a dataset is reindexed about once per burst, not once per upload.
-QUEUE = "dcor-normal"
+QUEUE = names.QUEUE_NORMAL
 JOB_TIMEOUT = 600
 #: Seconds between two jobs of one command: a worker forks a process for
 #: each job, which costs more than reindexing a few datasets.
