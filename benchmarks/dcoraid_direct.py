@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -64,15 +63,6 @@ def dcoraid_upload(api: CKANAPI, dataset: dict[str, Any], path: Path
     return times, info["resource_id"]
 
 
-def wait_for_sha256(action, resource_id: str) -> float:
-    start = time.perf_counter()
-    while not action("resource_show", id=resource_id).get("sha256"):
-        if time.perf_counter() - start > 900:
-            sys.exit("bench: sha256 was never recorded")
-        time.sleep(0.05)
-    return time.perf_counter() - start
-
-
 def bench_upload(args, s3, bucket: str) -> None:
     """2 x 1 GiB by DCOR-Aid (issue + send + register) vs boto3's
     upload_file of the same files as one stream."""
@@ -91,7 +81,7 @@ def bench_upload(args, s3, bucket: str) -> None:
             issue.append(times["issue"])
             register.append(times["register"])
             # The site's sha256 job reads the object: not while timing.
-            wait_for_sha256(action, rid)
+            base.wait_for_sha256(action, rid)
         t_plain = base.timed(lambda: [
             s3.upload_file(str(path), bucket, f"dcoraid/{uuid.uuid4()}",
                            Config=SINGLE_STREAM) for path in files])
@@ -116,15 +106,9 @@ def bench_sha256(args, s3, bucket: str) -> None:
     margins = []
     for _ in range(args.rounds):
         _, rid = dcoraid_upload(api, new_dataset(action), path)
-        t_sha = wait_for_sha256(action, rid)
-        from ckanext.dcor_depot.storage import object_store
-        where = object_store.parse_object_url(
-            action("resource_show", id=rid)["s3_url"])
-        assert where is not None
-        target = base.WORK / "dcoraid-download.bin"
-        t_plain = base.timed(s3.download_file, where[0], where[1],
-                             str(target))
-        target.unlink()
+        t_sha = base.wait_for_sha256(action, rid)
+        t_plain = base.download_seconds(
+            s3, action("resource_show", id=rid)["s3_url"])
         margins.append(t_sha - t_plain)
         print(f"  round: registered -> sha256 {t_sha:.1f} s, plain "
               f"download_file {t_plain:.1f} s", flush=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -40,16 +39,6 @@ def upload(env: dict[str, str], dataset: dict[str, Any], path: Path
                               progress=None).resource
 
 
-def wait_for_sha256(action, resource_id: str) -> float:
-    """Seconds until the site's job has recorded the resource's sha256."""
-    start = time.perf_counter()
-    while not action("resource_show", id=resource_id).get("sha256"):
-        if time.perf_counter() - start > 900:
-            sys.exit("bench: sha256 was never recorded")
-        time.sleep(0.05)
-    return time.perf_counter() - start
-
-
 def bench_upload(args, s3, bucket: str) -> None:
     """2 x 1 GiB with the client (first request to resource created) vs
     boto3's upload_file of the same files."""
@@ -65,7 +54,7 @@ def bench_upload(args, s3, bucket: str) -> None:
             created = upload(env, dataset, path)
             t_client += time.perf_counter() - start
             # The site's sha256 job reads the object: not while timing.
-            wait_for_sha256(action, created["id"])
+            base.wait_for_sha256(action, created["id"])
         t_plain = base.timed(lambda: [
             s3.upload_file(str(path), bucket, f"direct/{uuid.uuid4()}")
             for path in files])
@@ -87,14 +76,8 @@ def bench_sha256(args, s3, bucket: str) -> None:
     for _ in range(args.rounds):
         dataset = new_dataset(action)
         created = upload(env, dataset, path)
-        t_sha = wait_for_sha256(action, created["id"])
-        from ckanext.dcor_depot.storage import object_store
-        where = object_store.parse_object_url(created["s3_url"])
-        assert where is not None
-        target = base.WORK / "direct-download.bin"
-        t_plain = base.timed(s3.download_file, where[0], where[1],
-                             str(target))
-        target.unlink()
+        t_sha = base.wait_for_sha256(action, created["id"])
+        t_plain = base.download_seconds(s3, created["s3_url"])
         margins.append(t_sha - t_plain)
         print(f"  round: created -> sha256 {t_sha:.1f} s, plain "
               f"download_file {t_plain:.1f} s", flush=True)

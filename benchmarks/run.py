@@ -549,24 +549,7 @@ def main() -> None:
     if args.rss_child:
         rss_child(args.rss_child, args.bucket)
         return
-    env = load_env()
-    WORK.mkdir(parents=True, exist_ok=True)
-    app = ckan_app(bench_ini(env))
-    s3 = plain_client()
-    bucket = f"bench-{uuid.uuid4().hex[:12]}"
-    with app._wsgi_app.test_request_context(), \
-            background_worker(bench_ini(env)):
-        from ckanext.dcor_depot.storage import object_store
-        object_store.ensure_bucket(bucket)
-        try:
-            for name in args.only.split(","):
-                FIGURES[name.strip()](args, s3, bucket)
-                settle()
-        finally:
-            # The store's block file never shrinks, but freed space is
-            # reused: delete what the benchmark stored.
-            delete_benchmark_objects(s3, bucket)
-            purge_benchmark_records()
+    run_figures(FIGURES, args, with_worker=True)
 
 
 def purge_benchmark_records() -> None:
@@ -643,15 +626,19 @@ def delete_benchmark_objects(s3, bench_bucket: str) -> None:
         path.unlink()
 
 
-def run_figures(figures: dict, args) -> None:
+def run_figures(figures: dict, args, with_worker: bool = False) -> None:
     """Run the named figures (``args.only``) in CKAN's app context, with
-    a scratch bucket, and clean up after them."""
+    a scratch bucket (and the benchmark site's own worker if asked), and
+    clean up after them."""
     env = load_env()
     WORK.mkdir(parents=True, exist_ok=True)
     app = ckan_app(bench_ini(env))
     s3 = plain_client()
     bucket = f"bench-{uuid.uuid4().hex[:12]}"
-    with app._wsgi_app.test_request_context():
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(app._wsgi_app.test_request_context())
+        if with_worker:
+            stack.enter_context(background_worker(bench_ini(env)))
         from ckanext.dcor_depot.storage import object_store
         object_store.ensure_bucket(bucket)
         try:
@@ -659,8 +646,31 @@ def run_figures(figures: dict, args) -> None:
                 figures[name.strip()](args, s3, bucket)
                 settle()
         finally:
+            # The store's block file never shrinks, but freed space is
+            # reused: delete what the benchmark stored.
             delete_benchmark_objects(s3, bucket)
             purge_benchmark_records()
+
+
+def wait_for_sha256(action, resource_id: str) -> float:
+    """Seconds until the site's job has recorded the resource's sha256."""
+    start = time.perf_counter()
+    while not action("resource_show", id=resource_id).get("sha256"):
+        if time.perf_counter() - start > 900:
+            sys.exit("bench: sha256 was never recorded")
+        time.sleep(0.05)
+    return time.perf_counter() - start
+
+
+def download_seconds(s3, s3_url: str) -> float:
+    """Seconds a plain ``download_file`` of the object takes."""
+    from ckanext.dcor_depot.storage import object_store
+    where = object_store.parse_object_url(s3_url)
+    assert where is not None
+    target = WORK / "plain-download.bin"
+    seconds = timed(s3.download_file, where[0], where[1], str(target))
+    target.unlink()
+    return seconds
 
 
 if __name__ == "__main__":
