@@ -80,10 +80,10 @@ def registered_uploads(context: Context, pkg: model.Package,
         yield
         for grant in grants:
             direct_upload.done(grant)
-    _follow_moves(pkg.id)
+    follow_moves(pkg.id)
 
 
-def _follow_moves(dataset_id: str) -> None:
+def follow_moves(dataset_id: str) -> None:
     """The dataset may have changed organization since a plugin-dialect
     upload was issued for it: its data follow it."""
     try:
@@ -125,9 +125,10 @@ def _finish(stack: contextlib.ExitStack, resource: dict[str, Any],
         raise tk.ValidationError({"id": [str(exc)]}) from exc
     except errors.DcorDepotError as exc:
         raise tk.ValidationError({"upload": [str(exc)]}) from exc
-    owned = {"s3_available": True, "s3_url": finished.url,
-             "etag": finished.client_etag}
-    name = str(resource.get("name") or grant.name or "")
+    owned = finished.owned_fields()
+    # Named as declared when the URLs were issued (DCOR-Aid declares no
+    # name: then the resource's).
+    name = grant.name or str(resource.get("name") or "")
     resource.update(owned, url_type=names.URL_TYPE_S3_UPLOAD, size=grant.size,
                     url=downloads.download_url_of(pkg.id, grant.resource_id,
                                                   name))

@@ -24,8 +24,8 @@ from ckan.lib import api_token
 from ckan.types import AuthResult, Context, DataDict
 
 from ckanext.dcor_depot import config, errors, names
-from ckanext.dcor_depot.hooks import downloads, resource_rules
-from ckanext.dcor_depot.operations import dcoraid_upload, direct_upload, move
+from ckanext.dcor_depot.hooks import downloads, registration, resource_rules
+from ckanext.dcor_depot.operations import dcoraid_upload, direct_upload
 from ckanext.dcor_depot.records import upload_grants
 from ckanext.dcor_depot.storage import layout, presigned
 
@@ -324,8 +324,7 @@ def create_from_upload(original: Any, context: Context,
             grant = direct_upload.granted(rid, dataset.id, user.id,
                                           dataset.owner_org)
             finished = direct_upload.finish(grant)
-            owned = {"s3_available": True, "s3_url": finished.url,
-                     "etag": finished.client_etag}
+            owned = finished.owned_fields()
             # The url is CKAN's download URL, named as declared when
             # the URLs were issued (the plugin's, not the client's).
             data = {**data_dict, **owned, "id": rid,
@@ -338,14 +337,7 @@ def create_from_upload(original: Any, context: Context,
             direct_upload.done(grant)
     except (errors.DcorDepotError, upload_grants.UploadBusy) as exc:
         raise tk.ValidationError({"upload": [str(exc)]}) from exc
-    # The dataset may have changed organization since the URLs were
-    # issued: its data follow it.
-    try:
-        move.request_move_if_needed(dataset.id)
-    except Exception:  # noqa: BLE001 - the resource exists: report only
-        log.exception("Could not check whether the data of dataset %s "
-                      "must move; run dcor-depot-move-dataset --pending",
-                      dataset.id)
+    registration.follow_moves(dataset.id)
     return created
 
 

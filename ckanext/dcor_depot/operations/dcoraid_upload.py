@@ -150,15 +150,15 @@ def complete_for_client(grant: UploadGrant, etags: list[str]) -> str:
         if made != grant.completed_etag:
             raise CompletionRefused(
                 "InvalidPart", "the upload was completed with other parts")
-    else:
-        try:
-            stored = presigned.stored_parts(grant.bucket, grant.key,
-                                            grant.upload_id)
-        except presigned.UploadGone as exc:
-            raise CompletionRefused("NoSuchUpload", str(exc)) from exc
-        parts = direct_upload.covering_parts(grant, stored)
-        if [part.etag for part in parts] != etags:
-            raise CompletionRefused(
-                "InvalidPart", "the listed ETags are not those of the "
-                "stored parts")
-    return direct_upload.finish(grant).etag
+        return direct_upload.finish(grant).etag  # checks the object
+    try:
+        stored = presigned.stored_parts(grant.bucket, grant.key,
+                                        grant.upload_id)
+    except presigned.UploadGone as exc:
+        raise CompletionRefused("NoSuchUpload", str(exc)) from exc
+    parts = direct_upload.covering_parts(grant, stored)
+    if [part.etag for part in parts] != etags:
+        raise CompletionRefused(
+            "InvalidPart", "the listed ETags are not those of the stored "
+            "parts")
+    return direct_upload.complete(grant, parts).completed_etag

@@ -173,6 +173,11 @@ class FinishedUpload:
     #: the ETag a client computes for the file (``etag`` of the resource)
     client_etag: str
 
+    def owned_fields(self) -> dict[str, Any]:
+        """The plugin-owned fields its resource is created with."""
+        return {"s3_available": True, "s3_url": self.url,
+                "etag": self.client_etag}
+
 
 def finish(grant: UploadGrant, now: float | None = None) -> FinishedUpload:
     """Turn a granted upload into the object of its resource.
@@ -203,12 +208,12 @@ def finish(grant: UploadGrant, now: float | None = None) -> FinishedUpload:
                 "(resource_upload_s3_urls with its resource_id) for new "
                 "URLs") from None
         raise
-    grant = _complete(grant, parts)
+    grant = complete(grant, parts)
     return FinishedUpload(url, grant.completed_etag, grant.client_etag)
 
 
-def _complete(grant: UploadGrant, parts: list[presigned.StoredPart]
-              ) -> UploadGrant:
+def complete(grant: UploadGrant, parts: list[presigned.StoredPart]
+             ) -> UploadGrant:
     """Complete the upload from ``parts``; the grant as noted."""
     expected = presigned.expected_etag(parts)
     grant = dataclasses.replace(
@@ -242,7 +247,7 @@ def _check_completed(grant: UploadGrant) -> UploadGrant:
         raise DirectUploadError(
             f"upload {grant.resource_id} has neither parts nor a complete "
             "object of the declared size: start again") from exc
-    return _complete(grant, covering_parts(grant, stored))
+    return complete(grant, covering_parts(grant, stored))
 
 
 def done(grant: UploadGrant) -> None:
