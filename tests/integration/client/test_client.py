@@ -464,8 +464,9 @@ def test_a_created_resource_is_found_by_a_run_that_remembered_it(
     assert list(state_dir.iterdir()) == []
 
 
-def test_an_upload_in_use_is_not_started_anew(site, org, tmp_path,
-                                              state_dir):
+def sent_but_not_created(site, org, tmp_path, state_dir):
+    """An upload whose parts are all sent and whose creation the site
+    refused: the dataset, the file, its bytes and the saved upload id."""
     ds = dataset(site, org)
     path, data = data_file(tmp_path, 6 * MiB)
     session = BreakingSession(is_creation, refused_creation)
@@ -473,7 +474,14 @@ def test_an_upload_in_use_is_not_started_anew(site, org, tmp_path,
         upload_file(site.url, org.editor.token, ds["id"], path, retries=0,
                     verify=False, state_dir=state_dir, session=session)
     saved, = state_dir.iterdir()
-    rid = json.loads(saved.read_text())["resource_id"]
+    return ds, path, data, json.loads(saved.read_text())["resource_id"]
+
+
+def test_an_upload_in_use_is_not_started_anew(site, org, tmp_path,
+                                              state_dir):
+    ds, path, data, rid = sent_but_not_created(site, org, tmp_path,
+                                               state_dir)
+    saved, = state_dir.iterdir()
     # another request (an earlier run still creating it) holds the upload
     with upload_grants.claimed(rid), \
             pytest.raises(ClientError, match="in use by another request"):
@@ -544,14 +552,8 @@ def test_the_client_never_ends_another_users_upload(site, org, tmp_path,
 
 def test_the_client_ends_its_own_upload_the_store_lost(
         site, org, tmp_path, state_dir):
-    ds = dataset(site, org)
-    path, data = data_file(tmp_path, 6 * MiB)
-    session = BreakingSession(is_creation, refused_creation)
-    with pytest.raises(ClientError):
-        upload_file(site.url, org.editor.token, ds["id"], path, retries=0,
-                    verify=False, state_dir=state_dir, session=session)
-    saved, = state_dir.iterdir()
-    first_id = json.loads(saved.read_text())["resource_id"]
+    ds, path, data, first_id = sent_but_not_created(site, org, tmp_path,
+                                                    state_dir)
     grant = upload_grants.load(first_id)
     # the store ended it (its lifecycle rule): it cannot go on
     object_store.get_client().abort_multipart_upload(
