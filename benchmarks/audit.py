@@ -84,7 +84,7 @@ def action(action_name: str, /, **data: Any) -> Any:
 def without_resource_jobs() -> Iterator[None]:
     """Create resources as their jobs left them: the jobs would back up
     10,000 objects and stay queued for the dev site's worker."""
-    from ckanext.dcor_depot.hooks import jobs
+    from ckanext.dcor_depot.operations import jobs
     queue = jobs.enqueue_resource_jobs
     jobs.enqueue_resource_jobs = lambda resource: []
     try:

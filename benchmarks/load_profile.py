@@ -104,7 +104,7 @@ def timed_profile(func: Callable[..., Any], *args: Any
 def profile_jobs(resources: int, rounds: int) -> None:
     import ckan.model as model
 
-    from ckanext.dcor_depot.hooks import jobs
+    from ckanext.dcor_depot.operations import jobs
     from ckanext.dcor_depot.records import search_index
     source = base.random_file(base.WORK / "load-profile.bin", 1024)
     for size in (1, resources):

@@ -187,7 +187,7 @@ def remove_uploaded_file(rid: str, timeout: float = 120) -> None:
     missing file back from the store)."""
     from rq.job import NoSuchJobError
 
-    from ckanext.dcor_depot.hooks import jobs
+    from ckanext.dcor_depot.operations import jobs
     from ckanext.dcor_depot.operations.migrate import delete_local_file
     from ckanext.dcor_depot.storage import layout
     backup_job = jobs.job_id(rid, jobs.BACKUP_S3)
@@ -416,7 +416,7 @@ def bench_job_cost(args, s3, bucket: str) -> None:
     resources vs one of ``--job-cost-count``: recording the result must
     not cost more as the dataset grows (atomic merge of the resource's
     fields, search index updated by one coalesced job)."""
-    from ckanext.dcor_depot.hooks import jobs
+    from ckanext.dcor_depot.operations import jobs
     source = random_file(WORK / "job-cost.bin", 64 * 1024)
     sizes = (3, args.job_cost_count)
     seconds: dict[int, list[float]] = {n: [] for n in sizes}

@@ -6,19 +6,16 @@ from typing import Any
 import ckan.plugins as plugins
 import ckan.plugins.toolkit as tk
 
-from ckanext.dcor_depot import cli, config, validators
-from ckanext.dcor_depot.hooks import (
-    actions,
-    downloads,
-    jobs,
-    operator_page,
-    templates,
-    transactions,
-    upload_actions,
-    upload_completion,
+from ckanext.dcor_depot import (
+    cli,
+    config,
+    helpers,
     uploader,
-    usage_action,
+    validators,
+    views,
 )
+from ckanext.dcor_depot.logic import action, auth, transactions
+from ckanext.dcor_depot.operations import jobs
 
 
 @tk.blanket.config_declarations
@@ -37,17 +34,17 @@ class DCORDepotPlugin(plugins.SingletonPlugin):
     # IConfigurable
     def configure(self, ckan_config: Any) -> None:
         config.check_consistency()
-        transactions.install()  # also done on import; idempotent
+        transactions.install()
 
     # IConfigurer: the resource form's direct uploads, the operator page's
     # tab in the admin area and the resource page's storage box
-    # (templates/, assets/)
     def update_config(self, ckan_config: Any) -> None:
-        templates.serve_templates_and_assets(ckan_config)
+        tk.add_template_directory(ckan_config, "templates")
+        tk.add_resource("assets", "dcor_depot")
 
     # ITemplateHelpers
     def get_helpers(self) -> dict[str, Any]:
-        return templates.get_helpers()
+        return helpers.get_helpers()
 
     # IValidators
     def get_validators(self) -> dict[str, Any]:
@@ -56,13 +53,11 @@ class DCORDepotPlugin(plugins.SingletonPlugin):
 
     # IActions
     def get_actions(self) -> dict[str, Any]:
-        return {**actions.get_actions(), **upload_actions.get_actions(),
-                **usage_action.get_actions()}
+        return action.get_actions()
 
     # IAuthFunctions
     def get_auth_functions(self) -> dict[str, Any]:
-        return {**upload_actions.get_auth_functions(),
-                **usage_action.get_auth_functions()}
+        return auth.get_auth_functions()
 
     # IClick
     def get_commands(self) -> list[Any]:
@@ -77,9 +72,7 @@ class DCORDepotPlugin(plugins.SingletonPlugin):
 
     # IBlueprint
     def get_blueprint(self) -> list[Any]:
-        upload_completion.exempt_from_csrf()
-        return [downloads.blueprint, operator_page.blueprint,
-                upload_completion.blueprint]
+        return views.get_blueprints()
 
     # IForkObserver: a worker is about to fork for its next job
     def before_fork(self) -> None:

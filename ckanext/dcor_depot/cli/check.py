@@ -4,8 +4,7 @@ from __future__ import annotations
 import click
 
 from ckanext.dcor_depot.cli import common
-from ckanext.dcor_depot.hooks import jobs
-from ckanext.dcor_depot.operations import health, move
+from ckanext.dcor_depot.operations import health, jobs, move
 from ckanext.dcor_depot.records import search_index
 
 COMMAND = "dcor-depot-check"

@@ -5,8 +5,8 @@ import ckan.plugins.toolkit as tk
 import click
 
 from ckanext.dcor_depot.cli import common
-from ckanext.dcor_depot.figshare import importer
-from ckanext.dcor_depot.figshare.metadata import FigshareError
+from ckanext.dcor_depot.operations.figshare import importer
+from ckanext.dcor_depot.operations.figshare.metadata import FigshareError
 
 COMMAND = "import-figshare"
 

@@ -6,7 +6,7 @@ import click
 
 from ckanext.dcor_depot import config
 from ckanext.dcor_depot.cli import common
-from ckanext.dcor_depot.hooks import jobs as dcor_jobs
+from ckanext.dcor_depot.operations import jobs as dcor_jobs
 from ckanext.dcor_depot.records import inventory
 from ckanext.dcor_depot.storage import layout
 

@@ -8,7 +8,7 @@ import click
 import rq
 from ckan.lib import jobs as ckan_jobs
 
-from ckanext.dcor_depot.hooks import jobs as dcor_jobs
+from ckanext.dcor_depot.operations import jobs as dcor_jobs
 from ckanext.dcor_depot.records import job_queue
 
 COMMAND = "dcor-depot-worker"

@@ -16,9 +16,9 @@ the state the database demands:
 Whoever tags last has read the state after its own tagging, so a tag set
 from a stale read is always undone. Because the re-read waits for pending
 commits, a commit that closed objects before it committed (see
-:mod:`hooks.transactions`) need not close them again afterwards: a tagger
+:mod:`logic.transactions`) need not close them again afterwards: a tagger
 that opened them after that closing re-reads after the commit. When to
-call it (before and after a commit) is decided by :mod:`hooks.transactions`.
+call it (before and after a commit) is decided by :mod:`logic.transactions`.
 """
 from __future__ import annotations
 

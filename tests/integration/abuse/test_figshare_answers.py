@@ -22,7 +22,7 @@ import threading
 
 import pytest
 
-from ckanext.dcor_depot.figshare import client
+from ckanext.dcor_depot.operations.figshare import client
 from tests.integration.figshare.test_importer import (  # noqa: F401
     FakeFigshare,
     dataset_missing,

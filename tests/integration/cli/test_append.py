@@ -8,8 +8,7 @@ import ckan.plugins.toolkit as tk
 import pytest
 from ckan.tests import helpers
 
-from ckanext.dcor_depot.hooks import jobs
-from ckanext.dcor_depot.operations import append
+from ckanext.dcor_depot.operations import append, jobs
 from ckanext.dcor_depot.sample_data import make_rtdc_file
 from ckanext.dcor_depot.storage import layout, object_store
 from tests.support import temp as temp_helpers

@@ -20,8 +20,7 @@ from pathlib import Path
 import ckan.plugins.toolkit as tk
 import pytest
 
-from ckanext.dcor_depot.hooks import jobs
-from ckanext.dcor_depot.operations import append
+from ckanext.dcor_depot.operations import append, jobs
 from ckanext.dcor_depot.storage import fsops, layout
 from ckanext.dcor_depot.storage.fsops import file_sha256
 from tests.integration.operations.test_faults import failed_job_error

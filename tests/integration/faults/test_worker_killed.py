@@ -24,8 +24,7 @@ from ckan.lib import jobs as ckan_jobs
 from rq.job import Job, JobStatus
 
 from ckanext.dcor_depot import config
-from ckanext.dcor_depot.hooks import jobs
-from ckanext.dcor_depot.operations import move
+from ckanext.dcor_depot.operations import jobs, move
 from ckanext.dcor_depot.records import job_queue
 from tests.support import faults
 from tests.support.access import (

@@ -23,7 +23,7 @@ import pytest
 from ckan.tests import helpers
 
 from ckanext.dcor_depot import config
-from ckanext.dcor_depot.figshare import client, metadata
+from ckanext.dcor_depot.operations.figshare import client, metadata
 from ckanext.dcor_depot.sample_data import make_rtdc_file
 from ckanext.dcor_depot.storage import layout, object_store
 from tests.support import temp as temp_helpers

@@ -9,7 +9,7 @@ from ckan.tests import helpers
 from rq.job import JobStatus
 
 from ckanext.dcor_depot import config
-from ckanext.dcor_depot.hooks import jobs
+from ckanext.dcor_depot.operations import jobs
 from ckanext.dcor_depot.records import job_queue
 from ckanext.dcor_depot.storage import layout, object_store
 from tests.support.stack import anonymous_get, run_jobs

@@ -13,8 +13,7 @@ from ckan.tests import factories
 from rq.utils import import_attribute
 
 from ckanext.dcor_depot import MOVED_JOB_MODULES
-from ckanext.dcor_depot.hooks import jobs
-from ckanext.dcor_depot.operations import move, visibility
+from ckanext.dcor_depot.operations import jobs, move, visibility
 from ckanext.dcor_depot.records import search_index
 from ckanext.dcor_depot.storage import fsops, layout
 from tests.support.stack import QUEUES, wait_for

@@ -27,8 +27,7 @@ from ckan.tests import helpers
 from rq.job import Job
 from werkzeug.datastructures import FileStorage
 
-from ckanext.dcor_depot.hooks import jobs
-from ckanext.dcor_depot.operations import backup, migrate
+from ckanext.dcor_depot.operations import backup, jobs, migrate
 from ckanext.dcor_depot.storage import layout, object_store, transfer
 from ckanext.dcor_depot.storage.fsops import file_sha256
 from tests.support.cli import resource_show

@@ -10,7 +10,7 @@ import io
 import pytest
 from ckan.tests import factories
 
-from ckanext.dcor_depot.hooks import templates
+from ckanext.dcor_depot import helpers
 from tests.support.access import fresh_dataset, person
 
 MODULE = 'data-module="dcor-direct-upload"'
@@ -59,7 +59,7 @@ def test_without_the_store_the_form_uploads_as_before(
     html = page(app, editor, url)
     assert 'id="field-resource-upload"' in html
     assert MODULE not in html
-    assert templates.direct_upload_enabled(ds["id"]) is False
+    assert helpers.direct_upload_enabled(ds["id"]) is False
 
     reply = app.post(url, headers={"Authorization": editor.token}, data={
         "id": "", "name": "cells.rtdc", "url": "", "url_type": "upload",
@@ -75,8 +75,8 @@ def test_without_the_store_the_form_uploads_as_before(
 @pytest.mark.ckan_config("ckan.auth.create_unowned_dataset", "true")
 def test_datasets_without_an_organization_use_ckans_upload(pipeline):
     ds = factories.Dataset(owner_org=None)
-    assert templates.direct_upload_enabled(ds["id"]) is False
-    assert templates.direct_upload_enabled(None) is False
+    assert helpers.direct_upload_enabled(ds["id"]) is False
+    assert helpers.direct_upload_enabled(None) is False
 
 
 @pytest.mark.ckan_config("ckanext.dcor_depot.browser_direct_upload", False)
@@ -86,7 +86,7 @@ def test_the_option_off_gives_ckans_upload(app, editor_and_dataset):
     assert 'id="field-resource-upload"' in html
     assert MODULE not in html
     assert "direct-upload" not in html  # nor its script
-    assert templates.direct_upload_enabled(ds["id"]) is False
+    assert helpers.direct_upload_enabled(ds["id"]) is False
     # The API's direct uploads are not affected.
     reply = app.post("/api/3/action/resource_upload_s3_urls",
                      headers={"Authorization": editor.token},
@@ -118,7 +118,7 @@ def test_a_site_url_without_an_origin_gives_ckans_upload(
     ckan.site_url starts with http): browsers could not send parts, so
     the form does not try."""
     _, ds = editor_and_dataset
-    assert templates.direct_upload_enabled(ds["id"]) is True
+    assert helpers.direct_upload_enabled(ds["id"]) is True
     with monkeypatch.context() as patch:  # undone before CKAN's teardown
         patch.setitem(ckan_config, "ckan.site_url", site_url)
-        assert templates.direct_upload_enabled(ds["id"]) is False
+        assert helpers.direct_upload_enabled(ds["id"]) is False

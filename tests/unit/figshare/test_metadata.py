@@ -9,8 +9,8 @@ import sys
 import pytest
 
 from ckanext.dcor_depot import errors
-from ckanext.dcor_depot.figshare import metadata
-from ckanext.dcor_depot.figshare.metadata import (
+from ckanext.dcor_depot.operations.figshare import metadata
+from ckanext.dcor_depot.operations.figshare.metadata import (
     ArticleVersion,
     DOIEntry,
     FigshareError,
@@ -23,7 +23,7 @@ MD5_B = "b" * 32
 
 def test_importing_needs_neither_ckan_nor_its_config():
     code = ("import sys\n"
-            "import ckanext.dcor_depot.figshare.metadata\n"
+            "import ckanext.dcor_depot.operations.figshare.metadata\n"
             "loaded = [m for m in sys.modules\n"
             "          if m == 'ckan' or m.startswith('ckan.')]\n"
             "assert not loaded, loaded\n")

@@ -41,8 +41,7 @@ import sqlalchemy as sa
 from sqlalchemy import event, orm
 
 from ckanext.dcor_depot import config, names
-from ckanext.dcor_depot.hooks import jobs
-from ckanext.dcor_depot.operations import move, visibility
+from ckanext.dcor_depot.operations import jobs, move, visibility
 from ckanext.dcor_depot.records import ckan_data, job_queue
 from ckanext.dcor_depot.storage import object_store
 
@@ -433,13 +432,9 @@ _LISTENERS = (
 
 
 def install() -> None:
-    """Listen to CKAN's sessions (idempotent; inert while the plugin is
-    not loaded or S3 is off)."""
+    """Listen to CKAN's sessions; called once the plugin is configured
+    (idempotent; inert while S3 is off)."""
     for target in (model.Session, model.meta.create_local_session):
         for name, listener in _LISTENERS:
             if not event.contains(target, name, listener):
                 event.listen(target, name, listener)
-
-
-# Like CKAN's own listeners (ckan/model/meta.py): installed on import.
-install()

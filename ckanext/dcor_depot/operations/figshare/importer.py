@@ -37,9 +37,10 @@ import ckan.plugins.toolkit as tk
 import requests
 
 from ckanext.dcor_depot import config, names
-from ckanext.dcor_depot.figshare import client
-from ckanext.dcor_depot.figshare.client import Checksums
-from ckanext.dcor_depot.figshare.metadata import (
+from ckanext.dcor_depot.operations import visibility
+from ckanext.dcor_depot.operations.figshare import client
+from ckanext.dcor_depot.operations.figshare.client import Checksums
+from ckanext.dcor_depot.operations.figshare.metadata import (
     ArticleVersion,
     DOIEntry,
     FigshareError,
@@ -50,7 +51,6 @@ from ckanext.dcor_depot.figshare.metadata import (
     read_doi_list,
     resource_id,
 )
-from ckanext.dcor_depot.operations import visibility
 from ckanext.dcor_depot.progress import ProgressBars, no_bars
 from ckanext.dcor_depot.records import ckan_data
 from ckanext.dcor_depot.storage import (

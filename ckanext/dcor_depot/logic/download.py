@@ -1,4 +1,4 @@
-"""CKAN's resource download URL for files that live only in the store.
+"""Downloads of files that live only in the store: what the view needs.
 
 A resource of a direct upload (``url_type: s3_upload``), or an upload
 whose local file is gone (``--delete-after-migration``), has its bytes
@@ -6,7 +6,7 @@ only in the object store. Its download URL then answers 302 to a fresh
 presigned URL, so the bytes never pass through CKAN's web process. Who
 may download is decided exactly as CKAN decides it (``resource_show``
 and ``package_show`` for the requesting user) before any URL is made;
-everything else is left to CKAN's own download view.
+everything else is left to CKAN's own download view (:mod:`..views`).
 """
 from __future__ import annotations
 
@@ -18,14 +18,9 @@ from urllib.parse import unquote, urlsplit
 
 import ckan.model as model
 import ckan.plugins.toolkit as tk
-from ckan.lib import signals
-from ckan.views import resource as ckan_resource_views
-from flask import Blueprint
 
 from ckanext.dcor_depot import config, names
 from ckanext.dcor_depot.storage import layout, object_store, presigned
-
-blueprint = Blueprint("dcor_depot_download", __name__)
 
 
 def url_file_name(resource: dict[str, Any]) -> str:
@@ -95,34 +90,6 @@ def readable_resource(dataset_ref: str, resource_id: str,
             "s3_url": extras.get("s3_url")}
 
 
-def download(id: str, resource_id: str,  # noqa: A002 - CKAN's route
-             filename: str | None = None) -> Any:
-    context = {"model": model, "session": model.Session,
-               "user": tk.current_user.name,
-               "auth_user_obj": tk.current_user}
-    try:
-        resource = readable_resource(id, resource_id, context)
-    except tk.ObjectNotFound:
-        return tk.abort(404, tk._("Resource not found"))
-    except tk.NotAuthorized:
-        return tk.abort(403, tk._("Not authorized to download resource"))
-    location = store_location(resource)
-    if location is None:
-        if resource.get("url_type") == names.URL_TYPE_S3_UPLOAD \
-                or foreign_upload(resource):
-            return tk.abort(404, tk._("No download is available"))
-        return ckan_resource_views.download("dataset", id, resource_id,
-                                            filename)
-    name = url_file_name(resource)
-    url = presigned.download_url(
-        *location, filename=name,
-        lifetime=config.direct_upload_settings().download_url_lifetime,
-        content_type=media_type(resource.get("mimetype"))
-        or mimetypes.guess_type(name)[0])
-    signals.resource_download.send(resource_id)
-    return private_redirect(url)
-
-
 def foreign_upload(resource: dict[str, Any]) -> bool:
     """Whether the upload path leads to a file the plugin does not own
     (a planted symlink): answered 404, never served, and not handed to
@@ -145,20 +112,13 @@ def media_type(value: Any) -> str | None:
 _MEDIA_TYPE = re.compile(r"[\w.+-]+/[\w.+-]+")
 
 
-def private_redirect(url: str) -> Any:
-    """302 to a URL that carries its own credentials: never cached by a
-    shared cache, never passed on as a referrer."""
-    tk.request.environ["__no_cache__"] = True  # CKAN: Cache-Control private
-    response = tk.redirect_to(url)
-    response.cache_control.no_store = True
-    response.headers["Referrer-Policy"] = "no-referrer"
-    return response
-
-
-# Registered before CKAN's own blueprints, these rules take the download
-# URLs; the view hands every file still on block storage back to CKAN.
-blueprint.add_url_rule("/dataset/<id>/resource/<resource_id>/download",
-                       view_func=download)
-blueprint.add_url_rule(
-    "/dataset/<id>/resource/<resource_id>/download/<filename>",
-    view_func=download)
+def presigned_url(resource: dict[str, Any],
+                  location: tuple[str, str]) -> str:
+    """A fresh URL that downloads the resource's object at ``location``
+    under the resource's file name and media type."""
+    name = url_file_name(resource)
+    return presigned.download_url(
+        *location, filename=name,
+        lifetime=config.direct_upload_settings().download_url_lifetime,
+        content_type=media_type(resource.get("mimetype"))
+        or mimetypes.guess_type(name)[0])

@@ -1,8 +1,10 @@
-"""The plugin's templates and assets, and what they ask (template
-helpers)."""
+"""Template helpers: what the plugin's templates ask.
+
+The resource form asks whether to send a chosen file straight to the
+object store; the resource page asks for its *Data storage* box.
+"""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import ckan.authz as authz
@@ -12,22 +14,6 @@ import ckan.plugins.toolkit as tk
 from ckanext.dcor_depot import config
 from ckanext.dcor_depot.operations import storage_status as status
 from ckanext.dcor_depot.operations.audit.usage import human_bytes
-
-PACKAGE = Path(__file__).resolve().parent.parent
-
-
-def serve_templates_and_assets(ckan_config: Any) -> None:
-    """What ``tk.add_template_directory`` and ``tk.add_resource`` do, with
-    the paths known: they find their caller's folder with
-    ``inspect.stack()``, which took a tenth of the test suite's CPU time
-    (CKAN calls ``update_config`` on every plugin load)."""
-    from ckan.lib.webassets_tools import create_library
-
-    templates = str(PACKAGE / "templates")
-    paths = list(ckan_config.get("plugin_template_paths") or [])
-    if templates not in paths:
-        ckan_config["plugin_template_paths"] = [templates, *paths]
-    create_library("dcor_depot", str(PACKAGE / "assets"))
 
 
 def direct_upload_dataset_id(dataset_ref: str | None) -> str | None:

@@ -22,7 +22,7 @@ from urllib.parse import urljoin, urlsplit
 import requests
 
 from ckanext.dcor_depot import config
-from ckanext.dcor_depot.figshare.metadata import (
+from ckanext.dcor_depot.operations.figshare.metadata import (
     ArticleVersion,
     FigshareError,
     FigshareFile,

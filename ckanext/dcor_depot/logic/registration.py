@@ -26,7 +26,7 @@ import ckan.plugins.toolkit as tk
 from ckan.types import Context
 
 from ckanext.dcor_depot import errors, names
-from ckanext.dcor_depot.hooks import downloads, resource_rules
+from ckanext.dcor_depot.logic import download, resource_rules
 from ckanext.dcor_depot.operations import direct_upload, move
 from ckanext.dcor_depot.records import upload_grants
 from ckanext.dcor_depot.records.upload_grants import UploadGrant
@@ -130,7 +130,7 @@ def _finish(stack: contextlib.ExitStack, resource: dict[str, Any],
     # name: then the resource's).
     name = grant.name or str(resource.get("name") or "")
     resource.update(owned, url_type=names.URL_TYPE_S3_UPLOAD, size=grant.size,
-                    url=downloads.download_url_of(pkg.id, grant.resource_id,
+                    url=download.download_url_of(pkg.id, grant.resource_id,
                                                   name))
     stack.enter_context(resource_rules.verified_upload(grant.resource_id,
                                                        owned))
