@@ -194,11 +194,25 @@ def reindex_dataset(dataset_id: str) -> None:
     search.rebuild(dataset_id)
 
 
+def is_public(private: Any, state: Any, owner_org: Any) -> bool:
+    """The one rule of a dataset's visibility: its data may be public if
+    it is not private, active, and belongs to an organization (which has
+    a bucket). Which objects open is decided from it by
+    :func:`..operations.visibility.should_be_public`."""
+    return bool(not private and state == "active" and owner_org)
+
+
+#: :func:`is_public` in SQL, for a query that names the package table
+#: ``p``.
+IS_PUBLIC_SQL = ("(NOT p.private AND p.state = 'active' "
+                 "AND COALESCE(p.owner_org, '') <> '')")
+
+
 @dataclass(frozen=True)
 class DatasetState:
     """What decides whether a dataset's objects may be public."""
     name: str
-    #: private false, state active and an owner (see visibility)
+    #: :func:`is_public`
     public: bool
     owner_org: str | None
     #: ids of the dataset's active resources
@@ -268,8 +282,7 @@ def _dataset_states(connection: sa.engine.Connection,
     return {
         row.id: DatasetState(
             name=row.name,
-            public=bool(not row.private and row.state == "active"
-                        and row.owner_org),
+            public=is_public(row.private, row.state, row.owner_org),
             owner_org=row.owner_org or None,
             active_resources=frozenset(active.get(row.id, ())),
             all_resources=frozenset(every.get(row.id, ())),

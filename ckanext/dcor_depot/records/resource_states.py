@@ -39,17 +39,18 @@ class StateCounts:
     public: int = 0
 
 
-_COUNTS = sa.text("""
+_COUNTS = sa.text(f"""
 WITH files AS (
-  SELECT COALESCE(g.name, '') AS organization, p.state, p.private,
-         COALESCE(NULLIF(r.extras, ''), '{}')::jsonb AS fields
+  SELECT COALESCE(g.name, '') AS organization,
+         {ckan_data.IS_PUBLIC_SQL} AS public,
+         COALESCE(NULLIF(r.extras, ''), '{{}}')::jsonb AS fields
   FROM resource AS r
   JOIN package AS p ON p.id = r.package_id
   LEFT JOIN "group" AS g ON g.id = p.owner_org
   WHERE r.state = 'active' AND p.state IN :dataset_states
     AND r.url_type IN :url_types
 ), marked AS (
-  SELECT organization, state, private,
+  SELECT organization, public,
          COALESCE(lower(fields->>'s3_available') IN :true_texts, false)
            AS stored,
          COALESCE(fields->>:verified_at, '') <> '' AS verified
@@ -59,7 +60,7 @@ SELECT organization, count(*) AS files,
        count(*) FILTER (WHERE NOT stored) AS depot_only,
        count(*) FILTER (WHERE stored) AS in_store,
        count(*) FILTER (WHERE verified) AS verified,
-       count(*) FILTER (WHERE state = 'active' AND NOT private) AS public
+       count(*) FILTER (WHERE public) AS public
 FROM marked GROUP BY organization ORDER BY organization
 """).bindparams(sa.bindparam("dataset_states", expanding=True),
                 sa.bindparam("url_types", expanding=True),

@@ -158,8 +158,8 @@ def dataset_states(scan: SiteScan) -> dict[str, ckan_data.DatasetState]:
         grouped.setdefault(record.dataset_id, []).append(record)
     return {dataset_id: ckan_data.DatasetState(
         name=rows[0].dataset_name,
-        public=(not rows[0].private and rows[0].dataset_state == "active"
-                and bool(rows[0].owner_org)),
+        public=ckan_data.is_public(rows[0].private, rows[0].dataset_state,
+                                   rows[0].owner_org),
         owner_org=rows[0].owner_org,
         active_resources=frozenset(r.id for r in rows
                                    if r.state == "active"),
