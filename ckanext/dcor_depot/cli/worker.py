@@ -9,7 +9,7 @@ import rq
 from ckan.lib import jobs as ckan_jobs
 
 from ckanext.dcor_depot.operations import jobs as dcor_jobs
-from ckanext.dcor_depot.records import job_queue
+from ckanext.dcor_depot.records import job_queue, rq_compat
 
 COMMAND = "dcor-depot-worker"
 #: Seconds between the worker's cleanings of RQ's registries (RQ: 600).
@@ -36,7 +36,7 @@ class PreloadedWorker(ckan_jobs.Worker):
 
     def clean_registries(self) -> None:
         # The plugin's cleaning first: RQ 1.x's own fails a job abandoned
-        # for good without queueing its follow-up jobs.
+        # for good without queueing its follow-up jobs (records.rq_compat).
         for queue in self.queues:
             job_queue.recover_abandoned_of(queue)
         super().clean_registries()
@@ -58,7 +58,5 @@ def worker(burst: bool, queues: tuple[str, ...]) -> None:
     maintenance.
     """
     rq_worker = PreloadedWorker(list(queues) or list(dcor_jobs.QUEUES))
-    # Attributes rather than arguments: RQ 1 and RQ 2 name them apart.
-    rq_worker.maintenance_interval = MAINTENANCE_INTERVAL
-    rq_worker.worker_ttl = WORKER_TTL
+    rq_compat.set_worker_timing(rq_worker, MAINTENANCE_INTERVAL, WORKER_TTL)
     rq_worker.work(burst=burst)

@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import ckan.plugins.toolkit as tk
-from ckan.lib import jobs as ckan_jobs
-from rq.job import Dependency
 
 from ckanext.dcor_depot import config, names
 from ckanext.dcor_depot.operations import (
@@ -118,27 +116,21 @@ def _backup(resource_id: str) -> list[JobKind]:
 
 
 def enqueue_resource_jobs(resource: dict[str, Any]) -> list[str]:
-    """Queue the jobs of a new resource; returns the ids of queued jobs."""
+    """Queue the jobs of a new resource, each after the one before it;
+    returns the ids of queued jobs."""
     queued: list[str] = []
     previous: str | None = None
     for kind in planned_kinds(resource):
         jid = job_id(resource["id"], kind)
-        if job_queue.is_pending(jid):
+        queued_id = job_queue.enqueue_once(
+            kind.func, [resource["id"]], job_id=jid, queue=kind.queue,
+            timeout=_timeout(kind, resource),
+            title=f"{kind.title} {resource['id']}", after=previous)
+        if queued_id is None:
             log.info("Job %s is already pending", jid)
         else:
-            rq_kwargs: dict[str, Any] = {
-                "job_id": jid,
-                "timeout": _timeout(kind, resource),
-                "retry": job_queue.retry_policy(),
-            }
-            if previous is not None:
-                rq_kwargs["depends_on"] = Dependency(jobs=[previous],
-                                                     allow_failure=True)
-            ckan_jobs.enqueue(kind.func, [resource["id"]],
-                              title=f"{kind.title} {resource['id']}",
-                              queue=kind.queue, rq_kwargs=rq_kwargs)
-            queued.append(jid)
-        previous = jid if job_queue.is_pending(jid) else None
+            queued.append(queued_id)
+        previous = queued_id or jid
     return queued
 
 
@@ -177,18 +169,15 @@ def visibility_sync_job_id(dataset_id: str) -> str:
 def enqueue_visibility_sync(dataset_id: str, extra_orgs: list[str],
                             extra_resources: list[str]) -> bool:
     """Queue the job that brings a dataset's tags in line with the
-    database (after tagging failed); returns False if one is pending."""
-    jid = visibility_sync_job_id(dataset_id)
-    if job_queue.is_pending(jid):
-        if extra_orgs or extra_resources:
-            log.warning("Visibility sync of %s is pending with other "
-                        "objects; also run dcor-depot-sync-visibility",
-                        dataset_id)
-        return False
-    ckan_jobs.enqueue(visibility.sync_dataset_job,
-                      [dataset_id, extra_orgs, extra_resources],
-                      title=f"Sync object visibility of dataset {dataset_id}",
-                      queue=SYMLINK.queue,
-                      rq_kwargs={"job_id": jid, "timeout": 3600,
-                                 "retry": job_queue.retry_policy()})
-    return True
+    database (after tagging failed); returns False if a waiting one will
+    do it."""
+    queued = job_queue.enqueue_once(
+        visibility.sync_dataset_job,
+        [dataset_id, extra_orgs, extra_resources],
+        job_id=visibility_sync_job_id(dataset_id), queue=SYMLINK.queue,
+        timeout=3600,
+        title=f"Sync object visibility of dataset {dataset_id}")
+    if queued is None and (extra_orgs or extra_resources):
+        log.warning("Visibility sync of %s is waiting with other objects; "
+                    "also run dcor-depot-sync-visibility", dataset_id)
+    return queued is not None

@@ -19,8 +19,10 @@ from typing import Any
 from ckan.lib import jobs as ckan_jobs
 from redis.exceptions import LockError
 from rq import Queue, Retry
-from rq.job import Job, JobStatus, NoSuchJobError
+from rq.job import Dependency, Job, JobStatus, NoSuchJobError
 from rq.registry import StartedJobRegistry
+
+from ckanext.dcor_depot.records import rq_compat
 
 log = logging.getLogger(__name__)
 
@@ -93,13 +95,8 @@ def current_status(job: Job) -> JobStatus:
 
 def _deferred_status(job: Job) -> JobStatus:
     """The status of a follow-up job, released if a job it waits for has
-    failed: RQ 1.x leaves it deferred for ever when its own maintenance
-    failed a job abandoned for good (the plugin's chains allow failure,
-    and RQ re-checks that before it queues anything)."""
-    for parent in job.fetch_dependencies():
-        if parent.get_status() == JobStatus.FAILED:
-            Queue(parent.origin,
-                  connection=job.connection).enqueue_dependents(parent)
+    failed (the plugin's chains allow failure)."""
+    rq_compat.release_dependents(job)
     return job.get_status(refresh=True)
 
 
@@ -120,19 +117,10 @@ def _cleanup(queue: Queue) -> None:
         now = time.time()
         expired = registry.get_expired_job_ids(now)
         registry.cleanup(now)
-        _queue_dependents_of_failed(queue, expired)
+        rq_compat.queue_dependents_of_failed(queue, expired)
     finally:
         with contextlib.suppress(LockError):
             lock.release()
-
-
-def _queue_dependents_of_failed(queue: Queue, job_ids: list[str]) -> None:
-    """RQ 1.x fails an abandoned job without retries left but leaves its
-    dependents deferred for ever (RQ 2 queues them, and then this finds
-    none): the plugin's follow-up jobs run also after a failure."""
-    for job in Job.fetch_many(job_ids, connection=queue.connection):
-        if job is not None and job.get_status() == JobStatus.FAILED:
-            queue.enqueue_dependents(job)
 
 
 def is_pending(job_id: str) -> bool:
@@ -140,10 +128,14 @@ def is_pending(job_id: str) -> bool:
 
 
 def enqueue_once(func: Callable[..., Any], args: Sequence[Any], *,
-                 job_id: str, queue: str, timeout: int, title: str
-                 ) -> str | None:
+                 job_id: str, queue: str, timeout: int, title: str,
+                 after: str | None = None) -> str | None:
     """Queue ``func(*args)`` as ``job_id`` unless a job that has not
-    started yet will do the same; returns the id queued (or None)."""
+    started yet will do the same; returns the id queued (or None).
+
+    Every job of the plugin is queued here. With ``after``, the job runs
+    once the job of that id ended, also if it failed.
+    """
     connection = ckan_jobs.connect_to_redis()
     unique = f"{job_id}-{secrets.token_hex(4)}"
     for jid in (job_id, f"{job_id}-again", unique):
@@ -159,26 +151,13 @@ def enqueue_once(func: Callable[..., Any], args: Sequence[Any], *,
         if job is not None:
             # An ended job's key expires; a new job under its id would
             # inherit the expiry and could vanish before it runs.
-            _delete(job)
+            rq_compat.delete_job(job)
+        rq_kwargs: dict[str, Any] = {"job_id": jid, "timeout": timeout,
+                                     "retry": retry_policy()}
+        if after is not None and is_pending(after):
+            rq_kwargs["depends_on"] = Dependency(jobs=[after],
+                                                 allow_failure=True)
         ckan_jobs.enqueue(func, list(args), title=title, queue=queue,
-                          rq_kwargs={"job_id": jid, "timeout": timeout,
-                                     "retry": retry_policy()})
+                          rq_kwargs=rq_kwargs)
         return jid
     raise AssertionError("unreachable: the unique id is never taken")
-
-
-def _delete(job: Job) -> None:
-    """Delete an ended job, also one whose worker was killed.
-
-    RQ 2 fails to delete a job whose execution record expired with its
-    killed worker (ValueError, after it took the job out of its
-    registries): its keys are then deleted directly.
-    """
-    try:
-        job.delete()
-    except ValueError:
-        executions = getattr(job, "execution_registry", None)
-        keys = [job.key, job.dependents_key, job.dependencies_key]
-        if executions is not None:
-            keys.append(executions.key)
-        job.connection.delete(*keys)

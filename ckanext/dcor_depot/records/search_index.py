@@ -18,6 +18,7 @@ stale.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Iterable, Mapping
@@ -64,6 +65,12 @@ def reindex_datasets(dataset_ids: list[str]) -> None:
 def reindex_job_id(dataset_id: str) -> str:
     """Fixed id of a dataset's search-index job (follow-up: ``…-again``)."""
     return f"{dataset_id}-reindex"
+
+
+def batch_job_id(dataset_ids: list[str]) -> str:
+    """Fixed id of the search-index job of these datasets."""
+    digest = hashlib.sha256("\n".join(sorted(dataset_ids)).encode())
+    return f"reindex-{len(dataset_ids)}-{digest.hexdigest()[:16]}"
 
 
 def reindex_later(dataset_id: str) -> str | None:
@@ -144,14 +151,16 @@ class IndexUpdates:
         if self._background:
             self._last_job = time.monotonic()
             try:
-                job = ckan_jobs.enqueue(
-                    reindex_datasets, [dataset_ids], queue=QUEUE,
+                queued = job_queue.enqueue_once(
+                    reindex_datasets, [dataset_ids],
+                    job_id=batch_job_id(dataset_ids), queue=QUEUE,
+                    timeout=JOB_TIMEOUT,
                     title=f"Update the search index of {len(dataset_ids)} "
-                          "datasets",
-                    rq_kwargs={"timeout": JOB_TIMEOUT})
+                          "datasets")
                 self._ready = []
                 self.queued += len(dataset_ids)
-                self.job_ids.append(job.id)
+                if queued is not None:
+                    self.job_ids.append(queued)
                 return
             except Exception as exc:  # noqa: BLE001 - fall back, not fail
                 log.warning("Queueing a search-index update failed (%s); "
