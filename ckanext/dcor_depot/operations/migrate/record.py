@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import collections
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -100,50 +100,6 @@ class ResourceOutcome:
 Transferred = tuple[ResourcePlan, list[ArtifactOutcome]]
 
 
-class RevisionBatch:
-    """The S3 state of migrated resources, recorded in batches.
-
-    ``package_revise`` costs 100-200 ms per call on a real site (validation,
-    dictization, activity), more than moving a small file. The migration
-    command therefore collects its results and, per batch, checks the
-    datasets' visibility with one query and merges the new fields into
-    the resources with one statement; the caller has the search index
-    updated once per dataset.
-    """
-
-    def __init__(self) -> None:
-        self.changes: dict[str, dict[str, dict[str, Any]]] = {}
-        self.tagging: dict[str, list[Transferred]] = {}
-
-    def add(self, plan: ResourcePlan, outcomes: list[ArtifactOutcome],
-            changes: dict[str, Any]) -> None:
-        dataset_id = plan.record.dataset_id
-        self.tagging.setdefault(dataset_id, []).append((plan, outcomes))
-        if changes:
-            self.changes.setdefault(dataset_id, {})[plan.record.id] = changes
-
-    def flush(self) -> dict[str, str]:
-        """Write everything; returns {resource id: error} for failures."""
-        errors: dict[str, str] = {}
-        tagging, self.tagging = self.tagging, {}
-        changes, self.changes = self.changes, {}
-        if not tagging:
-            return errors
-        # Tagged from the database state of now, checked again after
-        # tagging: a visibility change during the transfer is caught here.
-        items = [item for group in tagging.values() for item in group]
-        try:
-            tag_objects(items)
-        except object_store.ObjectStoreError as exc:
-            for plan, _ in items:
-                errors[plan.record.id] = f"tagging failed: {exc}"
-        changes = {dataset_id: {rid: fields for rid, fields
-                                in resources.items() if rid not in errors}
-                   for dataset_id, resources in changes.items()}
-        errors.update(_merge(changes))
-        return errors
-
-
 def _merge(changes: dict[str, dict[str, dict[str, Any]]]
            ) -> dict[str, str]:
     """Merge the fields into the resources; {resource id: error}."""
@@ -220,96 +176,119 @@ def resource_changes(plan: ResourcePlan,
                             verified_at=record.verified_at)
 
 
-def record_resource(plan: ResourcePlan,
-                    outcomes: list[ArtifactOutcome],
-                    batch: RevisionBatch | None = None) -> None:
-    """Tag the objects like their dataset and record the resource's S3 state.
-
-    Runs in the main thread (CKAN actions). Only objects confirmed in the
-    store count; a failed resource artifact is not marked ``s3_available``.
-    With ``batch``, both are done when the batch is flushed.
-    """
-    changes = resource_changes(plan, outcomes)
-    if batch is not None:
-        batch.add(plan, outcomes, changes)
-        return
-    tag_objects([(plan, outcomes)])
-    if changes:
-        ckan_data.revise_resource(plan.record.dataset_id, plan.record.id,
-                                  changes)
-
-
-class Reindexing:
-    """Each changed dataset's search-index entry is updated once, when
-    its last resource is done."""
-
-    def __init__(self, records: Iterable[inventory.ResourceRecord]) -> None:
-        self.unfinished = collections.Counter(r.dataset_id for r in records)
-        self.changed: set[str] = set()
-        self.index = search_index.IndexUpdates()
-
-    def resource_done(self, dataset_id: str) -> None:
-        self.unfinished[dataset_id] -= 1
-        if self.unfinished[dataset_id] == 0 and dataset_id in self.changed:
-            self.changed.discard(dataset_id)
-            self.index.add([dataset_id])
-
-    def finish(self) -> None:
-        """Every dataset recorded so far, even if recording failed."""
-        self.index.add(self.changed)
-        self.index.send(final=True)
+def record_resource(plan: ResourcePlan, outcomes: list[ArtifactOutcome],
+                    recorder: Recorder) -> None:
+    """Note what to record of a transferred resource: its objects are
+    tagged like their dataset and its S3 state written when the
+    recorder's batch is written. Only objects confirmed in the store
+    count; a failed resource artifact is not marked ``s3_available``."""
+    recorder.note(plan, outcomes, resource_changes(plan, outcomes))
 
 
 class Recorder:
-    """Records the outcomes of finished transfers in batches and hands
-    each, once recorded, to ``on_result``."""
+    """The one recorder of a bulk migration's results.
+
+    ``package_revise`` costs 100-200 ms per call on a real site
+    (validation, dictization, activity), more than moving a small file.
+    So the outcomes of finished transfers are collected and, per batch,
+    the datasets' visibility is checked with one query, the objects are
+    tagged and the new fields merged into the resources with one
+    statement. Each changed dataset's search-index entry is updated once,
+    when its last resource is done. Each outcome is handed to
+    ``on_result`` once recorded.
+    """
 
     def __init__(self, records: list[inventory.ResourceRecord],
                  on_result: Callable[[ResourceOutcome], None]) -> None:
         self.on_result = on_result
-        self.reindexing = Reindexing(records)
-        self.batch = RevisionBatch()
+        #: the search-index updates of the changed datasets
+        self.index = search_index.IndexUpdates()
+        self._unfinished = collections.Counter(r.dataset_id for r in records)
+        #: datasets recorded, whose index update waits for their last
+        #: resource
+        self._changed: set[str] = set()
+        #: the batch: fields per resource per dataset, objects to tag
+        self._changes: dict[str, dict[str, dict[str, Any]]] = {}
+        self._tagging: dict[str, list[Transferred]] = {}
         #: outcomes waiting for their metadata to be written
-        self.unrecorded: list[ResourceOutcome] = []
+        self._unrecorded: list[ResourceOutcome] = []
 
     @property
     def batch_full(self) -> bool:
-        return len(self.unrecorded) >= RECORD_BATCH_SIZE
+        return len(self._unrecorded) >= RECORD_BATCH_SIZE
 
     def finished(self, outcome: ResourceOutcome) -> None:
         """Report an outcome that needs (or got) no more recording."""
         self.on_result(outcome)
-        self.reindexing.resource_done(outcome.record.dataset_id)
+        dataset_id = outcome.record.dataset_id
+        self._unfinished[dataset_id] -= 1
+        if self._unfinished[dataset_id] == 0 and dataset_id in self._changed:
+            self._changed.discard(dataset_id)
+            self.index.add([dataset_id])
 
     def add(self, plan: ResourcePlan, outcome: ResourceOutcome) -> None:
         """Put a transferred resource into the batch (unless dry run)."""
         if not outcome.dry_run:
             try:
-                record_resource(plan, outcome.artifacts, self.batch)
+                record_resource(plan, outcome.artifacts, self)
             except (object_store.ObjectStoreError,
                     tk.ValidationError, tk.ObjectNotFound) as exc:
                 outcome.errors.append(
                     f"recording the S3 state failed: {exc}")
-        self.unrecorded.append(outcome)
+        self._unrecorded.append(outcome)
+
+    def note(self, plan: ResourcePlan, outcomes: list[ArtifactOutcome],
+             changes: dict[str, Any]) -> None:
+        dataset_id = plan.record.dataset_id
+        self._tagging.setdefault(dataset_id, []).append((plan, outcomes))
+        if changes:
+            self._changes.setdefault(dataset_id, {})[plan.record.id] = changes
 
     def flush(self) -> None:
         """Write the batch, then report its outcomes."""
-        self.reindexing.changed.update(self.batch.changes)
+        self._changed.update(self._changes)
         try:
-            errors = self.batch.flush()
+            errors = self._write()
         except BaseException:
             # E.g. Ctrl-C while recording: these were not recorded.
             self._report_all("recording the S3 state was interrupted")
             raise
-        for outcome in self.unrecorded:
+        for outcome in self._unrecorded:
             if outcome.record.id in errors:
                 outcome.errors.append(errors[outcome.record.id])
             self.finished(outcome)
-        self.unrecorded.clear()
-        self.reindexing.index.send()
+        self._unrecorded.clear()
+        self.index.send()
+
+    def finish(self) -> None:
+        """Update the index of every dataset recorded so far, even if
+        recording failed."""
+        self.index.add(self._changed)
+        self.index.send(final=True)
+
+    def _write(self) -> dict[str, str]:
+        """Tag and merge the batch; returns {resource id: error}."""
+        errors: dict[str, str] = {}
+        tagging, self._tagging = self._tagging, {}
+        changes, self._changes = self._changes, {}
+        if not tagging:
+            return errors
+        # Tagged from the database state of now, checked again after
+        # tagging: a visibility change during the transfer is caught here.
+        items = [item for group in tagging.values() for item in group]
+        try:
+            tag_objects(items)
+        except object_store.ObjectStoreError as exc:
+            for plan, _ in items:
+                errors[plan.record.id] = f"tagging failed: {exc}"
+        changes = {dataset_id: {rid: fields for rid, fields
+                                in resources.items() if rid not in errors}
+                   for dataset_id, resources in changes.items()}
+        errors.update(_merge(changes))
+        return errors
 
     def _report_all(self, error: str) -> None:
-        for outcome in self.unrecorded:
+        for outcome in self._unrecorded:
             outcome.errors.append(error)
             self.finished(outcome)
-        self.unrecorded.clear()
+        self._unrecorded.clear()

@@ -443,8 +443,8 @@ class _BulkMigration:
                 self.pool.shutdown(wait=True, cancel_futures=True)
                 self.recorder.flush()
             finally:
-                self.recorder.reindexing.finish()
-        return self.recorder.reindexing.index
+                self.recorder.finish()
+        return self.recorder.index
 
     def _start_more(self, waiting: Iterator[inventory.ResourceRecord]
                     ) -> None:
