@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from ckanext.dcor_depot.operations import visibility
@@ -76,79 +76,145 @@ def _finding(scan: SiteScan, kind: Kind, record: inventory.AuditRecord,
                    dataset_id=record.dataset_id)
 
 
+@dataclass(frozen=True)
+class _Seen:
+    """What the scan found of one resource's data."""
+    scan: SiteScan
+    record: inventory.AuditRecord
+    upload: survey.LocalFile | None
+    backup: survey.LocalFile | None
+    #: the first of upload and backup that exists
+    local: survey.LocalFile | None
+    #: where its object is (or should be), and the object there
+    where: tuple[str, str] | None
+    stored: survey.StoredObject | None
+    young: bool
+    grace: float
+
+    @property
+    def label(self) -> str:
+        return f"{self.where[0]}:{self.where[1]}" if self.where else ""
+
+    @property
+    def nothing_left(self) -> bool:
+        return self.local is None and self.stored is None
+
+
+#: A rule: (key, detail) of its finding, or None.
+Rule = Callable[[_Seen], tuple[str, str] | None]
+
+
+def _dangling_symlink(seen: _Seen) -> tuple[str, str] | None:
+    upload = seen.upload
+    if upload is None or upload.state is not survey.LocalState.DANGLING:
+        return None
+    return (str(upload.path),
+            f"points to {upload.target}, which does not exist")
+
+
+def _foreign_link(seen: _Seen) -> tuple[str, str] | None:
+    upload = seen.upload
+    if upload is None or upload.state is not survey.LocalState.FOREIGN:
+        return None
+    return (str(upload.path),
+            f"leads to {upload.target}, outside the depots, the backup "
+            "location and CKAN's storage; not used")
+
+
+def _data_lost(seen: _Seen) -> tuple[str, str] | None:
+    if not seen.nothing_left or seen.young:
+        return None
+    parts = []
+    if seen.upload is not None:
+        parts.append(f"no file at {seen.upload.path}")
+    if seen.backup is not None:
+        parts.append(f"no backup at {seen.backup.path}")
+    parts.append(f"no object at {seen.label}" if seen.label else
+                 "no object store" if not seen.scan.store else "no bucket")
+    return seen.label, ", ".join(parts)
+
+
+def _object_missing(seen: _Seen) -> tuple[str, str] | None:
+    if (seen.local is None or seen.stored is not None or not seen.scan.store
+            or seen.where is None or seen.young):
+        return None
+    return seen.label, (f"no object; a copy is at {seen.local.path}"
+                        + ("; s3_available is set"
+                           if seen.record.s3_available else ""))
+
+
+def _size_mismatch(seen: _Seen) -> tuple[str, str] | None:
+    if (seen.stored is None or seen.local is None
+            or seen.local.size == seen.stored.size):
+        return None
+    return seen.label, (f"{seen.local.path} has {seen.local.size} bytes, "
+                        f"the object {seen.stored.size}")
+
+
+def _sha256_missing(seen: _Seen) -> tuple[str, str] | None:
+    if seen.nothing_left or seen.record.sha256 or seen.young:
+        return None
+    return seen.label, "no sha256 recorded"
+
+
+def _s3_url_mismatch(seen: _Seen) -> tuple[str, str] | None:
+    """``s3_url`` other than the derived URL, unless the dataset changed
+    (a move in progress) within the grace period."""
+    record, derived = seen.record, derived_location(seen.record)
+    if (seen.nothing_left or not record.s3_url or derived is None
+            or not seen.scan.store):
+        return None
+    expected = object_store.object_url(*derived)
+    if record.s3_url == expected or \
+            age(seen.scan, record.dataset_modified) < seen.grace:
+        return None
+    return (f"{derived[0]}:{derived[1]}",
+            f"s3_url is {record.s3_url}, the layout says {expected}")
+
+
+#: The audit's rules for each resource's data, in the report's order.
+RESOURCE_RULES: tuple[tuple[Kind, Rule], ...] = (
+    (Kind.DANGLING_SYMLINK, _dangling_symlink),
+    (Kind.FOREIGN_LINK, _foreign_link),
+    (Kind.DATA_LOST, _data_lost),
+    (Kind.OBJECT_MISSING, _object_missing),
+    (Kind.SIZE_MISMATCH, _size_mismatch),
+    (Kind.SHA256_MISSING, _sha256_missing),
+    (Kind.S3_URL_MISMATCH, _s3_url_mismatch),
+)
+
+
 def _resource_problems(scan: SiteScan, record: inventory.AuditRecord,
                        young: bool, grace: float) -> Iterator[Finding]:
+    seen = _seen(scan, record, young, grace)
+    if seen is None:
+        return  # a bucket could not be read: the audit is incomplete
+    for kind, rule in RESOURCE_RULES:
+        found = rule(seen)
+        if found is not None:
+            yield _finding(scan, kind, record, *found)
+
+
+def _seen(scan: SiteScan, record: inventory.AuditRecord, young: bool,
+          grace: float) -> _Seen | None:
     upload = scan.uploads.get(record.id)
     backup = scan.backups.get(record.id)
-    local = next((f for f in (upload, backup) if f and f.exists), None)
     # An s3_url outside this site's buckets is a finding of its own
-    # (s3-url-mismatch, below), not a place to look for the object.
+    # (s3-url-mismatch), not a place to look for the object.
     places = [place for place in (recorded_location(record),
                                   derived_location(record))
               if place is not None
               and object_store.bucket_organization(place[0])
               ] if scan.store else []
     if any(bucket not in scan.buckets for bucket, _ in places):
-        return  # a bucket could not be read: the audit is incomplete
+        return None
     where = next((place for place in places if scan.stored(*place)),
                  places[0] if places else None)
-    stored = scan.stored(*where) if where else None
-    label = f"{where[0]}:{where[1]}" if where else ""
-    if upload is not None and upload.state is survey.LocalState.DANGLING:
-        yield _finding(scan, Kind.DANGLING_SYMLINK, record, str(upload.path),
-                       f"points to {upload.target}, which does not exist")
-    if upload is not None and upload.state is survey.LocalState.FOREIGN:
-        yield _finding(scan, Kind.FOREIGN_LINK, record, str(upload.path),
-                       f"leads to {upload.target}, outside the depots, the "
-                       "backup location and CKAN's storage; not used")
-    if local is None and stored is None:
-        if not young:
-            yield _finding(scan, Kind.DATA_LOST, record, label,
-                           _lost_detail(scan, upload, backup, label))
-        return
-    if stored is None and scan.store and where is not None and not young:
-        assert local is not None
-        yield _finding(scan, Kind.OBJECT_MISSING, record, label,
-                       f"no object; a copy is at {local.path}"
-                       + ("; s3_available is set" if record.s3_available
-                          else ""))
-    if stored is not None and local is not None and \
-            local.size != stored.size:
-        yield _finding(scan, Kind.SIZE_MISMATCH, record, label,
-                       f"{local.path} has {local.size} bytes, the object "
-                       f"{stored.size}")
-    if not record.sha256 and not young:
-        yield _finding(scan, Kind.SHA256_MISSING, record, label,
-                       "no sha256 recorded")
-    yield from _url_problem(scan, record, grace)
-
-
-def _lost_detail(scan: SiteScan, upload: survey.LocalFile | None,
-                 backup: survey.LocalFile | None, label: str) -> str:
-    parts = []
-    if upload is not None:
-        parts.append(f"no file at {upload.path}")
-    if backup is not None:
-        parts.append(f"no backup at {backup.path}")
-    parts.append(f"no object at {label}" if label else
-                 "no object store" if not scan.store else "no bucket")
-    return ", ".join(parts)
-
-
-def _url_problem(scan: SiteScan, record: inventory.AuditRecord,
-                 grace: float) -> Iterator[Finding]:
-    """``s3_url`` other than the derived URL, unless the dataset changed
-    (a move in progress) within the grace period."""
-    derived = derived_location(record)
-    if not record.s3_url or derived is None or not scan.store:
-        return
-    expected = object_store.object_url(*derived)
-    if record.s3_url != expected and \
-            age(scan, record.dataset_modified) >= grace:
-        yield _finding(scan, Kind.S3_URL_MISMATCH, record,
-                       f"{derived[0]}:{derived[1]}",
-                       f"s3_url is {record.s3_url}, the layout says "
-                       f"{expected}")
+    return _Seen(scan, record, upload, backup,
+                 local=next((f for f in (upload, backup) if f and f.exists),
+                            None),
+                 where=where, stored=scan.stored(*where) if where else None,
+                 young=young, grace=grace)
 
 
 def dataset_states(scan: SiteScan) -> dict[str, ckan_data.DatasetState]:
