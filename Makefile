@@ -43,10 +43,11 @@ test-faults: setup  ## the fault suite: killed workers, services restarted, full
 	DCOR_FAULT_ITERATIONS=$(FAULT_ITERATIONS) DCOR_FAULT_REPORT=$(abspath $(FAULT_REPORT)) \
 	    $(VENV)/bin/python -m pytest --ckan-ini=$(TEST_INI) -m faults $(PYTEST_ARGS) tests/integration/faults
 
-lint: setup  ## ruff (complexity too), sizes, config page, layer contract, mypy
+lint: setup  ## ruff (complexity too), sizes, config and architecture pages, layer contract, mypy
 	$(VENV)/bin/ruff check ckanext tests benchmarks stack
 	$(VENV)/bin/python stack/check_sizes.py ckanext
 	$(VENV)/bin/python stack/config_doc.py --check
+	$(VENV)/bin/python stack/check_architecture.py
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy
 
