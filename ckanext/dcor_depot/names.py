@@ -12,6 +12,8 @@ QUEUE_SHORT = "dcor-short"
 #: RQ queue of jobs that move data (store uploads, backups, moves, SHA256,
 #: search-index updates).
 QUEUE_NORMAL = "dcor-normal"
+#: The plugin's own queues (its workers must listen on both).
+PLUGIN_QUEUES = (QUEUE_NORMAL, QUEUE_SHORT)
 #: Every queue the plugin's jobs use, CKAN's own included.
 QUEUES = ("default", QUEUE_SHORT, QUEUE_NORMAL)
 

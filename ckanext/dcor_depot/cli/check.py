@@ -3,17 +3,16 @@ from __future__ import annotations
 
 import click
 
+from ckanext.dcor_depot import names
 from ckanext.dcor_depot.cli import common
-from ckanext.dcor_depot.operations import health, jobs, move
-from ckanext.dcor_depot.records import search_index
+from ckanext.dcor_depot.operations import health
 
 COMMAND = "dcor-depot-check"
 
 
 def plugin_queues() -> list[str]:
     """Every queue the plugin sends jobs to."""
-    return sorted({kind.queue for kind in jobs.KINDS}
-                  | {search_index.QUEUE, move.QUEUE})
+    return list(names.PLUGIN_QUEUES)
 
 
 @click.command(COMMAND, short_help="Check the configuration, the object "

@@ -8,7 +8,7 @@ import click
 import rq
 from ckan.lib import jobs as ckan_jobs
 
-from ckanext.dcor_depot.operations import jobs as dcor_jobs
+from ckanext.dcor_depot import names
 from ckanext.dcor_depot.records import job_queue, rq_compat
 
 COMMAND = "dcor-depot-worker"
@@ -57,6 +57,6 @@ def worker(burst: bool, queues: tuple[str, ...]) -> None:
     minutes; with `ckan jobs worker` it may wait for RQ's ten-minute
     maintenance.
     """
-    rq_worker = PreloadedWorker(list(queues) or list(dcor_jobs.QUEUES))
+    rq_worker = PreloadedWorker(list(queues) or list(names.QUEUES))
     rq_compat.set_worker_timing(rq_worker, MAINTENANCE_INTERVAL, WORKER_TTL)
     rq_worker.work(burst=burst)

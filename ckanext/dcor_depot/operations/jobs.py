@@ -55,14 +55,11 @@ BACKUP_S3 = JobKind("s3-backup",
 SHA256_S3 = JobKind("s3-sha256", direct_upload.record_sha256,
                     names.QUEUE_NORMAL, 3600, "Record the SHA256 of resource")
 KINDS = (SYMLINK, UPLOAD_S3, BACKUP_S3, SHA256_S3)
-#: Every queue the plugin's jobs use (moves and search-index updates
-#: included).
-QUEUES = names.QUEUES
 
 
 def recover_abandoned_jobs() -> None:
     """Re-queue the jobs of workers that died (job_queue.recover_abandoned)."""
-    job_queue.recover_abandoned(QUEUES)
+    job_queue.recover_abandoned(names.QUEUES)
 
 
 def before_worker_fork() -> None:
