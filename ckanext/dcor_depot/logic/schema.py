@@ -72,7 +72,7 @@ def upload_urls() -> Schema:
                            no_nul],
             "name": [file_name],
             "size": [byte_size],
-            "resource_id": [*_validators("ignore_missing"), resource_id]}
+            "resource_id": [*_validators("ignore_empty"), resource_id]}
 
 
 def dcoraid_upload_urls() -> Schema:
