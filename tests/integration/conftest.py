@@ -188,3 +188,18 @@ def site(live_site, pipeline):
     model.Session.remove()
 
 
+
+
+@pytest.fixture
+def org(site):
+    """An organization of the live site with an admin, an editor and a
+    member, each with an API token (:class:`tests.support.access.Org`)."""
+    from tests.support.access import organization
+    return organization()
+
+
+@pytest.fixture
+def ds(site, org):
+    """A private dataset of ``org``, created over HTTP by its editor."""
+    from tests.support.access import dataset
+    return dataset(site, org, private=True)

@@ -33,7 +33,6 @@ from tests.support.access import (
     dataset,
     fresh_resource,
     object_url,
-    organization,
     upload,
 )
 from tests.support.cli import invoke, resource_object
@@ -51,11 +50,6 @@ def shadow(tmp_path) -> Path:
     path.parent.mkdir()
     path.write_bytes(SECRET)
     return path
-
-
-@pytest.fixture
-def org(site):
-    return organization()
 
 
 @pytest.fixture

@@ -37,7 +37,6 @@ from tests.support.access import (
     fresh_dataset,
     fresh_resource,
     object_url,
-    organization,
     person,
 )
 from tests.support.live_site import free_port
@@ -46,11 +45,6 @@ from tests.support.stack import anonymous_get, run_jobs, wait_for
 MiB = 2**20
 REPO = Path(__file__).resolve().parents[3]
 T = TypeVar("T")
-
-
-@pytest.fixture
-def org(site):
-    return organization()
 
 
 @pytest.fixture

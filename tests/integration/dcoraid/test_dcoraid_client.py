@@ -13,7 +13,6 @@ from tests.support.access import (
     anon_status,
     fresh_dataset,
     fresh_resource,
-    organization,
 )
 from tests.support.stack import run_jobs
 
@@ -31,11 +30,6 @@ def sha256_of(path: Path) -> str:
         while chunk := fd.read(2**20):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-@pytest.fixture
-def org(site):
-    return organization()
 
 
 @pytest.fixture

@@ -32,16 +32,6 @@ MiB = 2**20
 GiB = 2**30
 
 
-@pytest.fixture
-def org(site):
-    return organization()
-
-
-@pytest.fixture
-def ds(site, org):
-    return dataset(site, org, private=True)
-
-
 def ask(site, who: Person | None, org_id: str, size: int,
         method: str = "GET") -> requests.Response:
     """DCOR-Aid's request: GET with query parameters and its token."""

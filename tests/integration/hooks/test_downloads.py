@@ -22,11 +22,6 @@ from tests.support.cli import invoke
 DATA = b"HDF5 bytes of a measurement " * 100
 
 
-@pytest.fixture
-def org(site):
-    return organization()
-
-
 def download_url(site, res, name=None) -> str:
     return (f"{site.url}/dataset/{res['package_id']}/resource/{res['id']}"
             f"/download/{urllib.parse.quote(name or 'cells.rtdc')}")

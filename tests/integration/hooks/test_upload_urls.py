@@ -33,16 +33,6 @@ def tk_bool(value) -> bool:
     return str(value).lower() == "true"
 
 
-@pytest.fixture
-def org(site):
-    return organization()
-
-
-@pytest.fixture
-def ds(site, org):
-    return dataset(site, org, private=True)
-
-
 def urls(site, who, ds, size=12 * MiB, **extra):
     return site.action("resource_upload_s3_urls", who.token,
                        package_id=ds["id"], name="cells.rtdc", size=size,
