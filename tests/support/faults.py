@@ -75,10 +75,6 @@ class Ledger:
             fh.write(json.dumps(entry) + "\n")
 
 
-def sha256_of(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def object_sha256(bucket: str, key: str) -> str | None:
     """SHA256 of an object's bytes, streamed (None: no such object)."""
     if object_store.head_object(bucket, key) is None:

@@ -22,6 +22,7 @@ from tests.support.cli import (
     resource_show,
     summary,
 )
+from tests.support.data import file_sha256, upstream_id
 from tests.support.stack import anonymous_get, run_jobs, sysadmin_context
 
 pytestmark = pytest.mark.usefixtures("with_extended_cli")
@@ -35,10 +36,6 @@ def rtdc_file(tmp_path):
     return make_rtdc_file(tmp_path / "M001_data.rtdc", events=50)
 
 
-def sha256(path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def test_append_rtdc_to_active_public_dataset(cli, owner, make_dataset,
                                               rtdc_file):
     dataset = make_dataset(private=False)
@@ -49,7 +46,7 @@ def test_append_rtdc_to_active_public_dataset(cli, owner, make_dataset,
 
     assert result.exit_code == 0, result.output
     rid = append.resource_id_for(dataset["id"], rtdc_file.name,
-                                 sha256(rtdc_file))
+                                 file_sha256(rtdc_file))
     assert f"resource {rid}: added to dataset {dataset['name']}" \
         in result.stdout
     assert summary(result) == "append-resource: 1 added, 0 skipped, 0 failed"
@@ -92,19 +89,13 @@ def test_append_same_file_twice_adds_it_once(cli, owner, make_dataset,
     assert len(dataset_resources(dataset["id"])) == 1
 
 
-def upstream_id(*parts: str) -> str:
-    """Upstream's make_id written out: MD5 of the parts, 8-4-4-4-12."""
-    h = hashlib.md5("".join(parts).encode("utf-8")).hexdigest()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
 def test_the_resource_id_is_upstreams(cli, owner, make_dataset, rtdc_file):
     dataset = make_dataset()
     result = invoke(cli, "append-resource", rtdc_file, dataset["id"])
     assert result.exit_code == 0, result.output
     (res,) = dataset_resources(dataset["id"])
     assert res["id"] == upstream_id(dataset["id"], "M001_data.rtdc",
-                                    sha256(rtdc_file))
+                                    file_sha256(rtdc_file))
 
 
 @pytest.mark.parametrize("private", [True, False])
@@ -114,7 +105,7 @@ def test_reappending_over_an_upstream_resource_changes_nothing(
     s3_available and s3_url): appending it again adds nothing."""
     dataset = make_dataset(private=private)
     data = rtdc_file.read_bytes()
-    rid = upstream_id(dataset["id"], rtdc_file.name, sha256(rtdc_file))
+    rid = upstream_id(dataset["id"], rtdc_file.name, file_sha256(rtdc_file))
     bucket, key = bucket_of(owner), layout.object_key(rid)
     object_store.ensure_bucket(bucket)
     object_store.get_client().put_object(Bucket=bucket, Key=key, Body=data)
@@ -306,7 +297,7 @@ def test_stale_temporary_files_are_removed(cli, owner, make_dataset,
                                            rtdc_file):
     dataset = make_dataset()
     rid = append.resource_id_for(dataset["id"], rtdc_file.name,
-                                 sha256(rtdc_file))
+                                 file_sha256(rtdc_file))
     dest = layout.ckan_upload_path(rid)
     planted = temp_helpers.plant_set(dest.parent, dest.name, "part")
     # The name earlier versions gave the copy (no .tmp), same rules.

@@ -23,6 +23,7 @@ from tests.support.cli import (
     resource_show,
     summary,
 )
+from tests.support.data import flip_first_byte
 from tests.support.stack import anonymous_get, sysadmin_context
 
 pytestmark = pytest.mark.usefixtures("with_extended_cli")
@@ -80,10 +81,6 @@ def replace_object(owner, rid, data: bytes) -> None:
     from ckanext.dcor_depot.storage import object_store
     object_store.get_client().put_object(
         Bucket=bucket_of(owner), Key=layout.object_key(rid), Body=data)
-
-
-def flip_first_byte(data: bytes) -> bytes:
-    return bytes([data[0] ^ 0xFF]) + data[1:]
 
 
 def test_migrates_all_artifacts_and_records_s3_state(

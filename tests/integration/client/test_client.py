@@ -5,7 +5,6 @@ size: 5 MiB). Faults are made at the client's own HTTP layer (a
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
@@ -39,6 +38,7 @@ from tests.support.access import (
     object_url,
     person,
 )
+from tests.support.data import data_file, sha256
 from tests.support.live_site import free_port
 from tests.support.stack import anonymous_get, run_jobs, wait_for
 
@@ -50,14 +50,6 @@ T = TypeVar("T")
 @pytest.fixture
 def state_dir(tmp_path) -> Path:
     return tmp_path / "state"
-
-
-def data_file(tmp_path: Path, size: int, name: str = "cells.rtdc"
-              ) -> tuple[Path, bytes]:
-    data = os.urandom(size)
-    path = tmp_path / name
-    path.write_bytes(data)
-    return path, data
 
 
 def with_jobs(func: Callable[[], T], timeout: float = 120) -> T:
@@ -84,10 +76,6 @@ def open_uploads(org) -> list[str]:
     except s3.exceptions.NoSuchBucket:
         return []
     return [u["Key"] for u in reply.get("Uploads", [])]
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 # ------------------------------------------------------------ uploads

@@ -36,6 +36,7 @@ from tests.integration.client.test_client import (
 from tests.support import access, faults
 from tests.support import live_site as live
 from tests.support.cli import invoke
+from tests.support.data import sha256
 from tests.support.fault_ini import fault_site_settings
 from tests.support.stack import ckan_command, kill_tree, run_jobs, wait_for
 
@@ -90,7 +91,7 @@ class Upload:
 def new_upload(site: live.LiveSite, dataset_id: str, folder: Path,
                name: str, size: int) -> Upload:
     path, data = data_file(folder, size, name)
-    return Upload(site, dataset_id, path, faults.sha256_of(data),
+    return Upload(site, dataset_id, path, sha256(data),
                   folder / "state")
 
 

@@ -27,6 +27,7 @@ from ckanext.dcor_depot.storage.fsops import file_sha256
 from tests.integration.operations.test_faults import failed_job_error
 from tests.support import faults
 from tests.support.cli import dataset_resources, invoke, resource_show
+from tests.support.data import sha256
 from tests.support.stack import run_jobs
 
 KiB, MiB = 2**10, 2**20
@@ -96,7 +97,7 @@ def test_depot_full_during_symlink_job(fault_site, tmpfs_dir, ckan_config,
         data, room = seeded_data(rng)
         dataset = make_dataset(private=rng.random() < 0.5)
         res = upload(dataset, data, name=f"full-{iteration}.rtdc")
-        expected[res["id"]] = sha = faults.sha256_of(data)
+        expected[res["id"]] = sha = sha256(data)
         depot_files = files_in(depots)
         filler = fill(tmpfs_dir, room)
         try:
@@ -192,7 +193,7 @@ def test_disk_full_during_append_resource(fault_site, tmpfs_dir,
             ledger.faults += 1
             ledger.notes.append(f"{len(data)} bytes, {room} bytes free")
             rid = append_again(cli, dataset, source)
-            expected[rid] = faults.sha256_of(data)
+            expected[rid] = sha256(data)
             run_jobs()  # the symlink job: into the depot
             assert layout.ckan_upload_path(rid).is_symlink()
 

@@ -29,6 +29,7 @@ from ckanext.dcor_depot.storage import layout, object_store
 from ckanext.dcor_depot.storage.fsops import file_sha256
 from tests.support import faults
 from tests.support.cli import invoke, resource_show, summary
+from tests.support.data import sha256
 from tests.support.fault_ini import write_fault_ini
 from tests.support.stack import ckan_command, kill_tree
 
@@ -106,7 +107,7 @@ def make_batch(make_dataset, upload, rng: random.Random,
         data = rng.randbytes(size)
         res = upload(dataset, data, name=f"{tag}-{number}.rtdc")
         assert symlink.symlink_user_dataset(res["id"])
-        batch[res["id"]] = faults.sha256_of(data)
+        batch[res["id"]] = sha256(data)
     return batch
 
 

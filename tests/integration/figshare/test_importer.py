@@ -28,6 +28,7 @@ from ckanext.dcor_depot.sample_data import make_rtdc_file
 from ckanext.dcor_depot.storage import layout, object_store
 from tests.support import temp as temp_helpers
 from tests.support.cli import invoke
+from tests.support.data import upstream_id
 from tests.support.stack import anonymous_get, run_jobs, sysadmin_context
 
 
@@ -216,12 +217,6 @@ def name_of(article: dict) -> str:
 def depot_file(article: dict, name: str) -> Path:
     return (config.depots_path() / "figshare" / str(article["id"])
             / f"v{article['version']}" / name)
-
-
-def upstream_id(*parts: str) -> str:
-    """Upstream's make_id written out: MD5 of the parts, 8-4-4-4-12."""
-    h = hashlib.md5("".join(parts).encode("utf-8")).hexdigest()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def dataset_missing(article: dict) -> bool:

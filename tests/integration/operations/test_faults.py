@@ -32,6 +32,7 @@ from ckanext.dcor_depot.operations import backup, migrate
 from ckanext.dcor_depot.storage import layout, object_store, transfer
 from ckanext.dcor_depot.storage.fsops import file_sha256
 from tests.support.cli import resource_show
+from tests.support.data import sha256
 from tests.support.stack import (
     anonymous_get,
     kill_tree,
@@ -44,10 +45,6 @@ from tests.support.stack import (
 
 MiB = 2**20
 DOWN = "http://127.0.0.1:9"  # nothing listens on the discard port
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def s3_available(rid: str) -> bool:

@@ -14,21 +14,11 @@ from ckanext.dcor_depot.storage import (
     transfer_common,
 )
 from tests.support import temp as temp_helpers
+from tests.support.data import data_file, flip_first_byte, sha256
 
 MiB = 2**20
 # S3's smallest part: lets a ~12 MiB file be a 3-part upload.
 PART = 5 * MiB
-
-
-def make_file(tmp_path, size, name="data.rtdc"):
-    data = os.urandom(size)
-    path = tmp_path / name
-    path.write_bytes(data)
-    return path, data
-
-
-def sha256(data):
-    return hashlib.sha256(data).hexdigest()
 
 
 def md5(data):
@@ -64,7 +54,7 @@ def forbid(monkeypatch, s3_client, *names):
 
 def test_single_part_round_trip(s3_client, fresh_bucket, tmp_path,
                                 monkeypatch):
-    path, data = make_file(tmp_path, MiB + 123)
+    path, data = data_file(tmp_path, MiB + 123)
     key = "resource/abc/def/single"
     result = transfer.upload_verified(path, fresh_bucket, key,
                                       label="res-single")
@@ -87,7 +77,7 @@ def test_single_part_round_trip(s3_client, fresh_bucket, tmp_path,
 
 def test_multipart_round_trip(s3_client, fresh_bucket, tmp_path,
                               monkeypatch):
-    path, data = make_file(tmp_path, 12 * MiB + 7)
+    path, data = data_file(tmp_path, 12 * MiB + 7)
     key = "resource/abc/def/multi"
     result = transfer.upload_verified(
         path, fresh_bucket, key, expected_sha256=sha256(data).upper(),
@@ -113,7 +103,7 @@ def test_multipart_round_trip(s3_client, fresh_bucket, tmp_path,
 
 
 def test_empty_file(s3_client, fresh_bucket, tmp_path):
-    path, _ = make_file(tmp_path, 0)
+    path, _ = data_file(tmp_path, 0)
     result = transfer.upload_verified(path, fresh_bucket, "resource/e/m/pty")
     assert (result.size, result.etag, result.uploaded) == (
         0, md5(b""), True)
@@ -128,7 +118,7 @@ def test_empty_file(s3_client, fresh_bucket, tmp_path):
 def test_file_is_read_once_and_nothing_downloaded(s3_client, fresh_bucket,
                                                   tmp_path, monkeypatch,
                                                   size):
-    path, data = make_file(tmp_path, size)
+    path, data = data_file(tmp_path, size)
     read = []
     real_read_exact = transfer_common.read_exact
 
@@ -157,7 +147,7 @@ def test_file_is_read_once_and_nothing_downloaded(s3_client, fresh_bucket,
 @pytest.mark.parametrize("size", [MiB, 12 * MiB])
 def test_changed_object_of_same_size_is_replaced(s3_client, fresh_bucket,
                                                  tmp_path, size):
-    path, data = make_file(tmp_path, size)
+    path, data = data_file(tmp_path, size)
     key = "resource/cha/nge/same"
     transfer.upload_verified(path, fresh_bucket, key, part_size=PART)
     s3_client.put_object(Bucket=fresh_bucket, Key=key,
@@ -171,7 +161,7 @@ def test_changed_object_of_same_size_is_replaced(s3_client, fresh_bucket,
 
 def test_changed_object_of_other_size_is_replaced(s3_client, fresh_bucket,
                                                   tmp_path):
-    path, data = make_file(tmp_path, 6 * MiB)
+    path, data = data_file(tmp_path, 6 * MiB)
     key = "resource/cha/nge/size"
     s3_client.put_object(Bucket=fresh_bucket, Key=key, Body=b"old")
     result = transfer.upload_verified(path, fresh_bucket, key,
@@ -183,7 +173,7 @@ def test_changed_object_of_other_size_is_replaced(s3_client, fresh_bucket,
 def test_object_with_other_layout_is_compared_as_single_put(
         s3_client, fresh_bucket, tmp_path, monkeypatch):
     # Uploaded by another tool in one PUT although larger than our parts.
-    path, data = make_file(tmp_path, 6 * MiB)
+    path, data = data_file(tmp_path, 6 * MiB)
     key = "resource/oth/er/layout"
     s3_client.put_object(Bucket=fresh_bucket, Key=key, Body=data)
     forbid(monkeypatch, s3_client, "put_object", "upload_part",
@@ -194,15 +184,9 @@ def test_object_with_other_layout_is_compared_as_single_put(
     assert result.etag == md5(data)
 
 
-def flip_first_byte(body):
-    body = bytearray(body)
-    body[0] ^= 0xFF
-    return bytes(body)
-
-
 def test_corrupted_part_is_caught(s3_client, fresh_bucket, tmp_path,
                                   monkeypatch):
-    path, data = make_file(tmp_path, 12 * MiB + 1)
+    path, data = data_file(tmp_path, 12 * MiB + 1)
     key = "resource/cor/rupt/multi"
     real_upload_part = s3_client.upload_part
 
@@ -228,7 +212,7 @@ def test_corrupted_part_is_caught(s3_client, fresh_bucket, tmp_path,
 
 def test_corrupted_single_put_is_caught(s3_client, fresh_bucket, tmp_path,
                                         monkeypatch):
-    path, data = make_file(tmp_path, MiB)
+    path, data = data_file(tmp_path, MiB)
     key = "resource/cor/rupt/single"
     real_put_object = s3_client.put_object
 
@@ -249,7 +233,7 @@ def test_corrupted_single_put_is_caught(s3_client, fresh_bucket, tmp_path,
 @pytest.mark.parametrize("size", [MiB, 12 * MiB])
 def test_wrong_expected_sha256_uploads_nothing(s3_client, fresh_bucket,
                                                tmp_path, size):
-    path, data = make_file(tmp_path, size)
+    path, data = data_file(tmp_path, size)
     key = "resource/wro/ng/sha"
     wrong = sha256(b"something else")
     with pytest.raises(transfer.VerificationError) as info:
@@ -264,7 +248,7 @@ def test_wrong_expected_sha256_uploads_nothing(s3_client, fresh_bucket,
 
 def test_failing_part_aborts_the_upload(s3_client, fresh_bucket, tmp_path,
                                         monkeypatch):
-    path, data = make_file(tmp_path, 12 * MiB)
+    path, data = data_file(tmp_path, 12 * MiB)
     key = "resource/fai/led/part"
     real_upload_part = s3_client.upload_part
 
@@ -288,7 +272,7 @@ def test_failing_part_aborts_the_upload(s3_client, fresh_bucket, tmp_path,
                          "http://127.0.0.1:9")
 @pytest.mark.parametrize("bucket_known", [False, True])
 def test_unreachable_store(with_plugins, tmp_path, bucket_known):
-    path, data = make_file(tmp_path, MiB)
+    path, data = data_file(tmp_path, MiB)
     object_store._known_buckets.clear()
     if bucket_known:
         # Get past ensure_bucket to the transfer's own requests.
@@ -304,7 +288,7 @@ def test_unreachable_store(with_plugins, tmp_path, bucket_known):
 
 
 def test_tuning_is_checked(tmp_path):
-    path, _ = make_file(tmp_path, 10)
+    path, _ = data_file(tmp_path, 10)
     with pytest.raises(ValueError, match="part size"):
         transfer.upload_verified(path, "b", "k", part_size=MiB)
     with pytest.raises(ValueError, match="threads"):
@@ -312,7 +296,7 @@ def test_tuning_is_checked(tmp_path):
 
 
 def test_progress_adds_up_to_the_size(fresh_bucket, tmp_path):
-    path, data = make_file(tmp_path, 12 * MiB + 3)
+    path, data = data_file(tmp_path, 12 * MiB + 3)
     key = "resource/pro/gr/ess"
     for _ in range(2):  # uploaded, then found identical
         sent = []
@@ -328,7 +312,7 @@ def test_progress_adds_up_to_the_size(fresh_bucket, tmp_path):
 
 def test_concurrent_uploads_of_the_same_key(s3_client, fresh_bucket,
                                             tmp_path):
-    path, data = make_file(tmp_path, 12 * MiB + 11)
+    path, data = data_file(tmp_path, 12 * MiB + 11)
     key = "resource/con/cur/rent"
     start = threading.Barrier(2)
     results, errors = [], []
@@ -353,7 +337,7 @@ def test_concurrent_uploads_of_the_same_key(s3_client, fresh_bucket,
 
 
 def test_upload_memory_is_bounded(fresh_bucket, tmp_path):
-    path, _ = make_file(tmp_path, 40 * MiB)
+    path, _ = data_file(tmp_path, 40 * MiB)
     tracemalloc.start()
     try:
         transfer.upload_verified(path, fresh_bucket, "resource/m/e/m",
@@ -397,7 +381,7 @@ def test_object_sha256_of_missing_object(fresh_bucket):
 
 
 def test_download_round_trip(s3_client, fresh_bucket, tmp_path):
-    path, data = make_file(tmp_path, 12 * MiB + 9)
+    path, data = data_file(tmp_path, 12 * MiB + 9)
     key = "resource/dow/n/load"
     up = transfer.upload_verified(path, fresh_bucket, key, part_size=PART,
                                   expected_sha256=sha256(data))

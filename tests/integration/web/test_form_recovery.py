@@ -20,11 +20,11 @@ from ckanext.dcor_depot.records import upload_grants
 from ckanext.dcor_depot.storage import layout, object_store
 from tests.support import browser
 from tests.support.access import Org, dataset, fresh_dataset, person
+from tests.support.data import data_file
 from tests.support.resource_form import (
     PASSWORD,
     MiB,
     choose_file,
-    make_file,
     open_uploads,
     press,
     remembered_upload,
@@ -85,7 +85,7 @@ def test_a_creation_whose_answer_was_lost_is_not_uploaded_again(
         site, org, editor_browser, tmp_path):
     driver = editor_browser
     ds = dataset(site, org, private=True)
-    form_with_file(driver, site, ds, make_file(tmp_path, 12 * MiB))
+    form_with_file(driver, site, ds, data_file(tmp_path, 12 * MiB)[0])
     driver.execute_script(PROXY_TIMES_OUT, True)
     press(driver, "go-dataset-complete")  # "Add"
 
@@ -106,7 +106,7 @@ def test_a_submission_while_the_first_one_completes_waits(
         site, org, editor_browser, tmp_path):
     driver = editor_browser
     ds = dataset(site, org, private=True)
-    form_with_file(driver, site, ds, make_file(tmp_path, 12 * MiB))
+    form_with_file(driver, site, ds, data_file(tmp_path, 12 * MiB)[0])
     driver.execute_script(PROXY_TIMES_OUT, False)
     press(driver, "go-dataset-complete")
     wait_for_error(driver, "HTTP 504")
@@ -135,7 +135,7 @@ def test_a_store_out_of_reach_is_named_in_the_form(
     driver = editor_browser
     store = tk.config["dcor_object_store.endpoint_url"].rstrip("/")
     ds = dataset(site, org, private=True)
-    form_with_file(driver, site, ds, make_file(tmp_path, 6 * MiB))
+    form_with_file(driver, site, ds, data_file(tmp_path, 6 * MiB)[0])
     # As for a store that only the site's own network reaches.
     driver.execute_cdp_cmd("Network.enable", {})
     driver.execute_cdp_cmd("Network.setBlockedURLs", {"urls": [f"{store}/*"]})
@@ -197,7 +197,7 @@ def sysadmin_browser(site) -> Iterator:
 def test_a_remembered_upload_of_another_user_is_never_ended(
         site, org, tmp_path):
     ds = dataset(site, org, private=True)
-    path = make_file(tmp_path, 6 * MiB)
+    path, _ = data_file(tmp_path, 6 * MiB)
     os.utime(path, (1_700_000_000, 1_700_000_000))  # whole milliseconds
     issued = site.action("resource_upload_s3_urls", org.editor.token,
                          package_id=ds["id"], name=path.name,
@@ -222,7 +222,7 @@ def test_a_remembered_upload_the_store_lost_is_ended(
         site, org, editor_browser, tmp_path):
     driver = editor_browser
     ds = dataset(site, org, private=True)
-    path = make_file(tmp_path, 6 * MiB)
+    path, _ = data_file(tmp_path, 6 * MiB)
     os.utime(path, (1_700_000_000, 1_700_000_000))
     issued = site.action("resource_upload_s3_urls", org.editor.token,
                          package_id=ds["id"], name=path.name,

@@ -17,11 +17,11 @@ from ckan.tests import helpers
 from ckanext.dcor_depot.storage import layout, object_store
 from tests.support import browser
 from tests.support.access import dataset, fresh_dataset
+from tests.support.data import data_file
 from tests.support.resource_form import (
     MODULE,
     MiB,
     choose_file,
-    make_file,
     open_uploads,
     press,
     progress,
@@ -61,7 +61,7 @@ def test_a_100_mib_file_goes_straight_to_the_store(
         site, org, editor_browser, tmp_path, report_artifacts):
     driver = editor_browser
     ds = draft_dataset(site, org)
-    data = make_file(tmp_path, 100 * MiB)
+    data, _ = data_file(tmp_path, 100 * MiB)
     driver.get(f"{site.url}/dataset/{ds['name']}/resource/new")
     assert MODULE in driver.page_source
     choose_file(driver, data)
@@ -104,7 +104,7 @@ def test_a_reloaded_upload_resumes_and_save_and_add_another(
     from selenium.webdriver.support import expected_conditions as EC
     driver = editor_browser
     ds = dataset(site, org, private=True)
-    data = make_file(tmp_path, 30 * MiB)  # six parts of 5 MiB
+    data, _ = data_file(tmp_path, 30 * MiB)  # six parts of 5 MiB
     form_url = f"{site.url}/dataset/{ds['name']}/resource/new"
     driver.get(form_url)
     choose_file(driver, data)
@@ -143,7 +143,7 @@ def test_a_refusal_is_shown_in_the_form(site, org, editor_browser,
     driver = editor_browser
     ds = dataset(site, org, private=True)
     driver.get(f"{site.url}/dataset/{ds['name']}/resource/new")
-    choose_file(driver, make_file(tmp_path, 1000))
+    choose_file(driver, data_file(tmp_path, 1000)[0])
     # Meanwhile the editor loses the right to add resources.
     helpers.call_action("organization_member_create", id=org.id,
                         username=org.editor.name, role="member")
