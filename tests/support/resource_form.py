@@ -55,13 +55,6 @@ def remembered_upload(driver) -> str | None:
         "} return null;")
 
 
-def open_uploads(org: Org) -> list[str]:
-    """Keys of the multipart uploads open in the organization's bucket."""
-    reply = object_store.get_client().list_multipart_uploads(
-        Bucket=org.bucket)
-    return [u["Key"] for u in reply.get("Uploads", [])]
-
-
 def stored_objects(org: Org) -> list[str]:
     """Keys of the objects in the organization's bucket."""
     reply = object_store.get_client().list_objects_v2(Bucket=org.bucket)

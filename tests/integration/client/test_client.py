@@ -41,6 +41,7 @@ from tests.support.access import (
 from tests.support.data import data_file, sha256
 from tests.support.live_site import free_port
 from tests.support.stack import anonymous_get, run_jobs, wait_for
+from tests.support.store import open_uploads
 
 MiB = 2**20
 REPO = Path(__file__).resolve().parents[3]
@@ -67,15 +68,6 @@ def with_jobs(func: Callable[[], T], timeout: float = 120) -> T:
 def stored_object(org, rid: str) -> bytes:
     return object_store.get_client().get_object(
         Bucket=org.bucket, Key=layout.object_key(rid))["Body"].read()
-
-
-def open_uploads(org) -> list[str]:
-    s3 = object_store.get_client()
-    try:
-        reply = s3.list_multipart_uploads(Bucket=org.bucket)
-    except s3.exceptions.NoSuchBucket:
-        return []
-    return [u["Key"] for u in reply.get("Uploads", [])]
 
 
 # ------------------------------------------------------------ uploads
@@ -116,7 +108,7 @@ def test_a_multipart_upload_of_a_private_dataset(site, org, tmp_path,
     rid = result.resource_id
     assert anon_status(object_url(org.id, rid)) == 403
     assert stored_object(org, rid) == data
-    assert open_uploads(org) == []
+    assert open_uploads(org.bucket) == []
     # the SHA256 is recorded by a job: not there until it runs
     with pytest.raises(VerificationError, match="within 1 s"):
         verify_sha256(site.url, org.editor.token, rid, result.sha256,
@@ -157,7 +149,7 @@ def test_a_missing_file_or_dataset_is_refused(site, org, tmp_path,
     assert info.value.status == 404
     assert "resource_upload_s3_urls failed (HTTP 404)" in str(info.value)
     assert fresh_dataset(ds["id"])["resources"] == []
-    assert open_uploads(org) == []
+    assert open_uploads(org.bucket) == []
     assert not state_dir.exists() or list(state_dir.iterdir()) == []
 
 
@@ -177,7 +169,7 @@ def test_a_changed_file_is_not_created(site, org, tmp_path, state_dir):
     assert fresh_dataset(ds["id"])["resources"] == []
     # The upload could go on (the site says so): it is never ended on
     # the client's guess, but left to expire.
-    assert len(open_uploads(org)) == 1
+    assert len(open_uploads(org.bucket)) == 1
     assert list(state_dir.iterdir()) == []
 
 
@@ -241,7 +233,7 @@ def test_the_command_refuses_users_who_may_not_upload(site, org, tmp_path,
                               "(HTTP 403)")
     assert done.stdout == ""
     assert fresh_dataset(ds["id"])["resources"] == []
-    assert open_uploads(org) == []
+    assert open_uploads(org.bucket) == []
 
 
 def test_the_command_without_a_token_is_a_usage_error(site, tmp_path):
@@ -442,7 +434,7 @@ def test_a_created_resource_is_found_by_a_run_that_remembered_it(
     assert again.parts_sent == ()
     assert [r["id"] for r in fresh_dataset(ds["id"])["resources"]] \
         == [first.resource_id]
-    assert open_uploads(org) == []
+    assert open_uploads(org.bucket) == []
     assert list(state_dir.iterdir()) == []
 
 
@@ -471,7 +463,7 @@ def test_an_upload_in_use_is_not_started_anew(site, org, tmp_path,
                     verify=False, state_dir=state_dir)
     assert [f.name for f in state_dir.iterdir()] == [saved.name]  # kept
     assert fresh_dataset(ds["id"])["resources"] == []
-    assert len(open_uploads(org)) == 1  # no second upload begun
+    assert len(open_uploads(org.bucket)) == 1  # no second upload begun
 
     again = upload_file(site.url, org.editor.token, ds["id"], path,
                         verify=False, state_dir=state_dir)

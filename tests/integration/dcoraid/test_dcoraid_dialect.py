@@ -25,6 +25,7 @@ from tests.support.access import (
 )
 from tests.support.browser import set_password
 from tests.support.live_site import ApiError
+from tests.support.store import open_uploads
 
 s3_api = pytest.importorskip("dcoraid.api.s3_api")
 
@@ -66,13 +67,6 @@ def refused(call) -> tuple[int, dict]:
     return info.value.status, info.value.error
 
 
-def open_uploads(org) -> list[str]:
-    s3 = object_store.get_client()
-    object_store.ensure_bucket(org.bucket)
-    reply = s3.list_multipart_uploads(Bucket=org.bucket)
-    return [u["Key"] for u in reply.get("Uploads", [])]
-
-
 @pytest.mark.parametrize("size", [0, 1000, GiB, GiB + 1, 3 * GiB - 7])
 def test_the_answer_has_dcoraids_layout(site, org, size):
     answer = issued(site, org.editor, org.id, size)
@@ -84,7 +78,8 @@ def test_the_answer_has_dcoraids_layout(site, org, size):
     assert len(answer["upload_urls"]) == count
     assert (answer["complete_url"] is None) == (count == 1)
     # an upload of the resource's own key waits in the organization's bucket
-    assert open_uploads(org) == [layout.object_key(answer["resource_id"])]
+    assert open_uploads(org.bucket) == [
+        layout.object_key(answer["resource_id"])]
 
 
 def test_a_part_url_takes_exactly_the_declared_size(site, org):
@@ -109,14 +104,14 @@ def test_only_those_who_may_create_datasets_get_urls(site, org, who):
     person_of = {"anonymous": None, "member": org.member,
                  "outsider": person(), "other_editor": other.editor}
     assert ask(site, person_of[who], org.id, 1000).status_code == 403
-    assert open_uploads(org) == []
+    assert open_uploads(org.bucket) == []
 
 
 def test_unknown_organizations_and_bad_sizes_are_refused(site, org):
     assert ask(site, org.editor, str(uuid.uuid4()), 10).status_code == 403
     for size in ("-1", "ten", str(2**50)):
         assert ask(site, org.editor, org.id, size).status_code == 409
-    assert open_uploads(org) == []
+    assert open_uploads(org.bucket) == []
 
 
 def cookie_session(site, who: Person) -> requests.Session:
@@ -140,7 +135,7 @@ def test_a_cookie_never_gets_urls(site, org):
                        params={"organization_id": org.id,
                                "file_size": "1000"}, timeout=60)
     assert resp.status_code == 403
-    assert open_uploads(org) == []
+    assert open_uploads(org.bucket) == []
 
 
 # ------------------------------------------------------------ registration
@@ -324,7 +319,8 @@ def test_the_completion_url_refuses_what_it_must(site, org, monkeypatch):
     # parts not uploaded: nothing is completed
     resp = requests.post(url, data=body, timeout=60)
     assert resp.status_code == 400 and "<Error>" in resp.text
-    assert open_uploads(org) == [layout.object_key(answer["resource_id"])]
+    assert open_uploads(org.bucket) == [
+        layout.object_key(answer["resource_id"])]
 
 
 # ------------------------------------------------ found by review
@@ -336,7 +332,7 @@ def test_a_cookie_head_request_starts_no_upload(site, org, ds):
             f"{site.url}/api/3/action/resource_upload_s3_urls",
             params=params, timeout=60)
         assert resp.status_code == 403
-    assert open_uploads(org) == []
+    assert open_uploads(org.bucket) == []
 
 
 def test_a_refused_registration_leaves_the_upload_open(site, org, ds):
@@ -350,7 +346,7 @@ def test_a_refused_registration_leaves_the_upload_open(site, org, ds):
                                     "sha256": "0" * 64}]))
     assert status == 409 and "sha256" in str(error)
     # nothing was completed: the upload is still open, no object exists
-    assert open_uploads(org) == [layout.object_key(rid)]
+    assert open_uploads(org.bucket) == [layout.object_key(rid)]
     assert object_store.head_object(org.bucket, layout.object_key(rid)) \
         is None
     register(site, org.editor, ds["id"], rid)
@@ -389,7 +385,7 @@ def test_the_uploader_may_end_a_dcoraid_upload(site, org):
                        resource_id=rid)["issued_to_you"] is True
     assert site.action("resource_upload_s3_abort", org.editor.token,
                        resource_id=rid) == {"aborted": True}
-    assert open_uploads(org) == []
+    assert open_uploads(org.bucket) == []
 
 
 def test_a_wrong_secret_gets_no_body_read(site, org, monkeypatch):

@@ -30,7 +30,6 @@ from tests.integration.client.test_client import (
     client_env,
     command,
     data_file,
-    open_uploads,
     run_command,
 )
 from tests.support import access, faults
@@ -39,6 +38,7 @@ from tests.support.cli import invoke
 from tests.support.data import sha256
 from tests.support.fault_ini import fault_site_settings
 from tests.support.stack import ckan_command, kill_tree, run_jobs, wait_for
+from tests.support.store import open_uploads
 
 SCENARIO = "client-killed"
 MiB = 2**20
@@ -162,12 +162,12 @@ def abandon(upload: Upload, env: dict[str, str], parts: int) -> str:
 def prune_abandoned(cli, org: access.Org, upload: Upload, rid: str) -> None:
     """The prune command ends the abandoned upload; no trace is left."""
     key = layout.object_key(rid)
-    assert key in open_uploads(org)
+    assert key in open_uploads(org.bucket)
     result = invoke(cli, "dcor-prune-stale-multipart-uploads",
                     "--initiated-before-days", 0)
     assert result.exit_code == 0, result.output
     assert f"{org.bucket}:{key} (upload " in result.stdout
-    assert open_uploads(org) == []
+    assert open_uploads(org.bucket) == []
     assert upload.resources() == []
     assert object_store.head_object(org.bucket, key) is None
     with pytest.raises(tk.ObjectNotFound):

@@ -32,6 +32,7 @@ from tests.support.cli import invoke, resource_show, summary
 from tests.support.data import sha256
 from tests.support.fault_ini import write_fault_ini
 from tests.support.stack import ckan_command, kill_tree
+from tests.support.store import open_uploads
 
 SCENARIO = "migrate-interrupted"
 COMMAND = "dcor-migrate-resources-to-object-store"
@@ -150,11 +151,10 @@ def rerun_completes(cli, args: list[str], batch: dict[str, str]) -> None:
                                           in args), (rid, rerun.stdout)
 
 
-def open_uploads(buckets: set[str]) -> list[str]:
-    s3 = object_store.get_client()
-    return [f"{bucket}:{up['Key']}" for bucket in sorted(buckets)
-            for up in s3.list_multipart_uploads(Bucket=bucket)
-            .get("Uploads", [])]
+def open_uploads_in(buckets: set[str]) -> list[str]:
+    """``bucket:key`` of every multipart upload open in ``buckets``."""
+    return [f"{bucket}:{key}" for bucket in sorted(buckets)
+            for key in open_uploads(bucket)]
 
 
 def prune_killed_uploads(cli, buckets: set[str],
@@ -162,13 +162,13 @@ def prune_killed_uploads(cli, buckets: set[str],
     """A SIGKILLed transfer leaves its multipart upload in the store;
     only keys of this test's resources may be among them, and the prune
     command (the lifecycle rule, days later) ends them."""
-    left = open_uploads(buckets)
+    left = open_uploads_in(buckets)
     keys = {layout.object_key(rid) for rid in expected}
     assert {entry.split(":", 1)[1] for entry in left} <= keys, left
     result = invoke(cli, "dcor-prune-stale-multipart-uploads",
                     "--initiated-before-days", 0)
     assert result.exit_code == 0, result.output
-    assert open_uploads(buckets) == []
+    assert open_uploads_in(buckets) == []
     return len(left)
 
 

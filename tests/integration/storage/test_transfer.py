@@ -15,6 +15,7 @@ from ckanext.dcor_depot.storage import (
 )
 from tests.support import temp as temp_helpers
 from tests.support.data import data_file, flip_first_byte, sha256
+from tests.support.store import open_uploads
 
 MiB = 2**20
 # S3's smallest part: lets a ~12 MiB file be a 3-part upload.
@@ -36,10 +37,6 @@ def etag_of(data, part_size=None):
 
 def stored(s3_client, bucket, key):
     return s3_client.get_object(Bucket=bucket, Key=key)["Body"].read()
-
-
-def open_uploads(s3_client, bucket):
-    return s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
 
 
 def forbid(monkeypatch, s3_client, *names):
@@ -90,7 +87,7 @@ def test_multipart_round_trip(s3_client, fresh_bucket, tmp_path,
     head = s3_client.head_object(Bucket=fresh_bucket, Key=key)
     assert head["Metadata"]["sha256"] == sha256(data)
     assert head["ContentLength"] == len(data)
-    assert open_uploads(s3_client, fresh_bucket) == []
+    assert open_uploads(fresh_bucket) == []
 
     forbid(monkeypatch, s3_client, "put_object", "upload_part",
            "create_multipart_upload", "delete_object")
@@ -206,7 +203,7 @@ def test_corrupted_part_is_caught(s3_client, fresh_bucket, tmp_path,
         assert text in message
     assert isinstance(info.value, object_store.ObjectStoreError)
     assert object_store.head_object(fresh_bucket, key) is None
-    assert open_uploads(s3_client, fresh_bucket) == []
+    assert open_uploads(fresh_bucket) == []
     assert path.read_bytes() == data
 
 
@@ -242,7 +239,7 @@ def test_wrong_expected_sha256_uploads_nothing(s3_client, fresh_bucket,
     for text in ("res-44", wrong, sha256(data), "recorded checksum"):
         assert text in str(info.value)
     assert object_store.head_object(fresh_bucket, key) is None
-    assert open_uploads(s3_client, fresh_bucket) == []
+    assert open_uploads(fresh_bucket) == []
     assert path.read_bytes() == data
 
 
@@ -265,7 +262,7 @@ def test_failing_part_aborts_the_upload(s3_client, fresh_bucket, tmp_path,
         transfer.upload_verified(path, fresh_bucket, key, label="res-45",
                                  part_size=PART)
     assert object_store.head_object(fresh_bucket, key) is None
-    assert open_uploads(s3_client, fresh_bucket) == []
+    assert open_uploads(fresh_bucket) == []
 
 
 @pytest.mark.ckan_config("dcor_object_store.endpoint_url",
@@ -333,7 +330,7 @@ def test_concurrent_uploads_of_the_same_key(s3_client, fresh_bucket,
     assert errors == []
     assert [r.sha256 for r in results] == [sha256(data)] * 2
     assert stored(s3_client, fresh_bucket, key) == data
-    assert open_uploads(s3_client, fresh_bucket) == []
+    assert open_uploads(fresh_bucket) == []
 
 
 def test_upload_memory_is_bounded(fresh_bucket, tmp_path):

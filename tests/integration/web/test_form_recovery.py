@@ -25,12 +25,12 @@ from tests.support.resource_form import (
     PASSWORD,
     MiB,
     choose_file,
-    open_uploads,
     press,
     remembered_upload,
     shown_error,
     stored_objects,
 )
+from tests.support.store import open_uploads
 
 pytestmark = pytest.mark.skipif(
     browser.missing() is not None and not os.environ.get("CI"),
@@ -77,7 +77,7 @@ def resource_ids(ds) -> list[str]:
 
 
 def nothing_left_open(org: Org) -> bool:
-    return (open_uploads(org) == []
+    return (open_uploads(org.bucket) == []
             and upload_grants.open_uploads(org.editor.id, time.time()) == 0)
 
 
@@ -120,7 +120,7 @@ def test_a_submission_while_the_first_one_completes_waits(
         message = wait_for_error(driver, "still finishing")
         assert "Wait a moment, then submit the form again" in message
         assert remembered_upload(driver) == rid
-        assert open_uploads(org) == [key]  # no second upload
+        assert open_uploads(org.bucket) == [key]  # no second upload
         assert resource_ids(ds) == []
 
     press(driver, "go-dataset-complete")
@@ -214,7 +214,7 @@ def test_a_remembered_upload_of_another_user_is_never_ended(
     assert "resource_upload_s3_abort" not in actions
     # The editor's upload is untouched; the sysadmin's file is a new one.
     assert upload_grants.load(rid) is not None
-    assert layout.object_key(rid) in open_uploads(org)
+    assert layout.object_key(rid) in open_uploads(org.bucket)
     assert rid not in resource_ids(ds) and len(resource_ids(ds)) == 1
 
 

@@ -22,13 +22,13 @@ from tests.support.resource_form import (
     MODULE,
     MiB,
     choose_file,
-    open_uploads,
     press,
     progress,
     remembered_upload,
     status_text,
     stored_part_count,
 )
+from tests.support.store import open_uploads
 
 CKAN = f"ckan-{ckan.__version__}"  # in the screenshots' names
 
@@ -90,7 +90,7 @@ def test_a_100_mib_file_goes_straight_to_the_store(
     assert int(res["size"]) == 100 * MiB
     assert stored_sha256(org, res["id"]) == hashlib.sha256(
         data.read_bytes()).hexdigest()
-    assert open_uploads(org) == []
+    assert open_uploads(org.bucket) == []
 
     driver.get(f"{site.url}/dataset/{ds['name']}/resource/{res['id']}")
     assert "cells.rtdc" in driver.title
@@ -134,7 +134,7 @@ def test_a_reloaded_upload_resumes_and_save_and_add_another(
     assert int(res["size"]) == 30 * MiB
     assert stored_sha256(org, rid) == hashlib.sha256(
         data.read_bytes()).hexdigest()
-    assert open_uploads(org) == []
+    assert open_uploads(org.bucket) == []
 
 
 def test_a_refusal_is_shown_in_the_form(site, org, editor_browser,
