@@ -28,7 +28,8 @@ from ckan.tests import helpers
 
 from ckanext.dcor_depot.storage import layout, object_store
 from ckanext.dcor_depot.storage.fsops import file_sha256
-from tests.support.cli import invoke, resource_show
+from tests.support.access import fresh_resource
+from tests.support.cli import invoke
 from tests.support.stack import anonymous_get
 
 #: Iterations per seeded scenario: `make test-faults` runs 20; run
@@ -100,7 +101,7 @@ def is_public(dataset_id: str) -> bool:
 
 def check_resource(rid: str, expected_sha256: str) -> int:
     """Assert the resource lost no byte; returns the bytes read."""
-    res = resource_show(rid)
+    res = fresh_resource(rid)
     assert res.get("sha256") == expected_sha256, (rid, res.get("sha256"))
     checked = 0
     copies = 0
@@ -142,7 +143,7 @@ def organizations_of(resource_ids: Iterable[str]) -> set[str]:
     names = set()
     for rid in resource_ids:
         pkg = helpers.call_action("package_show",
-                                  id=resource_show(rid)["package_id"])
+                                  id=fresh_resource(rid)["package_id"])
         names.add(pkg["organization"]["name"])
     return names
 
@@ -171,7 +172,7 @@ def check_intact(cli: Any, expected: dict[str, str],
     public: set[str] = set()
     for rid, sha in expected.items():
         ledger.bytes_checked += check_resource(rid, sha)
-        res = resource_show(rid)
+        res = fresh_resource(rid)
         if res["package_id"] not in datasets:
             datasets[res["package_id"]] = is_public(res["package_id"])
             pkg = helpers.call_action("package_show", id=res["package_id"])

@@ -13,13 +13,13 @@ from ckanext.dcor_depot.operations import append
 from ckanext.dcor_depot.sample_data import make_rtdc_file
 from ckanext.dcor_depot.storage import layout, object_store
 from tests.support import temp as temp_helpers
+from tests.support.access import fresh_resource
 from tests.support.cli import (
     bucket_keys,
     bucket_of,
     dataset_resources,
     invoke,
     resource_object,
-    resource_show,
     summary,
 )
 from tests.support.data import file_sha256, upstream_id
@@ -50,7 +50,7 @@ def test_append_rtdc_to_active_public_dataset(cli, owner, make_dataset,
     assert f"resource {rid}: added to dataset {dataset['name']}" \
         in result.stdout
     assert summary(result) == "append-resource: 1 added, 0 skipped, 0 failed"
-    res = resource_show(rid)
+    res = fresh_resource(rid)
     assert res["package_id"] == dataset["id"]
     assert res["name"] == "M001_data.rtdc"
     assert res["format"] == "RT-DC"
@@ -113,7 +113,7 @@ def test_reappending_over_an_upstream_resource_changes_nothing(
         "resource_create", context=sysadmin_context(),
         package_id=dataset["id"], id=rid, name=rtdc_file.name,
         s3_available=True, s3_url=object_store.object_url(bucket, key))
-    before = resource_show(rid)
+    before = fresh_resource(rid)
 
     result = invoke(cli, "append-resource", rtdc_file, dataset["name"])
 
@@ -122,7 +122,7 @@ def test_reappending_over_an_upstream_resource_changes_nothing(
     assert summary(result) == \
         "append-resource: 0 added, 1 skipped, 0 failed"
     assert [r["id"] for r in dataset_resources(dataset["id"])] == [rid]
-    assert resource_show(rid)["metadata_modified"] == \
+    assert fresh_resource(rid)["metadata_modified"] == \
         before["metadata_modified"]
     assert bucket_keys(bucket) == [key]
     assert resource_object(owner, rid) == data

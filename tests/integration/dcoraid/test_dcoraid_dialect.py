@@ -24,7 +24,7 @@ from tests.support.access import (
     stored_resource,
 )
 from tests.support.browser import set_password
-from tests.support.live_site import ApiError
+from tests.support.live_site import error_status
 from tests.support.store import open_uploads
 
 s3_api = pytest.importorskip("dcoraid.api.s3_api")
@@ -59,12 +59,6 @@ def register(site, who, dataset_id: str, rid: str, name="cells.rtdc"):
 def send(answer: dict, data: bytes) -> requests.Response:
     (url,) = answer["upload_urls"]
     return requests.put(url, data=data, timeout=60)
-
-
-def refused(call) -> tuple[int, dict]:
-    with pytest.raises(ApiError) as info:
-        call()
-    return info.value.status, info.value.error
 
 
 @pytest.mark.parametrize("size", [0, 1000, GiB, GiB + 1, 3 * GiB - 7])
@@ -166,13 +160,14 @@ def test_registration_records_what_was_verified(site, org, ds):
 def test_a_sysadmins_ghost_registration_is_refused(site, org, ds):
     admin = person(sysadmin=True)
     ghost = str(uuid.uuid4())
-    status, error = refused(lambda: register(site, admin, ds["id"], ghost))
+    status, error = error_status(
+        lambda: register(site, admin, ds["id"], ghost))
     assert status == 409 and "issued" in str(error)
-    status, _ = refused(lambda: site.action(
+    status, _ = error_status(lambda: site.action(
         "package_revise", admin.token, match={"id": ds["id"]},
         update__resources__extend=[{"name": "x", "s3_available": True}]))
     assert status == 409
-    status, _ = refused(lambda: site.action(
+    status, _ = error_status(lambda: site.action(
         "resource_create", admin.token, package_id=ds["id"], id=ghost,
         name="x", url="http://example.org/x"))
     assert status == 409
@@ -184,7 +179,7 @@ def test_only_the_uploader_registers_in_its_organization(site, org, ds):
     assert send(answer, os.urandom(1000)).status_code == 200
     rid = answer["resource_id"]
     # the organization's admin did not get this id
-    status, _ = refused(lambda: register(site, org.admin, ds["id"], rid))
+    status, _ = error_status(lambda: register(site, org.admin, ds["id"], rid))
     assert status == 409
     # nor does the id work in another organization's dataset
     other = organization()
@@ -192,8 +187,8 @@ def test_only_the_uploader_registers_in_its_organization(site, org, ds):
     site.action("member_create", other.admin.token, id=other.id,
                 object=org.editor.name, object_type="user",
                 capacity="editor")
-    status, _ = refused(lambda: register(site, org.editor, elsewhere["id"],
-                                         rid))
+    status, _ = error_status(
+        lambda: register(site, org.editor, elsewhere["id"], rid))
     assert status == 409
     assert fresh_dataset(elsewhere["id"])["resources"] == []
     assert fresh_dataset(ds["id"])["resources"] == []
@@ -204,7 +199,7 @@ def test_only_the_uploader_registers_in_its_organization(site, org, ds):
 
 def test_an_incomplete_upload_is_not_registered(site, org, ds):
     answer = issued(site, org.editor, org.id, 1000)
-    status, error = refused(
+    status, error = error_status(
         lambda: register(site, org.editor, ds["id"], answer["resource_id"]))
     assert status == 409 and "1000 bytes" in str(error)
     assert fresh_dataset(ds["id"])["resources"] == []
@@ -242,7 +237,7 @@ def test_no_url_reads_anything(site, org, ds):
         resp = requests.put(url, data=body, timeout=60,
                             headers={"x-amz-copy-source": source})
         assert resp.status_code >= 400
-    status, _ = refused(
+    status, _ = error_status(
         lambda: register(site, org.editor, ds["id"], answer["resource_id"]))
     assert status == 409  # no part was stored
     # what the plugin avoids: a PutObject URL signed by its credential
@@ -339,7 +334,7 @@ def test_a_refused_registration_leaves_the_upload_open(site, org, ds):
     answer = issued(site, org.editor, org.id, 1000)
     send(answer, os.urandom(1000))
     rid = answer["resource_id"]
-    status, error = refused(lambda: site.action(
+    status, error = error_status(lambda: site.action(
         "package_revise", org.editor.token, match={"id": ds["id"]},
         update__resources__extend=[{"id": rid, "name": "x",
                                     "s3_available": True,

@@ -26,7 +26,8 @@ from ckanext.dcor_depot.storage import fsops, layout
 from ckanext.dcor_depot.storage.fsops import file_sha256
 from tests.integration.operations.test_faults import failed_job_error
 from tests.support import faults
-from tests.support.cli import dataset_resources, invoke, resource_show
+from tests.support.access import fresh_resource
+from tests.support.cli import dataset_resources, invoke
 from tests.support.data import sha256
 from tests.support.stack import run_jobs
 
@@ -71,7 +72,7 @@ def check_symlink_job_failed(res: dict, sha: str, depot_files: set[str],
     assert file_sha256(path) == sha
     assert files_in(depots) == depot_files
     # The metadata too; the S3 job (not held up) copied the intact file.
-    now = resource_show(rid)
+    now = fresh_resource(rid)
     for name in ("url", "url_type", "size", "name", "package_id"):
         assert now[name] == res[name], name
     assert tk.asbool(now["s3_available"]) and now["sha256"] == sha
@@ -111,7 +112,7 @@ def test_depot_full_during_symlink_job(fault_site, tmpfs_dir, ckan_config,
 
         # Space again: the job, queued again, completes.
         assert jobs.job_id(res["id"], jobs.SYMLINK) in \
-            jobs.enqueue_resource_jobs(resource_show(res["id"]))
+            jobs.enqueue_resource_jobs(fresh_resource(res["id"]))
         run_jobs()
         path = layout.ckan_upload_path(res["id"])
         assert path.is_symlink()
@@ -147,7 +148,7 @@ def append_on_full_disk(cli, mount: Path, dataset: dict, source: Path,
     assert files_in(mount) == storage_files  # no partial copy
     assert dataset_resources(dataset["id"]) == resources
     with pytest.raises(tk.ObjectNotFound):
-        resource_show(rid)
+        fresh_resource(rid)
 
 
 def append_again(cli, dataset: dict, source: Path) -> str:
@@ -157,7 +158,7 @@ def append_again(cli, dataset: dict, source: Path) -> str:
     sha = file_sha256(source)
     rid = append.resource_id_for(dataset["id"], source.name, sha)
     assert f"resource {rid}: added to dataset" in result.stdout
-    res = resource_show(rid)
+    res = fresh_resource(rid)
     assert res["sha256"] == sha and res["size"] == source.stat().st_size
     assert file_sha256(layout.ckan_upload_path(rid)) == sha
     return rid

@@ -28,7 +28,8 @@ from ckanext.dcor_depot.operations import symlink
 from ckanext.dcor_depot.storage import layout, object_store
 from ckanext.dcor_depot.storage.fsops import file_sha256
 from tests.support import faults
-from tests.support.cli import invoke, resource_show, summary
+from tests.support.access import fresh_resource
+from tests.support.cli import invoke, summary
 from tests.support.data import sha256
 from tests.support.fault_ini import write_fault_ini
 from tests.support.stack import ckan_command, kill_tree
@@ -134,7 +135,7 @@ def check_right_after(run: Run, sig: signal.Signals, bucket: str,
     assert summary(run).startswith(f"{COMMAND} (interrupted): ")
     for match in RESULT_LINE.finditer(run.stdout):
         if "resource uploaded" in match["what"]:
-            res = resource_show(match["rid"])
+            res = fresh_resource(match["rid"])
             assert tk.asbool(res.get("s3_available")), match.group(0)
 
 
@@ -143,7 +144,7 @@ def rerun_completes(cli, args: list[str], batch: dict[str, str]) -> None:
     assert rerun.exit_code == 0, rerun.output
     assert re.search(r" 0 failed(,|$)", summary(rerun)), rerun.stdout
     for rid, sha in batch.items():
-        res = resource_show(rid)
+        res = fresh_resource(rid)
         assert tk.asbool(res.get("s3_available")), (rid, rerun.stdout)
         assert res["sha256"] == sha
         local = layout.ckan_upload_path(rid)

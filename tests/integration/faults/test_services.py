@@ -18,7 +18,7 @@ from ckan.lib import jobs as ckan_jobs
 from ckanext.dcor_depot.operations import symlink
 from ckanext.dcor_depot.operations.migrate import migrate_resource_to_s3
 from tests.support import faults
-from tests.support.cli import resource_show
+from tests.support.access import fresh_resource
 from tests.support.data import sha256
 from tests.support.services import crash, start_services
 from tests.support.stack import run_jobs
@@ -88,12 +88,12 @@ def test_gateway_crashes_mid_upload(route, low, high, make_dataset, upload,
         thread.join(300)
         ledger.iterations += 1
         ledger.faults += isinstance(outcome[0], Exception)
-        assert resource_show(rid).get("s3_available") in (None, False,
+        assert fresh_resource(rid).get("s3_available") in (None, False,
                                                           "False") \
             or outcome[0] is True
         start_services()
         assert migrate_resource_to_s3(rid) in (True, False)  # the rerun
-        assert resource_show(rid)["s3_available"] in (True, "True")
+        assert fresh_resource(rid)["s3_available"] in (True, "True")
     faults.check_intact(cli, expected, ledger)
     ledger.write()
 

@@ -23,7 +23,7 @@ from tests.support.access import (
     person,
     upload,
 )
-from tests.support.live_site import ApiError
+from tests.support.live_site import error_status
 from tests.support.stack import run_jobs
 from tests.support.store import open_uploads
 
@@ -49,12 +49,6 @@ def stored_parts(org, rid, upload_id):
     reply = s3.list_parts(Bucket=object_store.bucket_name(org.id),
                           Key=layout.object_key(rid), UploadId=upload_id)
     return [(p["PartNumber"], p["Size"]) for p in reply.get("Parts", [])]
-
-
-def error_status(call) -> tuple[int, dict]:
-    with pytest.raises(ApiError) as info:
-        call()
-    return info.value.status, info.value.error
 
 
 def test_editor_gets_one_url_per_part_and_parts_reach_the_store(

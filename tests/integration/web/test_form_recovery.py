@@ -8,10 +8,8 @@ the proxy's "504 Gateway Time-out" page instead of CKAN's answer.
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import time
-from collections.abc import Iterator
 
 import ckan.plugins.toolkit as tk
 import pytest
@@ -19,10 +17,9 @@ import pytest
 from ckanext.dcor_depot.records import upload_grants
 from ckanext.dcor_depot.storage import layout, object_store
 from tests.support import browser
-from tests.support.access import Org, dataset, fresh_dataset, person
+from tests.support.access import Org, dataset, fresh_dataset
 from tests.support.data import data_file
 from tests.support.resource_form import (
-    PASSWORD,
     MiB,
     choose_file,
     press,
@@ -183,17 +180,6 @@ def posted_actions(driver) -> list[str]:
         "return JSON.parse(sessionStorage.getItem('actions') || '[]');")
 
 
-@contextlib.contextmanager
-def sysadmin_browser(site) -> Iterator:
-    """Chromium with a sysadmin logged in (whose aborts the site would
-    allow with force)."""
-    admin = person(sysadmin=True)
-    browser.set_password(admin.name, PASSWORD)
-    with browser.chromium() as driver:
-        browser.log_in(driver, site.url, admin.name, PASSWORD)
-        yield driver
-
-
 def test_a_remembered_upload_of_another_user_is_never_ended(
         site, org, tmp_path):
     ds = dataset(site, org, private=True)
@@ -203,7 +189,8 @@ def test_a_remembered_upload_of_another_user_is_never_ended(
                          package_id=ds["id"], name=path.name,
                          size=path.stat().st_size)
     rid = issued["resource_id"]
-    with sysadmin_browser(site) as driver:
+    # a sysadmin, whose aborts the site would allow with force
+    with browser.logged_in_sysadmin(site.url) as driver:
         form_with_file(driver, site, ds, path)
         remember(driver, ds, path, rid)
         driver.execute_script(RECORD_ACTIONS)
