@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -38,13 +37,13 @@ from tests.support.access import (
     object_url,
     person,
 )
+from tests.support.client import client_env, command, run_command
 from tests.support.data import data_file, sha256
 from tests.support.live_site import free_port
 from tests.support.stack import anonymous_get, run_jobs, wait_for
 from tests.support.store import open_uploads
 
 MiB = 2**20
-REPO = Path(__file__).resolve().parents[3]
 T = TypeVar("T")
 
 
@@ -174,28 +173,6 @@ def test_a_changed_file_is_not_created(site, org, tmp_path, state_dir):
 
 
 # ---------------------------------------------------------- the command
-def command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "ckanext.dcor_depot.client", *args]
-
-
-def client_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "DCOR_API_TOKEN"}
-    return {**env, "PYTHONPATH": str(REPO), **extra}
-
-
-def run_command(args: list[str], env: dict[str, str], timeout: float = 120
-                ) -> subprocess.CompletedProcess[str]:
-    """Run the command to its end while this process runs the jobs."""
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
-    deadline = time.monotonic() + timeout
-    while proc.poll() is None and time.monotonic() < deadline:
-        run_jobs()
-        time.sleep(0.2)
-    out, err = proc.communicate(timeout=10)
-    return subprocess.CompletedProcess(args, proc.returncode, out, err)
-
-
 def test_the_command_uploads_and_verifies(site, org, tmp_path, state_dir):
     ds = dataset(site, org, private=False)
     path, data = data_file(tmp_path, 7 * MiB)

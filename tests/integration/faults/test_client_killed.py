@@ -26,16 +26,11 @@ from ckan.tests import helpers
 
 from ckanext.dcor_depot.records import upload_grants
 from ckanext.dcor_depot.storage import layout, object_store, presigned
-from tests.integration.client.test_client import (
-    client_env,
-    command,
-    data_file,
-    run_command,
-)
 from tests.support import access, faults
 from tests.support import live_site as live
 from tests.support.cli import invoke
-from tests.support.data import sha256
+from tests.support.client import client_env, command, run_command
+from tests.support.data import data_file, sha256
 from tests.support.fault_ini import fault_site_settings
 from tests.support.stack import ckan_command, kill_tree, run_jobs, wait_for
 from tests.support.store import open_uploads

@@ -24,12 +24,11 @@ from ckanext.dcor_depot.hooks import jobs
 from ckanext.dcor_depot.operations import append
 from ckanext.dcor_depot.storage import fsops, layout
 from ckanext.dcor_depot.storage.fsops import file_sha256
-from tests.integration.operations.test_faults import failed_job_error
 from tests.support import faults
 from tests.support.access import fresh_resource
 from tests.support.cli import dataset_resources, invoke
 from tests.support.data import sha256
-from tests.support.stack import run_jobs
+from tests.support.stack import failed_job_error, run_jobs
 
 KiB, MiB = 2**10, 2**20
 PAGE = 4096

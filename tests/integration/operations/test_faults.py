@@ -22,9 +22,7 @@ import botocore.exceptions
 import ckan.plugins.toolkit as tk
 import pytest
 from ckan import model
-from ckan.lib import jobs as ckan_jobs
 from ckan.tests import helpers
-from rq.job import Job
 from werkzeug.datastructures import FileStorage
 
 from ckanext.dcor_depot.hooks import jobs
@@ -36,6 +34,7 @@ from tests.support.cli import bucket_of, object_bytes
 from tests.support.data import sha256
 from tests.support.stack import (
     anonymous_get,
+    failed_job_error,
     kill_tree,
     run_jobs,
     stored_in_s3,
@@ -63,14 +62,6 @@ def store_unreachable(ckan_config: Any) -> Iterator[None]:
     finally:
         ckan_config["dcor_object_store.endpoint_url"] = original
         object_store._known_buckets.clear()
-
-
-def failed_job_error(rid: str, kind: jobs.JobKind) -> str:
-    """The error RQ recorded for a resource's failed job."""
-    job = Job.fetch(jobs.job_id(rid, kind),
-                    connection=ckan_jobs.connect_to_redis())
-    assert job.is_failed, job.get_status()
-    return job.exc_info or ""
 
 
 def write_random_file(path: Path, size: int) -> str:
