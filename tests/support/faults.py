@@ -13,7 +13,6 @@ The closing check asserts what the issue asks of every scenario:
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -31,6 +30,7 @@ from ckanext.dcor_depot.storage.fsops import file_sha256
 from tests.support.access import fresh_resource
 from tests.support.cli import invoke
 from tests.support.stack import anonymous_get
+from tests.support.store import object_sha256
 
 #: Iterations per seeded scenario: `make test-faults` runs 20; run
 #: alone (pytest -m faults) a reduced seeded subset.
@@ -74,18 +74,6 @@ class Ledger:
         entry["seed"] = int(os.environ.get("DCOR_FAULT_SEED", DEFAULT_SEED))
         with open(report, "a") as fh:
             fh.write(json.dumps(entry) + "\n")
-
-
-def object_sha256(bucket: str, key: str) -> str | None:
-    """SHA256 of an object's bytes, streamed (None: no such object)."""
-    if object_store.head_object(bucket, key) is None:
-        return None
-    body = object_store.get_client().get_object(
-        Bucket=bucket, Key=key)["Body"]
-    digest = hashlib.sha256()
-    for chunk in iter(lambda: body.read(1 << 20), b""):
-        digest.update(chunk)
-    return digest.hexdigest()
 
 
 def local_copies(rid: str) -> list[Path]:

@@ -33,7 +33,7 @@ from tests.support.cli import invoke, summary
 from tests.support.data import sha256
 from tests.support.fault_ini import write_fault_ini
 from tests.support.stack import ckan_command, kill_tree
-from tests.support.store import open_uploads
+from tests.support.store import object_sha256, open_uploads
 
 SCENARIO = "migrate-interrupted"
 COMMAND = "dcor-migrate-resources-to-object-store"
@@ -118,7 +118,7 @@ def data_still_there(bucket: str, rid: str, sha: str) -> bool:
     path = layout.ckan_upload_path(rid)
     if path.is_file() and file_sha256(path) == sha:
         return True
-    return faults.object_sha256(bucket, layout.object_key(rid)) == sha
+    return object_sha256(bucket, layout.object_key(rid)) == sha
 
 
 def check_right_after(run: Run, sig: signal.Signals, bucket: str,

@@ -14,7 +14,7 @@ import ckan
 import pytest
 from ckan.tests import helpers
 
-from ckanext.dcor_depot.storage import layout, object_store
+from ckanext.dcor_depot.storage import layout
 from tests.support import browser
 from tests.support.access import dataset, fresh_dataset
 from tests.support.data import data_file
@@ -28,7 +28,7 @@ from tests.support.resource_form import (
     status_text,
     stored_part_count,
 )
-from tests.support.store import open_uploads
+from tests.support.store import object_sha256, open_uploads
 
 CKAN = f"ckan-{ckan.__version__}"  # in the screenshots' names
 
@@ -46,15 +46,6 @@ def draft_dataset(site, org) -> dict:
     ds = dataset(site, org, private=True)
     return site.action("package_patch", org.editor.token, id=ds["id"],
                        state="draft")
-
-
-def stored_sha256(org, rid: str) -> str:
-    body = object_store.get_client().get_object(
-        Bucket=org.bucket, Key=layout.object_key(rid))["Body"]
-    digest = hashlib.sha256()
-    for chunk in iter(lambda: body.read(8 * MiB), b""):
-        digest.update(chunk)
-    return digest.hexdigest()
 
 
 def test_a_100_mib_file_goes_straight_to_the_store(
@@ -88,8 +79,8 @@ def test_a_100_mib_file_goes_straight_to_the_store(
     assert res["url_type"] == "s3_upload"
     assert res["name"] == "cells.rtdc"
     assert int(res["size"]) == 100 * MiB
-    assert stored_sha256(org, res["id"]) == hashlib.sha256(
-        data.read_bytes()).hexdigest()
+    assert object_sha256(org.bucket, layout.object_key(res["id"])) \
+        == hashlib.sha256(data.read_bytes()).hexdigest()
     assert open_uploads(org.bucket) == []
 
     driver.get(f"{site.url}/dataset/{ds['name']}/resource/{res['id']}")
@@ -132,8 +123,8 @@ def test_a_reloaded_upload_resumes_and_save_and_add_another(
     res, = fresh_dataset(ds["id"])["resources"]
     assert res["id"] == rid  # the same upload, resumed
     assert int(res["size"]) == 30 * MiB
-    assert stored_sha256(org, rid) == hashlib.sha256(
-        data.read_bytes()).hexdigest()
+    assert object_sha256(org.bucket, layout.object_key(rid)) \
+        == hashlib.sha256(data.read_bytes()).hexdigest()
     assert open_uploads(org.bucket) == []
 
 
