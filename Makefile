@@ -6,7 +6,8 @@ export CKAN_VERSION
 VENV := .devstack/venv-$(CKAN_VERSION)
 TEST_INI := .devstack/ckan-$(CKAN_VERSION)/test.ini
 PYTEST_ARGS ?=
-TESTS ?= tests
+# The plugin's tests and the devstack's own (stack/tests).
+TESTS ?= tests stack/tests
 
 .PHONY: setup start stop demo test test-unit test-slow test-faults lint bench clean
 
@@ -28,7 +29,7 @@ test: setup  ## the whole test suite (unit and integration tiers)
 	    -m "not slow and (not faults or fault_sample)" $(PYTEST_ARGS) $(TESTS)
 
 test-unit: setup  ## the unit tier only: no service, no CKAN config
-	$(VENV)/bin/python -m pytest -p no:ckan $(PYTEST_ARGS) tests/unit
+	$(VENV)/bin/python -m pytest -p no:ckan $(PYTEST_ARGS) tests/unit stack/tests/unit
 
 test-slow: setup  ## long scenarios (multi-GB files, killed workers)
 	bash stack/start.sh test

@@ -188,3 +188,65 @@ def site(live_site, pipeline):
     model.Session.remove()
 
 
+
+
+@pytest.fixture
+def org(site):
+    """An organization of the live site with an admin, an editor and a
+    member, each with an API token (:class:`tests.support.access.Org`)."""
+    from tests.support.access import organization
+    return organization()
+
+
+@pytest.fixture
+def ds(site, org):
+    """A private dataset of ``org``, created over HTTP by its editor."""
+    from tests.support.access import dataset
+    return dataset(site, org, private=True)
+
+
+# ------------------------------------------------- the figshare stand-in
+@pytest.fixture
+def fake_figshare():
+    """The figshare stand-in, serving in a thread of its own."""
+    from tests.support.figshare import FakeFigshare
+    fake = FakeFigshare()
+    thread = threading.Thread(target=fake.server.serve_forever, daemon=True)
+    thread.start()
+    yield fake
+    fake.server.shutdown()
+    fake.server.server_close()
+
+
+@pytest.fixture
+def figshare_site(fake_figshare, tmp_path, ckan_config, monkeypatch,
+                  clean_db, clean_queues, with_plugins, with_extended_cli,
+                  with_test_worker, cli):
+    """A clean CKAN whose figshare import reads from the stand-in (in
+    this process: not the live site)."""
+    from ckanext.dcor_depot.operations.figshare import client
+    from tests.support.cli import invoke
+    dois = tmp_path / "figshare_dois.txt"
+    dois.write_text("")
+    for key, value in {
+        "ckanext.dcor_depot.figshare_api_url": fake_figshare.url,
+        "ckanext.dcor_depot.figshare_dois_path": str(dois),
+        "ckanext.dcor_depot.depots_path": str(tmp_path / "depots"),
+        "ckanext.dcor_depot.tmp_dir": str(tmp_path / "tmp"),
+    }.items():
+        monkeypatch.setitem(ckan_config, key, value)
+    monkeypatch.setattr(client, "BACKOFF_BASE", 0.01)
+    object_store._known_buckets.clear()
+
+    class Site:
+        fake = fake_figshare
+        dois_path = dois
+        tmp_dir = tmp_path / "tmp"
+
+        def write_dois(self, *lines: str) -> None:
+            dois.write_text("\n".join(lines) + "\n")
+
+        def run(self, *args: str):
+            return invoke(cli, "import-figshare", *args)
+
+    return Site()

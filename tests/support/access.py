@@ -6,6 +6,7 @@ live site with the token of the person acting.
 """
 from __future__ import annotations
 
+import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,7 +80,14 @@ def stored_resource(site: LiveSite, who: Person, dataset_id: str,
 
 
 def fresh_resource(rid: str) -> dict[str, Any]:
-    model.Session.remove()  # no cached objects: what the database says
+    """What the database says of a resource now.
+
+    No cached objects: another process (a worker, the live site) may
+    have changed it, and package_show compares the dataset's
+    metadata_modified with the search index's copy, which a stale
+    object in this session would serve.
+    """
+    model.Session.remove()
     return helpers.call_action("resource_show", id=rid)
 
 
@@ -91,6 +99,14 @@ def fresh_dataset(ref: str) -> dict[str, Any]:
 def object_url(org_id: str, rid: str, artifact: str = "resource") -> str:
     bucket = object_store.bucket_name(org_id)
     return object_store.object_url(bucket, layout.object_key(rid, artifact))
+
+
+def download_url(site: LiveSite, res: dict[str, Any],
+                 name: str = "cells.rtdc") -> str:
+    """CKAN's download URL of a resource (of its dataset ``package_id``)
+    on ``site``, with the file name ``name``."""
+    return (f"{site.url}/dataset/{res['package_id']}/resource/{res['id']}"
+            f"/download/{urllib.parse.quote(name)}")
 
 
 def anon_status(url: str) -> int:

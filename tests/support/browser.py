@@ -83,6 +83,23 @@ def log_in(driver, site_url: str, user_name: str, password: str) -> None:
          "the login to finish")
 
 
+@contextmanager
+def logged_in_sysadmin(site_url: str,
+                       window_size: tuple[int, int] | None = None
+                       ) -> Iterator:
+    """Chromium with a new sysadmin logged in (``window_size``: set
+    before the login)."""
+    from tests.support.access import person
+    from tests.support.resource_form import PASSWORD
+    admin = person(sysadmin=True)
+    set_password(admin.name, PASSWORD)
+    with chromium() as driver:
+        if window_size is not None:
+            driver.set_window_size(*window_size)
+        log_in(driver, site_url, admin.name, PASSWORD)
+        yield driver
+
+
 def wait(driver, condition, what: str, timeout: float = 60):
     from selenium.webdriver.support.ui import WebDriverWait
     return WebDriverWait(driver, timeout, poll_frequency=0.05).until(

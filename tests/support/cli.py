@@ -28,14 +28,6 @@ def summary(result) -> str:
     return result.stdout.strip().splitlines()[-1]
 
 
-def resource_show(rid: str) -> dict[str, Any]:
-    # No cached objects: package_show compares the dataset's
-    # metadata_modified with the search index's copy, and a stale one in
-    # this session would serve that copy.
-    model.Session.remove()
-    return helpers.call_action("resource_show", id=rid)
-
-
 def dataset_resources(dataset_id: str) -> list[dict[str, Any]]:
     model.Session.remove()
     return helpers.call_action("package_show", id=dataset_id)["resources"]

@@ -13,7 +13,6 @@ The closing check asserts what the issue asks of every scenario:
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -28,8 +27,10 @@ from ckan.tests import helpers
 
 from ckanext.dcor_depot.storage import layout, object_store
 from ckanext.dcor_depot.storage.fsops import file_sha256
-from tests.support.cli import invoke, resource_show
+from tests.support.access import fresh_resource
+from tests.support.cli import invoke
 from tests.support.stack import anonymous_get
+from tests.support.store import object_sha256
 
 #: Iterations per seeded scenario: `make test-faults` runs 20; run
 #: alone (pytest -m faults) a reduced seeded subset.
@@ -75,22 +76,6 @@ class Ledger:
             fh.write(json.dumps(entry) + "\n")
 
 
-def sha256_of(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def object_sha256(bucket: str, key: str) -> str | None:
-    """SHA256 of an object's bytes, streamed (None: no such object)."""
-    if object_store.head_object(bucket, key) is None:
-        return None
-    body = object_store.get_client().get_object(
-        Bucket=bucket, Key=key)["Body"]
-    digest = hashlib.sha256()
-    for chunk in iter(lambda: body.read(1 << 20), b""):
-        digest.update(chunk)
-    return digest.hexdigest()
-
-
 def local_copies(rid: str) -> list[Path]:
     """The resource's files on block storage (upload path, backup)."""
     paths = [layout.ckan_upload_path(rid), layout.backup_path(rid)]
@@ -104,7 +89,7 @@ def is_public(dataset_id: str) -> bool:
 
 def check_resource(rid: str, expected_sha256: str) -> int:
     """Assert the resource lost no byte; returns the bytes read."""
-    res = resource_show(rid)
+    res = fresh_resource(rid)
     assert res.get("sha256") == expected_sha256, (rid, res.get("sha256"))
     checked = 0
     copies = 0
@@ -146,7 +131,7 @@ def organizations_of(resource_ids: Iterable[str]) -> set[str]:
     names = set()
     for rid in resource_ids:
         pkg = helpers.call_action("package_show",
-                                  id=resource_show(rid)["package_id"])
+                                  id=fresh_resource(rid)["package_id"])
         names.add(pkg["organization"]["name"])
     return names
 
@@ -175,7 +160,7 @@ def check_intact(cli: Any, expected: dict[str, str],
     public: set[str] = set()
     for rid, sha in expected.items():
         ledger.bytes_checked += check_resource(rid, sha)
-        res = resource_show(rid)
+        res = fresh_resource(rid)
         if res["package_id"] not in datasets:
             datasets[res["package_id"]] = is_public(res["package_id"])
             pkg = helpers.call_action("package_show", id=res["package_id"])

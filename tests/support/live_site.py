@@ -14,10 +14,11 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 
 #: Settings of the live site that differ from the in-process tests.
@@ -41,6 +42,14 @@ class ApiError(Exception):
     @property
     def error(self) -> dict[str, Any]:
         return self.body.get("error") or {}
+
+
+def error_status(call: Callable[[], Any]) -> tuple[int, dict[str, Any]]:
+    """The HTTP status and the error of an action call the site refuses
+    (the test fails if it does not)."""
+    with pytest.raises(ApiError) as info:
+        call()
+    return info.value.status, info.value.error
 
 
 class LiveSite:

@@ -3,7 +3,6 @@ file, press a button, read what the form shows and what the page keeps
 (:mod:`tests.support.browser` starts the browser)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from ckanext.dcor_depot.records import upload_grants
@@ -13,12 +12,6 @@ from tests.support.access import Org
 MiB = 2**20
 PASSWORD = "correct horse battery staple"
 MODULE = 'data-module="dcor-direct-upload"'
-
-
-def make_file(tmp_path: Path, size: int, name: str = "cells.rtdc") -> Path:
-    path = tmp_path / name
-    path.write_bytes(os.urandom(size))
-    return path
 
 
 def choose_file(driver, path: Path) -> None:
@@ -60,13 +53,6 @@ def remembered_upload(driver) -> str | None:
         "  if (key.startsWith('dcor-direct-upload|'))"
         "    return localStorage.getItem(key);"
         "} return null;")
-
-
-def open_uploads(org: Org) -> list[str]:
-    """Keys of the multipart uploads open in the organization's bucket."""
-    reply = object_store.get_client().list_multipart_uploads(
-        Bucket=org.bucket)
-    return [u["Key"] for u in reply.get("Uploads", [])]
 
 
 def stored_objects(org: Org) -> list[str]:

@@ -9,9 +9,12 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
+
+if TYPE_CHECKING:
+    from ckanext.dcor_depot.operations.jobs import JobKind
 
 QUEUES = ["default", "dcor-short", "dcor-normal"]
 
@@ -135,6 +138,18 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 60,
             raise AssertionError(f"timed out after {timeout} s waiting for "
                                  f"{what}")
         time.sleep(interval)
+
+
+def failed_job_error(rid: str, kind: JobKind) -> str:
+    """The error RQ recorded for a resource's failed job."""
+    from ckan.lib import jobs as ckan_jobs
+    from rq.job import Job
+
+    from ckanext.dcor_depot.operations import jobs
+    job = Job.fetch(jobs.job_id(rid, kind),
+                    connection=ckan_jobs.connect_to_redis())
+    assert job.is_failed, job.get_status()
+    return job.exc_info or ""
 
 
 def sysadmin_context() -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """Hostile and malformed answers of the figshare API.
 
-The stand-in of ``tests/integration/figshare`` serves what each test
-plants; an endless stream comes from a second server made here. Every
+The figshare stand-in (``tests/support/figshare.py``) serves what each
+test plants; an endless stream comes from a second server made here. Every
 case ends with exit code 1, one clear line naming the DOI, no traceback,
 nothing created and no temporary file left.
 
@@ -23,15 +23,13 @@ import threading
 import pytest
 
 from ckanext.dcor_depot.operations.figshare import client
-from tests.integration.figshare.test_importer import (  # noqa: F401
+from tests.support.figshare import (
     FakeFigshare,
     dataset_missing,
     doi_of,
-    fake_figshare,
     files_below,
     name_of,
     show,
-    site,
 )
 
 LIMIT = client.MAX_RECORD_BYTES
@@ -47,11 +45,11 @@ def assert_refused(result, article: dict, *phrases: str) -> None:
     assert "unexpected error" not in result.stderr
 
 
-def plant_record(site, article: dict, body: bytes) -> str:
+def plant_record(figshare_site, article: dict, body: bytes) -> str:
     """Serve ``body`` as the API record of ``article``."""
     path = FakeFigshare.article_path(article)
-    del site.fake.articles[path]
-    site.fake.files[path] = body
+    del figshare_site.fake.articles[path]
+    figshare_site.fake.files[path] = body
     return path
 
 
@@ -97,30 +95,30 @@ def endless():
 
 
 # ---------------------------------------------------------- huge answers
-def test_a_huge_announced_record_is_refused_before_reading(site):
-    art = site.fake.add_article([{"name": "x.txt", "data": b"x"}])
+def test_a_huge_announced_record_is_refused_before_reading(figshare_site):
+    art = figshare_site.fake.add_article([{"name": "x.txt", "data": b"x"}])
     body = b'{"id": 1, "pad": "' + b"x" * (4 * LIMIT) + b'"}'
-    path = plant_record(site, art, body)
-    site.write_dois(doi_of(art))
+    path = plant_record(figshare_site, art, body)
+    figshare_site.write_dois(doi_of(art))
 
-    result = site.run()
+    result = figshare_site.run()
 
     assert_refused(result, art, f"more than {LIMIT} bytes")
     # refused on the announced length: it hung up almost at once
-    assert site.fake.sent[path] < LIMIT
+    assert figshare_site.fake.sent[path] < LIMIT
     assert dataset_missing(art)
-    assert site.fake.downloads() == []
+    assert figshare_site.fake.downloads() == []
 
 
-def test_an_endless_record_is_cut_at_the_limit(site, endless, monkeypatch,
-                                               ckan_config):
-    art = site.fake.add_article([{"name": "x.txt", "data": b"x"}])
+def test_an_endless_record_is_cut_at_the_limit(figshare_site, endless,
+                                               monkeypatch, ckan_config):
+    art = figshare_site.fake.add_article([{"name": "x.txt", "data": b"x"}])
     # The same DOI, asked of a server whose answer never ends.
     monkeypatch.setitem(ckan_config, "ckanext.dcor_depot.figshare_api_url",
                         endless.url)
-    site.write_dois(doi_of(art))
+    figshare_site.write_dois(doi_of(art))
 
-    result = site.run()
+    result = figshare_site.run()
 
     assert_refused(result, art, f"more than {LIMIT} bytes")
     # read up to the limit (plus what the sockets buffered), not more
@@ -134,12 +132,12 @@ def test_an_endless_record_is_cut_at_the_limit(site, endless, monkeypatch,
     b"\xff\xfe not even text",
     b'["a", "list"]',
 ], ids=["nested", "html", "binary", "list"])
-def test_answers_that_are_no_record_are_refused(site, body):
-    art = site.fake.add_article([{"name": "x.txt", "data": b"x"}])
-    plant_record(site, art, body)
-    site.write_dois(doi_of(art))
+def test_answers_that_are_no_record_are_refused(figshare_site, body):
+    art = figshare_site.fake.add_article([{"name": "x.txt", "data": b"x"}])
+    plant_record(figshare_site, art, body)
+    figshare_site.write_dois(doi_of(art))
 
-    result = site.run()
+    result = figshare_site.run()
 
     assert_refused(result, art, "article")
     assert dataset_missing(art)
@@ -172,78 +170,80 @@ def file_changed(article: dict, **changes) -> list[dict]:
 ], ids=["files-dict", "files-str", "license-str", "author-int",
         "author-str", "title-list", "other-article", "size-negative",
         "size-text", "size-float", "size-bool", "size-none", "url-list"])
-def test_malformed_records_are_refused(site, change, phrase):
-    art = site.fake.add_article([{"name": "x.txt", "data": b"x"}])
-    plant_record(site, art, broken(art, **change(art)))
-    site.write_dois(doi_of(art))
+def test_malformed_records_are_refused(figshare_site, change, phrase):
+    art = figshare_site.fake.add_article([{"name": "x.txt", "data": b"x"}])
+    plant_record(figshare_site, art, broken(art, **change(art)))
+    figshare_site.write_dois(doi_of(art))
 
-    result = site.run()
+    result = figshare_site.run()
 
     assert_refused(result, art, phrase)
     assert dataset_missing(art)
-    assert site.fake.downloads() == []
+    assert figshare_site.fake.downloads() == []
 
 
 # -------------------------------------------------------- wrong sizes
-def test_a_file_shorter_than_announced_is_refused(site):
+def test_a_file_shorter_than_announced_is_refused(figshare_site):
     data = b"short file"
-    art = site.fake.add_article([{"name": "s.txt", "data": data,
-                                  "size": len(data) + 100}])
-    site.write_dois(doi_of(art))
+    art = figshare_site.fake.add_article([{"name": "s.txt", "data": data,
+                                           "size": len(data) + 100}])
+    figshare_site.write_dois(doi_of(art))
 
-    result = site.run()
+    result = figshare_site.run()
 
     assert result.exit_code == 1
     assert "MD5 mismatch" in result.stderr
     assert f"({len(data) + 100} bytes)" in result.stderr
     assert f"({len(data)} bytes)" in result.stderr
     assert show(name_of(art))["resources"] == []
-    assert files_below(site.tmp_dir) == []
+    assert files_below(figshare_site.tmp_dir) == []
 
 
 # ------------------------------------------------------------- redirects
 @pytest.mark.parametrize("location", [
     "file:///etc/passwd", "ftp://127.0.0.1/record.json",
     "gopher://127.0.0.1:70/1"])
-def test_a_record_redirected_to_another_scheme_is_refused(site, location):
-    art = site.fake.add_article([{"name": "x.txt", "data": b"x"}])
-    site.fake.redirects[FakeFigshare.article_path(art)] = location
-    site.write_dois(doi_of(art))
+def test_a_record_redirected_to_another_scheme_is_refused(figshare_site,
+                                                          location):
+    art = figshare_site.fake.add_article([{"name": "x.txt", "data": b"x"}])
+    figshare_site.fake.redirects[FakeFigshare.article_path(art)] = location
+    figshare_site.write_dois(doi_of(art))
 
-    result = site.run()
+    result = figshare_site.run()
 
     assert_refused(result, art, location, "only http and https")
     assert dataset_missing(art)
 
 
-def test_a_redirect_loop_ends_with_a_clear_error(site):
-    art = site.fake.add_article([{"name": "x.txt", "data": b"x"}])
+def test_a_redirect_loop_ends_with_a_clear_error(figshare_site):
+    art = figshare_site.fake.add_article([{"name": "x.txt", "data": b"x"}])
     path = FakeFigshare.article_path(art)
-    site.fake.redirects[path] = site.fake.url + path
-    site.write_dois(doi_of(art))
+    figshare_site.fake.redirects[path] = figshare_site.fake.url + path
+    figshare_site.write_dois(doi_of(art))
 
-    result = site.run()
+    result = figshare_site.run()
 
     assert_refused(result, art, "redirects")
     assert dataset_missing(art)
 
 
-def test_a_download_redirected_to_another_host_is_verified(site):
+def test_a_download_redirected_to_another_host_is_verified(figshare_site):
     """figshare's downloads redirect to another host (its file store);
     that is followed, and the bytes found there are checked."""
     good, bad = b"the real bytes", b"other bytes!!"
-    art = site.fake.add_article([
+    art = figshare_site.fake.add_article([
         {"name": "good.txt", "data": good},
         {"name": "bad.txt", "data": bad,
          "md5": hashlib.md5(b"x" * len(bad)).hexdigest()}])
-    other_host = site.fake.url.replace("127.0.0.1", "localhost")
+    other_host = figshare_site.fake.url.replace("127.0.0.1", "localhost")
     for entry in art["files"]:
-        path = entry["download_url"].removeprefix(site.fake.url)
-        site.fake.files["/store" + path] = site.fake.files[path]
-        site.fake.redirects[path] = other_host + "/store" + path
-    site.write_dois(doi_of(art))
+        path = entry["download_url"].removeprefix(figshare_site.fake.url)
+        figshare_site.fake.files["/store" + path] = \
+            figshare_site.fake.files[path]
+        figshare_site.fake.redirects[path] = other_host + "/store" + path
+    figshare_site.write_dois(doi_of(art))
 
-    result = site.run()
+    result = figshare_site.run()
 
     assert result.exit_code == 1
     assert "bad.txt" in result.stderr and "MD5 mismatch" in result.stderr
@@ -252,12 +252,12 @@ def test_a_download_redirected_to_another_host_is_verified(site):
 
 
 # ------------------------------------------------------------ file names
-def test_control_characters_in_a_file_name_become_underscores(site):
-    art = site.fake.add_article([{"name": "cells\x00\r\nday 1.txt",
-                                  "data": b"cells"}])
-    site.write_dois(doi_of(art))
+def test_control_characters_in_a_file_name_become_underscores(figshare_site):
+    art = figshare_site.fake.add_article([{"name": "cells\x00\r\nday 1.txt",
+                                           "data": b"cells"}])
+    figshare_site.write_dois(doi_of(art))
 
-    result = site.run()
+    result = figshare_site.run()
 
     assert result.exit_code == 0, result.output
     [res] = show(name_of(art))["resources"]

@@ -31,7 +31,6 @@ from ckanext.dcor_depot.storage import layout
 from tests.support.access import (
     dataset,
     direct_upload,
-    organization,
     upload,
 )
 from tests.support.cli import resource_object
@@ -44,11 +43,6 @@ LOOK_ALIKES = [NFC, NFD, "cells.rtdc", "\u0441ells.rtdc",  # Cyrillic с
                "ｃｅｌｌｓ.rtdc"]  # fullwidth: NFKC makes it cells.rtdc
 HOSTILE = ["../../../../etc/passwd", "..", "x" * 4096, "ü" * 2048,
            "a\r\nSet-Cookie: stolen=1.rtdc", "\u202eevil\u202c.rtdc"]
-
-
-@pytest.fixture
-def org(site):
-    return organization()
 
 
 def depot_file(rid: str) -> Path:

@@ -31,9 +31,9 @@ from ckanext.dcor_depot.storage import layout
 from tests.support.access import (
     anon_status,
     dataset,
+    download_url,
     fresh_resource,
     object_url,
-    organization,
     upload,
 )
 from tests.support.cli import invoke, resource_object
@@ -51,11 +51,6 @@ def shadow(tmp_path) -> Path:
     path.parent.mkdir()
     path.write_bytes(SECRET)
     return path
-
-
-@pytest.fixture
-def org(site):
-    return organization()
 
 
 @pytest.fixture
@@ -105,11 +100,6 @@ def failed_jobs() -> dict[str, str]:
     return found
 
 
-def download_url(site, ds, res) -> str:
-    return (f"{site.url}/dataset/{ds['id']}/resource/{res['id']}"
-            "/download/cells.rtdc")
-
-
 def test_the_queued_jobs_fail_clearly_and_leave_it_alone(site, org,
                                                          planted, shadow):
     ds, res = planted
@@ -123,7 +113,7 @@ def test_the_queued_jobs_fail_clearly_and_leave_it_alone(site, org,
     # the download URL of the public dataset: a clean 404, no bytes
     for who in (None, org.editor):
         headers = {"Authorization": who.token} if who else {}
-        answer = requests.get(download_url(site, ds, res), headers=headers,
+        answer = requests.get(download_url(site, res), headers=headers,
                               timeout=30, allow_redirects=False)
         assert answer.status_code == 404
         assert SECRET not in answer.content
@@ -178,7 +168,7 @@ def test_a_stored_resource_is_served_from_the_store_not_the_link(
     os.unlink(path)
     os.symlink(shadow, path)
 
-    answer = requests.get(download_url(site, ds, res), timeout=30)
+    answer = requests.get(download_url(site, res), timeout=30)
     assert answer.status_code == 200
     assert answer.content == DATA  # from the verified object
     assert SECRET not in answer.content

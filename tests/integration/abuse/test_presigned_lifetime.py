@@ -25,7 +25,6 @@ from tests.support.access import (
     dataset,
     direct_upload,
     object_url,
-    organization,
     person,
 )
 from tests.support.stack import ckan_command
@@ -46,11 +45,6 @@ def short_lived(request, tmp_path_factory):
         "[app:main]\n", "[app:main]\ndcor_object_store."
         f"download_url_lifetime = {LIFETIME}\n", 1))
     yield from live.serve(ckan_command(), ini, work)
-
-
-@pytest.fixture
-def org(site):
-    return organization()
 
 
 def route(ds, res) -> str:

@@ -22,21 +22,19 @@ import pytest
 
 from ckanext.dcor_depot.sample_data import make_rtdc_file
 from ckanext.dcor_depot.storage import layout, rtdc
-from tests.integration.figshare.test_importer import (  # noqa: F401
-    depot_file,
-    doi_of,
-    fake_figshare,
-    files_below,
-    name_of,
-    show,
-    site,
-)
 from tests.support.cli import (
     bucket_keys,
     bucket_of,
     dataset_resources,
     invoke,
     resource_object,
+)
+from tests.support.figshare import (
+    depot_file,
+    doi_of,
+    files_below,
+    name_of,
+    show,
 )
 
 pytestmark = pytest.mark.usefixtures("with_extended_cli")
@@ -104,12 +102,12 @@ def test_rtdc_with_trailing_bytes_is_stored_byte_for_byte(
 
 
 def test_a_truncated_rtdc_from_figshare_never_enters_the_depot(
-        site, whole):
+        figshare_site, whole):
     cut = whole[:len(whole) // 2]
-    art = site.fake.add_article([{"name": "cells.rtdc", "data": cut}])
-    site.write_dois(doi_of(art))
+    art = figshare_site.fake.add_article([{"name": "cells.rtdc", "data": cut}])
+    figshare_site.write_dois(doi_of(art))
 
-    result = site.run()
+    result = figshare_site.run()
 
     assert result.exit_code == 1
     assert "cells.rtdc" in result.stderr
@@ -117,4 +115,4 @@ def test_a_truncated_rtdc_from_figshare_never_enters_the_depot(
     dataset = show(name_of(art))
     assert dataset["state"] == "draft" and dataset["resources"] == []
     assert not depot_file(art, "cells.rtdc").exists()
-    assert files_below(site.tmp_dir) == []
+    assert files_below(figshare_site.tmp_dir) == []

@@ -12,15 +12,16 @@ from ckanext.dcor_depot.operations import append, jobs
 from ckanext.dcor_depot.sample_data import make_rtdc_file
 from ckanext.dcor_depot.storage import layout, object_store
 from tests.support import temp as temp_helpers
+from tests.support.access import fresh_resource
 from tests.support.cli import (
     bucket_keys,
     bucket_of,
     dataset_resources,
     invoke,
     resource_object,
-    resource_show,
     summary,
 )
+from tests.support.data import file_sha256, upstream_id
 from tests.support.stack import anonymous_get, run_jobs, sysadmin_context
 
 pytestmark = pytest.mark.usefixtures("with_extended_cli")
@@ -34,10 +35,6 @@ def rtdc_file(tmp_path):
     return make_rtdc_file(tmp_path / "M001_data.rtdc", events=50)
 
 
-def sha256(path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def test_append_rtdc_to_active_public_dataset(cli, owner, make_dataset,
                                               rtdc_file):
     dataset = make_dataset(private=False)
@@ -48,11 +45,11 @@ def test_append_rtdc_to_active_public_dataset(cli, owner, make_dataset,
 
     assert result.exit_code == 0, result.output
     rid = append.resource_id_for(dataset["id"], rtdc_file.name,
-                                 sha256(rtdc_file))
+                                 file_sha256(rtdc_file))
     assert f"resource {rid}: added to dataset {dataset['name']}" \
         in result.stdout
     assert summary(result) == "append-resource: 1 added, 0 skipped, 0 failed"
-    res = resource_show(rid)
+    res = fresh_resource(rid)
     assert res["package_id"] == dataset["id"]
     assert res["name"] == "M001_data.rtdc"
     assert res["format"] == "RT-DC"
@@ -91,19 +88,13 @@ def test_append_same_file_twice_adds_it_once(cli, owner, make_dataset,
     assert len(dataset_resources(dataset["id"])) == 1
 
 
-def upstream_id(*parts: str) -> str:
-    """Upstream's make_id written out: MD5 of the parts, 8-4-4-4-12."""
-    h = hashlib.md5("".join(parts).encode("utf-8")).hexdigest()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
 def test_the_resource_id_is_upstreams(cli, owner, make_dataset, rtdc_file):
     dataset = make_dataset()
     result = invoke(cli, "append-resource", rtdc_file, dataset["id"])
     assert result.exit_code == 0, result.output
     (res,) = dataset_resources(dataset["id"])
     assert res["id"] == upstream_id(dataset["id"], "M001_data.rtdc",
-                                    sha256(rtdc_file))
+                                    file_sha256(rtdc_file))
 
 
 @pytest.mark.parametrize("private", [True, False])
@@ -113,7 +104,7 @@ def test_reappending_over_an_upstream_resource_changes_nothing(
     s3_available and s3_url): appending it again adds nothing."""
     dataset = make_dataset(private=private)
     data = rtdc_file.read_bytes()
-    rid = upstream_id(dataset["id"], rtdc_file.name, sha256(rtdc_file))
+    rid = upstream_id(dataset["id"], rtdc_file.name, file_sha256(rtdc_file))
     bucket, key = bucket_of(owner), layout.object_key(rid)
     object_store.ensure_bucket(bucket)
     object_store.get_client().put_object(Bucket=bucket, Key=key, Body=data)
@@ -121,7 +112,7 @@ def test_reappending_over_an_upstream_resource_changes_nothing(
         "resource_create", context=sysadmin_context(),
         package_id=dataset["id"], id=rid, name=rtdc_file.name,
         s3_available=True, s3_url=object_store.object_url(bucket, key))
-    before = resource_show(rid)
+    before = fresh_resource(rid)
 
     result = invoke(cli, "append-resource", rtdc_file, dataset["name"])
 
@@ -130,7 +121,7 @@ def test_reappending_over_an_upstream_resource_changes_nothing(
     assert summary(result) == \
         "append-resource: 0 added, 1 skipped, 0 failed"
     assert [r["id"] for r in dataset_resources(dataset["id"])] == [rid]
-    assert resource_show(rid)["metadata_modified"] == \
+    assert fresh_resource(rid)["metadata_modified"] == \
         before["metadata_modified"]
     assert bucket_keys(bucket) == [key]
     assert resource_object(owner, rid) == data
@@ -305,7 +296,7 @@ def test_stale_temporary_files_are_removed(cli, owner, make_dataset,
                                            rtdc_file):
     dataset = make_dataset()
     rid = append.resource_id_for(dataset["id"], rtdc_file.name,
-                                 sha256(rtdc_file))
+                                 file_sha256(rtdc_file))
     dest = layout.ckan_upload_path(rid)
     planted = temp_helpers.plant_set(dest.parent, dest.name, "part")
     # The name earlier versions gave the copy (no .tmp), same rules.

@@ -16,7 +16,8 @@ import pytest
 from ckanext.dcor_depot.operations.audit import findings
 from ckanext.dcor_depot.records import ckan_data
 from ckanext.dcor_depot.storage import layout, lifecycle, object_store
-from tests.support.cli import invoke, resource_show, summary
+from tests.support.access import fresh_resource
+from tests.support.cli import invoke, summary
 from tests.support.stack import (
     anonymous_get,
     remove_template_buckets,
@@ -70,14 +71,14 @@ def stored(make_dataset, upload, private: bool, data: bytes
     dataset = make_dataset(private=private)
     res = upload(dataset, data)
     run_jobs()
-    return dataset, resource_show(res["id"])
+    return dataset, fresh_resource(res["id"])
 
 
 def add_resource(upload, dataset: dict[str, Any], data: bytes
                  ) -> dict[str, Any]:
     res = upload(dataset, data)
     run_jobs()
-    return resource_show(res["id"])
+    return fresh_resource(res["id"])
 
 
 def where(res: dict[str, Any]) -> tuple[str, str]:
@@ -212,9 +213,9 @@ def check_repairs(p: dict[str, Any]) -> None:
     assert object_status(p["missing"]) == 200  # uploaded again, public
     assert anonymous_get(object_store.object_url(
         *p["orphan"].split(":", 1))).status_code == 403  # closed, kept
-    assert resource_show(p["no_sha"]["id"])["sha256"] == \
+    assert fresh_resource(p["no_sha"]["id"])["sha256"] == \
         hashlib.sha256(b"no checksum").hexdigest()
-    assert resource_show(p["wrong_url"]["id"])["s3_url"] == \
+    assert fresh_resource(p["wrong_url"]["id"])["s3_url"] == \
         p["wrong_url"]["s3_url"]
     rules = s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
     assert [rule["ID"] for rule in rules] == [lifecycle.RULE_ID]
@@ -251,9 +252,9 @@ def test_deep_finds_silent_corruption_and_records_verification(
     assert hashlib.sha256(b"rotten bytez").hexdigest() in finding["detail"]
     assert report["options"]["deep_checked"] == 2
     # the intact object's verification is recorded, the rotten one's not
-    assert resource_show(intact["id"])["s3_verified_at"] >= \
+    assert fresh_resource(intact["id"])["s3_verified_at"] >= \
         intact["s3_verified_at"]
-    assert "s3_verified_at" not in resource_show(rotten["id"])
+    assert "s3_verified_at" not in fresh_resource(rotten["id"])
     # nothing was changed in the store
     assert object_store.get_client().get_object(
         Bucket=bucket, Key=key)["Body"].read() == b"rotten bytez"
@@ -397,4 +398,4 @@ def test_an_s3_url_outside_the_site_is_reported_and_fixed(
     assert found(report) == {("s3-url-mismatch", res["id"])}
     fixing = invoke(cli, COMMAND, "--fix", "--grace-hours", "0")
     assert fixing.exit_code == 0, fixing.output
-    assert resource_show(res["id"])["s3_url"] == res["s3_url"]
+    assert fresh_resource(res["id"])["s3_url"] == res["s3_url"]

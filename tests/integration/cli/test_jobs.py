@@ -12,7 +12,8 @@ from ckan.tests import helpers
 from ckanext.dcor_depot.records import inventory
 from ckanext.dcor_depot.sample_data import make_rtdc_file
 from ckanext.dcor_depot.storage import layout
-from tests.support.cli import invoke, resource_object, resource_show, summary
+from tests.support.access import fresh_resource
+from tests.support.cli import invoke, resource_object, summary
 from tests.support.stack import sysadmin_context
 
 pytestmark = pytest.mark.usefixtures("with_extended_cli")
@@ -36,7 +37,7 @@ def test_runs_the_jobs_for_every_resource(cli, owner, make_dataset, upload):
                 in result.stdout)
         path = layout.ckan_upload_path(res["id"])
         assert path.is_symlink()
-        shown = resource_show(res["id"])
+        shown = fresh_resource(res["id"])
         assert tk.asbool(shown["s3_available"])
         assert resource_object(owner, res["id"]) == path.read_bytes()
     assert summary(result) == f"{COMMAND}: 2 done, 0 skipped, 0 failed"
@@ -84,8 +85,8 @@ def test_a_failing_job_is_reported_and_the_rest_goes_on(
     assert "does not match the recorded checksum" in result.stderr
     # its other jobs and the other resource were still handled
     assert layout.ckan_upload_path(bad["id"]).is_symlink()
-    assert not resource_show(bad["id"]).get("s3_available")
-    assert tk.asbool(resource_show(good["id"])["s3_available"])
+    assert not fresh_resource(bad["id"]).get("s3_available")
+    assert tk.asbool(fresh_resource(good["id"])["s3_available"])
     assert summary(result) == f"{COMMAND}: 1 done, 0 skipped, 1 failed"
 
 
@@ -168,7 +169,7 @@ def test_without_s3_only_the_symlink_job_runs(cli, owner, make_dataset,
     assert result.exit_code == 0, result.output
     assert f"{res['id']}: moved to the user depot" in result.stdout
     assert "S3" not in result.stdout.split("\n")[0]
-    assert not resource_show(res["id"]).get("s3_available")
+    assert not fresh_resource(res["id"]).get("s3_available")
 
 
 def test_negative_modified_days_are_refused(cli, owner, make_dataset,

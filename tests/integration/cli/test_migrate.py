@@ -15,14 +15,15 @@ from ckanext.dcor_depot.operations import migrate, symlink
 from ckanext.dcor_depot.records import inventory
 from ckanext.dcor_depot.storage import layout, transfer
 from ckanext.dcor_depot.storage.upload import Upload
+from tests.support.access import fresh_resource
 from tests.support.cli import (
     bucket_keys,
     bucket_of,
     invoke,
     resource_object,
-    resource_show,
     summary,
 )
+from tests.support.data import flip_first_byte
 from tests.support.stack import anonymous_get, sysadmin_context
 
 pytestmark = pytest.mark.usefixtures("with_extended_cli")
@@ -82,10 +83,6 @@ def replace_object(owner, rid, data: bytes) -> None:
         Bucket=bucket_of(owner), Key=layout.object_key(rid), Body=data)
 
 
-def flip_first_byte(data: bytes) -> bytes:
-    return bytes([data[0] ^ 0xFF]) + data[1:]
-
-
 def test_migrates_all_artifacts_and_records_s3_state(
         cli, owner, on_block_storage):
     first, second = on_block_storage(2, artifacts=True, private=False)
@@ -101,7 +98,7 @@ def test_migrates_all_artifacts_and_records_s3_state(
     for item in (first, second):
         for artifact, data in item["files"].items():
             assert resource_object(owner, item["id"], artifact) == data
-        res = resource_show(item["id"])
+        res = fresh_resource(item["id"])
         assert tk.asbool(res["s3_available"])
         assert res["sha256"] == hashlib.sha256(
             item["files"]["resource"]).hexdigest()
@@ -132,7 +129,7 @@ def test_private_and_draft_datasets_are_migrated_and_stay_private(
     assert result.exit_code == 0, result.output
     assert summary(result) == f"{COMMAND}: 2 uploaded, 0 skipped, 0 failed"
     for item in (private, draft):
-        res = resource_show(item["id"])
+        res = fresh_resource(item["id"])
         assert tk.asbool(res["s3_available"])
         # private or draft: never readable anonymously
         assert anonymous_get(res["s3_url"]).status_code == 403
@@ -173,7 +170,7 @@ def test_interrupted_migration_is_finished_by_a_rerun(
         f"{COMMAND}: {missing} uploaded, {4 - missing} skipped, 0 failed"
     for item in items:
         assert resource_object(owner, item["id"]) == item["files"]["resource"]
-        assert tk.asbool(resource_show(item["id"])["s3_available"])
+        assert tk.asbool(fresh_resource(item["id"])["s3_available"])
     # what was done is not uploaded again
     assert not {layout.object_key(i["id"]) for i in done} & set(written)
 
@@ -194,7 +191,7 @@ def test_crash_between_upload_and_record_does_not_reupload(
         patch.setattr(migrate.record, "record_resource", record_then_crash)
         assert invoke(cli, COMMAND, "--jobs", 1).exit_code == 130
     crashed = calls[1]
-    assert not resource_show(crashed).get("s3_available")
+    assert not fresh_resource(crashed).get("s3_available")
     written = record_uploads(monkeypatch)
 
     rerun = invoke(cli, COMMAND)
@@ -203,7 +200,7 @@ def test_crash_between_upload_and_record_does_not_reupload(
     assert f"{crashed}: resource already in store" in rerun.stdout
     assert summary(rerun) == f"{COMMAND}: 0 uploaded, 2 skipped, 0 failed"
     assert written == []
-    assert all(tk.asbool(resource_show(i["id"])["s3_available"])
+    assert all(tk.asbool(fresh_resource(i["id"])["s3_available"])
                for i in items)
 
 
@@ -251,7 +248,7 @@ def test_verify_checksum_repairs_a_changed_object(cli, owner,
     assert summary(result) == f"{COMMAND}: 1 uploaded, 1 skipped, 0 failed"
     assert resource_object(owner, damaged["id"]) == data
     # the repaired object is public again, like its dataset
-    url = resource_show(damaged["id"])["s3_url"]
+    url = fresh_resource(damaged["id"])["s3_url"]
     assert anonymous_get(url).content == data
 
 
@@ -291,7 +288,7 @@ def test_delete_after_migration_removes_depot_file_and_symlink(
     for artifact, data in item["files"].items():
         assert not layout.artifact_local_path(item["id"], artifact).exists()
         assert resource_object(owner, item["id"], artifact) == data
-    assert tk.asbool(resource_show(item["id"])["s3_available"])
+    assert tk.asbool(fresh_resource(item["id"])["s3_available"])
 
     again = invoke(cli, COMMAND, "--delete-after-migration")
     assert again.exit_code == 0, again.output
@@ -356,7 +353,7 @@ def test_crash_after_delete_before_record_is_recorded_by_rerun(
         assert invoke(cli, COMMAND,
                       "--delete-after-migration").exit_code == 130
     assert not os.path.lexists(upload_path)
-    assert not resource_show(item["id"]).get("s3_available")
+    assert not fresh_resource(item["id"]).get("s3_available")
     if left == "dangling symlink":
         # Killed between the deletion of the depot file and the symlink's.
         os.symlink(depot_file, upload_path)
@@ -369,7 +366,7 @@ def test_crash_after_delete_before_record_is_recorded_by_rerun(
                   else "in store, no local file")
         assert f"{item['id']}: resource {action}" in rerun.stdout
     assert not os.path.lexists(upload_path)
-    res = resource_show(item["id"])
+    res = fresh_resource(item["id"])
     assert tk.asbool(res["s3_available"])
     # The SHA256 the dead run computed is read again from the object.
     data = item["files"]["resource"]
@@ -401,7 +398,7 @@ def test_delete_never_when_the_object_differs(cli, owner, on_block_storage,
     assert upload_path.is_symlink()
     assert upload_path.read_bytes() == data
     # not marked as being in S3 either
-    assert not resource_show(item["id"]).get("s3_available")
+    assert not fresh_resource(item["id"]).get("s3_available")
 
 
 def test_delete_never_when_the_local_file_is_not_the_recorded_one(
@@ -433,7 +430,7 @@ def test_missing_local_file_is_reported_not_fatal(cli, owner,
     assert f"{gone['id']}: resource missing: no local file" in result.stdout
     assert summary(result) == \
         f"{COMMAND}: 1 uploaded, 0 skipped, 1 missing, 0 failed"
-    assert not resource_show(gone["id"]).get("s3_available")
+    assert not fresh_resource(gone["id"]).get("s3_available")
     assert resource_object(owner, present["id"]) is not None
 
 
@@ -448,7 +445,7 @@ def test_dry_run_changes_nothing(cli, owner, on_block_storage):
         f"{COMMAND} (dry run): 2 to upload, 0 skipped, 0 failed"
     assert bucket_keys(bucket_of(owner)) == []
     for item in items:
-        assert not resource_show(item["id"]).get("s3_available")
+        assert not fresh_resource(item["id"]).get("s3_available")
         assert layout.ckan_upload_path(item["id"]).read_bytes() \
             == item["files"]["resource"]
 
@@ -571,7 +568,7 @@ def test_search_index_update_is_handed_to_a_listening_worker(
         in result.stdout
     # The database is current at once; only the index follows later.
     for item in (first, second, other):
-        assert tk.asbool(resource_show(item["id"])["s3_available"])
+        assert tk.asbool(fresh_resource(item["id"])["s3_available"])
     queued = [job for job in jobs.get_queue(search_index.QUEUE).jobs
               if job.func is search_index.reindex_datasets]
     assert len(queued) == 1
@@ -599,7 +596,7 @@ def test_search_index_is_updated_here_without_a_worker(
     assert "search index" not in result.stdout
     assert not [job for job in jobs.get_queue(search_index.QUEUE).jobs
                 if job.func is search_index.reindex_datasets]
-    assert tk.asbool(resource_show(item["id"])["s3_available"])
+    assert tk.asbool(fresh_resource(item["id"])["s3_available"])
 
 
 def test_reindex_job_skips_a_purged_dataset(owner, make_dataset, caplog):
@@ -627,7 +624,7 @@ def test_recording_keeps_every_other_resource_field(
     result = invoke(cli, COMMAND)
 
     assert result.exit_code == 0, result.output
-    res = resource_show(item["id"])
+    res = fresh_resource(item["id"])
     assert tk.asbool(res["s3_available"])
     assert res["s3_url"].endswith(layout.object_key(item["id"]))
     assert res["sha256"] == sha
@@ -649,7 +646,7 @@ def test_merge_reports_resources_it_could_not_find(owner, make_dataset,
     })
 
     assert changed == {res["id"]}
-    assert tk.asbool(resource_show(res["id"])["s3_available"])
+    assert tk.asbool(fresh_resource(res["id"])["s3_available"])
 
 
 @pytest.mark.parametrize("change", ["replaced", "rewritten", "relinked"])

@@ -5,12 +5,10 @@ size: 5 MiB). Faults are made at the client's own HTTP layer (a
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -37,33 +35,21 @@ from tests.support.access import (
     fresh_dataset,
     fresh_resource,
     object_url,
-    organization,
     person,
 )
+from tests.support.client import client_env, command, run_command
+from tests.support.data import data_file, sha256
 from tests.support.live_site import free_port
 from tests.support.stack import anonymous_get, run_jobs, wait_for
+from tests.support.store import open_uploads
 
 MiB = 2**20
-REPO = Path(__file__).resolve().parents[3]
 T = TypeVar("T")
-
-
-@pytest.fixture
-def org(site):
-    return organization()
 
 
 @pytest.fixture
 def state_dir(tmp_path) -> Path:
     return tmp_path / "state"
-
-
-def data_file(tmp_path: Path, size: int, name: str = "cells.rtdc"
-              ) -> tuple[Path, bytes]:
-    data = os.urandom(size)
-    path = tmp_path / name
-    path.write_bytes(data)
-    return path, data
 
 
 def with_jobs(func: Callable[[], T], timeout: float = 120) -> T:
@@ -81,19 +67,6 @@ def with_jobs(func: Callable[[], T], timeout: float = 120) -> T:
 def stored_object(org, rid: str) -> bytes:
     return object_store.get_client().get_object(
         Bucket=org.bucket, Key=layout.object_key(rid))["Body"].read()
-
-
-def open_uploads(org) -> list[str]:
-    s3 = object_store.get_client()
-    try:
-        reply = s3.list_multipart_uploads(Bucket=org.bucket)
-    except s3.exceptions.NoSuchBucket:
-        return []
-    return [u["Key"] for u in reply.get("Uploads", [])]
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 # ------------------------------------------------------------ uploads
@@ -134,7 +107,7 @@ def test_a_multipart_upload_of_a_private_dataset(site, org, tmp_path,
     rid = result.resource_id
     assert anon_status(object_url(org.id, rid)) == 403
     assert stored_object(org, rid) == data
-    assert open_uploads(org) == []
+    assert open_uploads(org.bucket) == []
     # the SHA256 is recorded by a job: not there until it runs
     with pytest.raises(VerificationError, match="within 1 s"):
         verify_sha256(site.url, org.editor.token, rid, result.sha256,
@@ -175,7 +148,7 @@ def test_a_missing_file_or_dataset_is_refused(site, org, tmp_path,
     assert info.value.status == 404
     assert "resource_upload_s3_urls failed (HTTP 404)" in str(info.value)
     assert fresh_dataset(ds["id"])["resources"] == []
-    assert open_uploads(org) == []
+    assert open_uploads(org.bucket) == []
     assert not state_dir.exists() or list(state_dir.iterdir()) == []
 
 
@@ -195,33 +168,11 @@ def test_a_changed_file_is_not_created(site, org, tmp_path, state_dir):
     assert fresh_dataset(ds["id"])["resources"] == []
     # The upload could go on (the site says so): it is never ended on
     # the client's guess, but left to expire.
-    assert len(open_uploads(org)) == 1
+    assert len(open_uploads(org.bucket)) == 1
     assert list(state_dir.iterdir()) == []
 
 
 # ---------------------------------------------------------- the command
-def command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "ckanext.dcor_depot.client", *args]
-
-
-def client_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "DCOR_API_TOKEN"}
-    return {**env, "PYTHONPATH": str(REPO), **extra}
-
-
-def run_command(args: list[str], env: dict[str, str], timeout: float = 120
-                ) -> subprocess.CompletedProcess[str]:
-    """Run the command to its end while this process runs the jobs."""
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
-    deadline = time.monotonic() + timeout
-    while proc.poll() is None and time.monotonic() < deadline:
-        run_jobs()
-        time.sleep(0.2)
-    out, err = proc.communicate(timeout=10)
-    return subprocess.CompletedProcess(args, proc.returncode, out, err)
-
-
 def test_the_command_uploads_and_verifies(site, org, tmp_path, state_dir):
     ds = dataset(site, org, private=False)
     path, data = data_file(tmp_path, 7 * MiB)
@@ -259,7 +210,7 @@ def test_the_command_refuses_users_who_may_not_upload(site, org, tmp_path,
                               "(HTTP 403)")
     assert done.stdout == ""
     assert fresh_dataset(ds["id"])["resources"] == []
-    assert open_uploads(org) == []
+    assert open_uploads(org.bucket) == []
 
 
 def test_the_command_without_a_token_is_a_usage_error(site, tmp_path):
@@ -460,7 +411,7 @@ def test_a_created_resource_is_found_by_a_run_that_remembered_it(
     assert again.parts_sent == ()
     assert [r["id"] for r in fresh_dataset(ds["id"])["resources"]] \
         == [first.resource_id]
-    assert open_uploads(org) == []
+    assert open_uploads(org.bucket) == []
     assert list(state_dir.iterdir()) == []
 
 
@@ -489,7 +440,7 @@ def test_an_upload_in_use_is_not_started_anew(site, org, tmp_path,
                     verify=False, state_dir=state_dir)
     assert [f.name for f in state_dir.iterdir()] == [saved.name]  # kept
     assert fresh_dataset(ds["id"])["resources"] == []
-    assert len(open_uploads(org)) == 1  # no second upload begun
+    assert len(open_uploads(org.bucket)) == 1  # no second upload begun
 
     again = upload_file(site.url, org.editor.token, ds["id"], path,
                         verify=False, state_dir=state_dir)

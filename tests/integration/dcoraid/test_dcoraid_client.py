@@ -3,9 +3,6 @@ editor: its direct upload to the store, its ETag check, its activation
 and its verified download."""
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
-
 import pytest
 
 from ckanext.dcor_depot.sample_data import make_rtdc_file
@@ -13,8 +10,8 @@ from tests.support.access import (
     anon_status,
     fresh_dataset,
     fresh_resource,
-    organization,
 )
+from tests.support.data import file_sha256
 from tests.support.stack import run_jobs
 
 dcoraid_api = pytest.importorskip("dcoraid.api")
@@ -23,19 +20,6 @@ from dcoraid.download.job import DownloadJob  # noqa: E402
 from dcoraid.upload.job import UploadJob  # noqa: E402
 
 GiB = 2**30
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fd:
-        while chunk := fd.read(2**20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-@pytest.fixture
-def org(site):
-    return organization()
 
 
 @pytest.fixture
@@ -63,7 +47,7 @@ def test_upload_job_goes_straight_to_the_store_and_verifies(
                     cache_dir=tmp_path / "cache")
     job.task_compress_resources()
     sent = job.paths[0]  # DCOR-Aid uploads its compressed copy
-    sent_sha256, sent_size = sha256_of(sent), sent.stat().st_size
+    sent_sha256, sent_size = file_sha256(sent), sent.stat().st_size
     job.task_upload_resources()
     assert job.state == "online", job.traceback
     (resource,) = fresh_dataset(ds["id"])["resources"]
@@ -84,7 +68,7 @@ def test_upload_job_goes_straight_to_the_store_and_verifies(
     download.task_download_resource()
     download.task_verify_resource()
     assert download.state == "done", download.traceback
-    assert sha256_of(download.path) == sent_sha256
+    assert file_sha256(download.path) == sent_sha256
 
 
 @pytest.mark.slow
@@ -104,4 +88,4 @@ def test_a_file_over_1_gib_goes_up_in_two_parts(site, org, no_fallback,
     (resource,) = fresh_dataset(ds["id"])["resources"]
     assert resource["etag"] == etag and resource["size"] == GiB + 3
     run_jobs()
-    assert fresh_resource(resource["id"])["sha256"] == sha256_of(path)
+    assert fresh_resource(resource["id"])["sha256"] == file_sha256(path)

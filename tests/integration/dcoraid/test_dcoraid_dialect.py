@@ -24,22 +24,13 @@ from tests.support.access import (
     stored_resource,
 )
 from tests.support.browser import set_password
-from tests.support.live_site import ApiError
+from tests.support.live_site import error_status
+from tests.support.store import open_uploads
 
 s3_api = pytest.importorskip("dcoraid.api.s3_api")
 
 MiB = 2**20
 GiB = 2**30
-
-
-@pytest.fixture
-def org(site):
-    return organization()
-
-
-@pytest.fixture
-def ds(site, org):
-    return dataset(site, org, private=True)
 
 
 def ask(site, who: Person | None, org_id: str, size: int,
@@ -70,19 +61,6 @@ def send(answer: dict, data: bytes) -> requests.Response:
     return requests.put(url, data=data, timeout=60)
 
 
-def refused(call) -> tuple[int, dict]:
-    with pytest.raises(ApiError) as info:
-        call()
-    return info.value.status, info.value.error
-
-
-def open_uploads(org) -> list[str]:
-    s3 = object_store.get_client()
-    object_store.ensure_bucket(org.bucket)
-    reply = s3.list_multipart_uploads(Bucket=org.bucket)
-    return [u["Key"] for u in reply.get("Uploads", [])]
-
-
 @pytest.mark.parametrize("size", [0, 1000, GiB, GiB + 1, 3 * GiB - 7])
 def test_the_answer_has_dcoraids_layout(site, org, size):
     answer = issued(site, org.editor, org.id, size)
@@ -94,7 +72,8 @@ def test_the_answer_has_dcoraids_layout(site, org, size):
     assert len(answer["upload_urls"]) == count
     assert (answer["complete_url"] is None) == (count == 1)
     # an upload of the resource's own key waits in the organization's bucket
-    assert open_uploads(org) == [layout.object_key(answer["resource_id"])]
+    assert open_uploads(org.bucket) == [
+        layout.object_key(answer["resource_id"])]
 
 
 def test_a_part_url_takes_exactly_the_declared_size(site, org):
@@ -119,14 +98,14 @@ def test_only_those_who_may_create_datasets_get_urls(site, org, who):
     person_of = {"anonymous": None, "member": org.member,
                  "outsider": person(), "other_editor": other.editor}
     assert ask(site, person_of[who], org.id, 1000).status_code == 403
-    assert open_uploads(org) == []
+    assert open_uploads(org.bucket) == []
 
 
 def test_unknown_organizations_and_bad_sizes_are_refused(site, org):
     assert ask(site, org.editor, str(uuid.uuid4()), 10).status_code == 403
     for size in ("-1", "ten", str(2**50)):
         assert ask(site, org.editor, org.id, size).status_code == 409
-    assert open_uploads(org) == []
+    assert open_uploads(org.bucket) == []
 
 
 def cookie_session(site, who: Person) -> requests.Session:
@@ -150,7 +129,7 @@ def test_a_cookie_never_gets_urls(site, org):
                        params={"organization_id": org.id,
                                "file_size": "1000"}, timeout=60)
     assert resp.status_code == 403
-    assert open_uploads(org) == []
+    assert open_uploads(org.bucket) == []
 
 
 # ------------------------------------------------------------ registration
@@ -181,13 +160,14 @@ def test_registration_records_what_was_verified(site, org, ds):
 def test_a_sysadmins_ghost_registration_is_refused(site, org, ds):
     admin = person(sysadmin=True)
     ghost = str(uuid.uuid4())
-    status, error = refused(lambda: register(site, admin, ds["id"], ghost))
+    status, error = error_status(
+        lambda: register(site, admin, ds["id"], ghost))
     assert status == 409 and "issued" in str(error)
-    status, _ = refused(lambda: site.action(
+    status, _ = error_status(lambda: site.action(
         "package_revise", admin.token, match={"id": ds["id"]},
         update__resources__extend=[{"name": "x", "s3_available": True}]))
     assert status == 409
-    status, _ = refused(lambda: site.action(
+    status, _ = error_status(lambda: site.action(
         "resource_create", admin.token, package_id=ds["id"], id=ghost,
         name="x", url="http://example.org/x"))
     assert status == 409
@@ -199,7 +179,7 @@ def test_only_the_uploader_registers_in_its_organization(site, org, ds):
     assert send(answer, os.urandom(1000)).status_code == 200
     rid = answer["resource_id"]
     # the organization's admin did not get this id
-    status, _ = refused(lambda: register(site, org.admin, ds["id"], rid))
+    status, _ = error_status(lambda: register(site, org.admin, ds["id"], rid))
     assert status == 409
     # nor does the id work in another organization's dataset
     other = organization()
@@ -207,8 +187,8 @@ def test_only_the_uploader_registers_in_its_organization(site, org, ds):
     site.action("member_create", other.admin.token, id=other.id,
                 object=org.editor.name, object_type="user",
                 capacity="editor")
-    status, _ = refused(lambda: register(site, org.editor, elsewhere["id"],
-                                         rid))
+    status, _ = error_status(
+        lambda: register(site, org.editor, elsewhere["id"], rid))
     assert status == 409
     assert fresh_dataset(elsewhere["id"])["resources"] == []
     assert fresh_dataset(ds["id"])["resources"] == []
@@ -219,7 +199,7 @@ def test_only_the_uploader_registers_in_its_organization(site, org, ds):
 
 def test_an_incomplete_upload_is_not_registered(site, org, ds):
     answer = issued(site, org.editor, org.id, 1000)
-    status, error = refused(
+    status, error = error_status(
         lambda: register(site, org.editor, ds["id"], answer["resource_id"]))
     assert status == 409 and "1000 bytes" in str(error)
     assert fresh_dataset(ds["id"])["resources"] == []
@@ -257,7 +237,7 @@ def test_no_url_reads_anything(site, org, ds):
         resp = requests.put(url, data=body, timeout=60,
                             headers={"x-amz-copy-source": source})
         assert resp.status_code >= 400
-    status, _ = refused(
+    status, _ = error_status(
         lambda: register(site, org.editor, ds["id"], answer["resource_id"]))
     assert status == 409  # no part was stored
     # what the plugin avoids: a PutObject URL signed by its credential
@@ -334,7 +314,8 @@ def test_the_completion_url_refuses_what_it_must(site, org, monkeypatch):
     # parts not uploaded: nothing is completed
     resp = requests.post(url, data=body, timeout=60)
     assert resp.status_code == 400 and "<Error>" in resp.text
-    assert open_uploads(org) == [layout.object_key(answer["resource_id"])]
+    assert open_uploads(org.bucket) == [
+        layout.object_key(answer["resource_id"])]
 
 
 # ------------------------------------------------ found by review
@@ -346,21 +327,21 @@ def test_a_cookie_head_request_starts_no_upload(site, org, ds):
             f"{site.url}/api/3/action/resource_upload_s3_urls",
             params=params, timeout=60)
         assert resp.status_code == 403
-    assert open_uploads(org) == []
+    assert open_uploads(org.bucket) == []
 
 
 def test_a_refused_registration_leaves_the_upload_open(site, org, ds):
     answer = issued(site, org.editor, org.id, 1000)
     send(answer, os.urandom(1000))
     rid = answer["resource_id"]
-    status, error = refused(lambda: site.action(
+    status, error = error_status(lambda: site.action(
         "package_revise", org.editor.token, match={"id": ds["id"]},
         update__resources__extend=[{"id": rid, "name": "x",
                                     "s3_available": True,
                                     "sha256": "0" * 64}]))
     assert status == 409 and "sha256" in str(error)
     # nothing was completed: the upload is still open, no object exists
-    assert open_uploads(org) == [layout.object_key(rid)]
+    assert open_uploads(org.bucket) == [layout.object_key(rid)]
     assert object_store.head_object(org.bucket, layout.object_key(rid)) \
         is None
     register(site, org.editor, ds["id"], rid)
@@ -399,7 +380,7 @@ def test_the_uploader_may_end_a_dcoraid_upload(site, org):
                        resource_id=rid)["issued_to_you"] is True
     assert site.action("resource_upload_s3_abort", org.editor.token,
                        resource_id=rid) == {"aborted": True}
-    assert open_uploads(org) == []
+    assert open_uploads(org.bucket) == []
 
 
 def test_a_wrong_secret_gets_no_body_read(site, org, monkeypatch):

@@ -26,18 +26,14 @@ from ckan.tests import helpers
 
 from ckanext.dcor_depot.records import upload_grants
 from ckanext.dcor_depot.storage import layout, object_store, presigned
-from tests.integration.client.test_client import (
-    client_env,
-    command,
-    data_file,
-    open_uploads,
-    run_command,
-)
 from tests.support import access, faults
 from tests.support import live_site as live
 from tests.support.cli import invoke
+from tests.support.client import client_env, command, run_command
+from tests.support.data import data_file, sha256
 from tests.support.fault_ini import fault_site_settings
 from tests.support.stack import ckan_command, kill_tree, run_jobs, wait_for
+from tests.support.store import open_uploads
 
 SCENARIO = "client-killed"
 MiB = 2**20
@@ -90,7 +86,7 @@ class Upload:
 def new_upload(site: live.LiveSite, dataset_id: str, folder: Path,
                name: str, size: int) -> Upload:
     path, data = data_file(folder, size, name)
-    return Upload(site, dataset_id, path, faults.sha256_of(data),
+    return Upload(site, dataset_id, path, sha256(data),
                   folder / "state")
 
 
@@ -161,12 +157,12 @@ def abandon(upload: Upload, env: dict[str, str], parts: int) -> str:
 def prune_abandoned(cli, org: access.Org, upload: Upload, rid: str) -> None:
     """The prune command ends the abandoned upload; no trace is left."""
     key = layout.object_key(rid)
-    assert key in open_uploads(org)
+    assert key in open_uploads(org.bucket)
     result = invoke(cli, "dcor-prune-stale-multipart-uploads",
                     "--initiated-before-days", 0)
     assert result.exit_code == 0, result.output
     assert f"{org.bucket}:{key} (upload " in result.stdout
-    assert open_uploads(org) == []
+    assert open_uploads(org.bucket) == []
     assert upload.resources() == []
     assert object_store.head_object(org.bucket, key) is None
     with pytest.raises(tk.ObjectNotFound):

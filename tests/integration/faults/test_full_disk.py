@@ -23,10 +23,11 @@ import pytest
 from ckanext.dcor_depot.operations import append, jobs
 from ckanext.dcor_depot.storage import fsops, layout
 from ckanext.dcor_depot.storage.fsops import file_sha256
-from tests.integration.operations.test_faults import failed_job_error
 from tests.support import faults
-from tests.support.cli import dataset_resources, invoke, resource_show
-from tests.support.stack import run_jobs
+from tests.support.access import fresh_resource
+from tests.support.cli import dataset_resources, invoke
+from tests.support.data import sha256
+from tests.support.stack import failed_job_error, run_jobs
 
 KiB, MiB = 2**10, 2**20
 PAGE = 4096
@@ -69,7 +70,7 @@ def check_symlink_job_failed(res: dict, sha: str, depot_files: set[str],
     assert file_sha256(path) == sha
     assert files_in(depots) == depot_files
     # The metadata too; the S3 job (not held up) copied the intact file.
-    now = resource_show(rid)
+    now = fresh_resource(rid)
     for name in ("url", "url_type", "size", "name", "package_id"):
         assert now[name] == res[name], name
     assert tk.asbool(now["s3_available"]) and now["sha256"] == sha
@@ -95,7 +96,7 @@ def test_depot_full_during_symlink_job(fault_site, tmpfs_dir, ckan_config,
         data, room = seeded_data(rng)
         dataset = make_dataset(private=rng.random() < 0.5)
         res = upload(dataset, data, name=f"full-{iteration}.rtdc")
-        expected[res["id"]] = sha = faults.sha256_of(data)
+        expected[res["id"]] = sha = sha256(data)
         depot_files = files_in(depots)
         filler = fill(tmpfs_dir, room)
         try:
@@ -109,7 +110,7 @@ def test_depot_full_during_symlink_job(fault_site, tmpfs_dir, ckan_config,
 
         # Space again: the job, queued again, completes.
         assert jobs.job_id(res["id"], jobs.SYMLINK) in \
-            jobs.enqueue_resource_jobs(resource_show(res["id"]))
+            jobs.enqueue_resource_jobs(fresh_resource(res["id"]))
         run_jobs()
         path = layout.ckan_upload_path(res["id"])
         assert path.is_symlink()
@@ -145,7 +146,7 @@ def append_on_full_disk(cli, mount: Path, dataset: dict, source: Path,
     assert files_in(mount) == storage_files  # no partial copy
     assert dataset_resources(dataset["id"]) == resources
     with pytest.raises(tk.ObjectNotFound):
-        resource_show(rid)
+        fresh_resource(rid)
 
 
 def append_again(cli, dataset: dict, source: Path) -> str:
@@ -155,7 +156,7 @@ def append_again(cli, dataset: dict, source: Path) -> str:
     sha = file_sha256(source)
     rid = append.resource_id_for(dataset["id"], source.name, sha)
     assert f"resource {rid}: added to dataset" in result.stdout
-    res = resource_show(rid)
+    res = fresh_resource(rid)
     assert res["sha256"] == sha and res["size"] == source.stat().st_size
     assert file_sha256(layout.ckan_upload_path(rid)) == sha
     return rid
@@ -191,7 +192,7 @@ def test_disk_full_during_append_resource(fault_site, tmpfs_dir,
             ledger.faults += 1
             ledger.notes.append(f"{len(data)} bytes, {room} bytes free")
             rid = append_again(cli, dataset, source)
-            expected[rid] = faults.sha256_of(data)
+            expected[rid] = sha256(data)
             run_jobs()  # the symlink job: into the depot
             assert layout.ckan_upload_path(rid).is_symlink()
 

@@ -28,9 +28,12 @@ from ckanext.dcor_depot.operations import symlink
 from ckanext.dcor_depot.storage import layout, object_store
 from ckanext.dcor_depot.storage.fsops import file_sha256
 from tests.support import faults
-from tests.support.cli import invoke, resource_show, summary
+from tests.support.access import fresh_resource
+from tests.support.cli import invoke, summary
+from tests.support.data import sha256
 from tests.support.fault_ini import write_fault_ini
 from tests.support.stack import ckan_command, kill_tree
+from tests.support.store import object_sha256, open_uploads
 
 SCENARIO = "migrate-interrupted"
 COMMAND = "dcor-migrate-resources-to-object-store"
@@ -106,7 +109,7 @@ def make_batch(make_dataset, upload, rng: random.Random,
         data = rng.randbytes(size)
         res = upload(dataset, data, name=f"{tag}-{number}.rtdc")
         assert symlink.symlink_user_dataset(res["id"])
-        batch[res["id"]] = faults.sha256_of(data)
+        batch[res["id"]] = sha256(data)
     return batch
 
 
@@ -115,7 +118,7 @@ def data_still_there(bucket: str, rid: str, sha: str) -> bool:
     path = layout.ckan_upload_path(rid)
     if path.is_file() and file_sha256(path) == sha:
         return True
-    return faults.object_sha256(bucket, layout.object_key(rid)) == sha
+    return object_sha256(bucket, layout.object_key(rid)) == sha
 
 
 def check_right_after(run: Run, sig: signal.Signals, bucket: str,
@@ -132,7 +135,7 @@ def check_right_after(run: Run, sig: signal.Signals, bucket: str,
     assert summary(run).startswith(f"{COMMAND} (interrupted): ")
     for match in RESULT_LINE.finditer(run.stdout):
         if "resource uploaded" in match["what"]:
-            res = resource_show(match["rid"])
+            res = fresh_resource(match["rid"])
             assert tk.asbool(res.get("s3_available")), match.group(0)
 
 
@@ -141,7 +144,7 @@ def rerun_completes(cli, args: list[str], batch: dict[str, str]) -> None:
     assert rerun.exit_code == 0, rerun.output
     assert re.search(r" 0 failed(,|$)", summary(rerun)), rerun.stdout
     for rid, sha in batch.items():
-        res = resource_show(rid)
+        res = fresh_resource(rid)
         assert tk.asbool(res.get("s3_available")), (rid, rerun.stdout)
         assert res["sha256"] == sha
         local = layout.ckan_upload_path(rid)
@@ -149,11 +152,10 @@ def rerun_completes(cli, args: list[str], batch: dict[str, str]) -> None:
                                           in args), (rid, rerun.stdout)
 
 
-def open_uploads(buckets: set[str]) -> list[str]:
-    s3 = object_store.get_client()
-    return [f"{bucket}:{up['Key']}" for bucket in sorted(buckets)
-            for up in s3.list_multipart_uploads(Bucket=bucket)
-            .get("Uploads", [])]
+def open_uploads_in(buckets: set[str]) -> list[str]:
+    """``bucket:key`` of every multipart upload open in ``buckets``."""
+    return [f"{bucket}:{key}" for bucket in sorted(buckets)
+            for key in open_uploads(bucket)]
 
 
 def prune_killed_uploads(cli, buckets: set[str],
@@ -161,13 +163,13 @@ def prune_killed_uploads(cli, buckets: set[str],
     """A SIGKILLed transfer leaves its multipart upload in the store;
     only keys of this test's resources may be among them, and the prune
     command (the lifecycle rule, days later) ends them."""
-    left = open_uploads(buckets)
+    left = open_uploads_in(buckets)
     keys = {layout.object_key(rid) for rid in expected}
     assert {entry.split(":", 1)[1] for entry in left} <= keys, left
     result = invoke(cli, "dcor-prune-stale-multipart-uploads",
                     "--initiated-before-days", 0)
     assert result.exit_code == 0, result.output
-    assert open_uploads(buckets) == []
+    assert open_uploads_in(buckets) == []
     return len(left)
 
 

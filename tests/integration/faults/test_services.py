@@ -18,7 +18,8 @@ from ckan.lib import jobs as ckan_jobs
 from ckanext.dcor_depot.operations import symlink
 from ckanext.dcor_depot.operations.migrate import migrate_resource_to_s3
 from tests.support import faults
-from tests.support.cli import resource_show
+from tests.support.access import fresh_resource
+from tests.support.data import sha256
 from tests.support.services import crash, start_services
 from tests.support.stack import run_jobs
 
@@ -55,7 +56,7 @@ def new_upload(make_dataset, upload, size: int, private: bool
     res = upload(make_dataset(private=private), data)
     ckan_jobs.get_queue("dcor-normal").empty()  # the test runs the upload
     symlink.symlink_user_dataset(res["id"])
-    return res["id"], faults.sha256_of(data)
+    return res["id"], sha256(data)
 
 
 @pytest.mark.parametrize("route,low,high", [
@@ -87,12 +88,12 @@ def test_gateway_crashes_mid_upload(route, low, high, make_dataset, upload,
         thread.join(300)
         ledger.iterations += 1
         ledger.faults += isinstance(outcome[0], Exception)
-        assert resource_show(rid).get("s3_available") in (None, False,
+        assert fresh_resource(rid).get("s3_available") in (None, False,
                                                           "False") \
             or outcome[0] is True
         start_services()
         assert migrate_resource_to_s3(rid) in (True, False)  # the rerun
-        assert resource_show(rid)["s3_available"] in (True, "True")
+        assert fresh_resource(rid)["s3_available"] in (True, "True")
     faults.check_intact(cli, expected, ledger)
     ledger.write()
 
@@ -113,7 +114,7 @@ def test_redis_crashes_with_jobs_queued_and_running(make_dataset, upload, cli,
     for index in range(3 * SERVICE_ITERATIONS):
         data = os.urandom(rng.randint(MiB, 8 * MiB))
         res = upload(make_dataset(private=index % 2 == 0), data)
-        expected[res["id"]] = faults.sha256_of(data)
+        expected[res["id"]] = sha256(data)
     model.Session.commit()
     thread, _outcome = in_thread(run_jobs)  # some jobs running
     time.sleep(rng.uniform(0.2, 1.0))
@@ -146,7 +147,7 @@ def test_postgres_crashes_while_jobs_record(make_dataset, upload, cli,
         for _ in range(3):
             data = os.urandom(rng.randint(MiB, 16 * MiB))
             res = upload(make_dataset(private=index % 2 == 0), data)
-            expected[res["id"]] = faults.sha256_of(data)
+            expected[res["id"]] = sha256(data)
             rids.append(res["id"])
         model.Session.commit()
         thread, outcome = in_thread(run_jobs)

@@ -35,6 +35,7 @@ from tests.support.access import (
     organization,
     upload,
 )
+from tests.support.data import sha256
 from tests.support.live_site import LiveSite, ini_with
 from tests.support.stack import (
     ckan_command,
@@ -81,7 +82,7 @@ def upload_work(kind: jobs.JobKind,
         res = route(scene.site, scene.org.editor,
                     scene.new_dataset()["id"], data)
         return Work(jobs.job_id(res["id"], kind),
-                    {res["id"]: faults.sha256_of(data)})
+                    {res["id"]: sha256(data)})
     return make
 
 
@@ -91,7 +92,7 @@ def move_work(scene: Scene) -> Work:
     for _ in range(2):
         data = scene.data(MiB, 8 * MiB)
         res = upload(scene.site, scene.org.editor, ds["id"], data)
-        expected[res["id"]] = faults.sha256_of(data)
+        expected[res["id"]] = sha256(data)
     for rid in expected:
         wait_for(lambda rid=rid: fresh_resource(rid).get("s3_available"),
                  timeout=120, what=f"{rid} in the store")

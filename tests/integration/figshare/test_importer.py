@@ -1,20 +1,16 @@
 """``ckan import-figshare`` against a local stand-in of the figshare API.
 
 figshare itself cannot be reached from the tests, so a small HTTP server on
-127.0.0.1 answers ``/articles/{id}/versions/{v}`` and serves the files,
+127.0.0.1 (``tests/support/figshare.py``, started by the ``figshare_site``
+fixture) answers ``/articles/{id}/versions/{v}`` and serves the files,
 which are generated here (real RT-DC files written with dclab). Everything
 else is real: CKAN, PostgreSQL, Redis and the Ceph object store.
 """
 from __future__ import annotations
 
 import hashlib
-import http.server
-import itertools
-import json
 import os
-import random
 import shutil
-import threading
 import uuid
 from pathlib import Path
 
@@ -27,169 +23,17 @@ from ckanext.dcor_depot.operations.figshare import client, metadata
 from ckanext.dcor_depot.sample_data import make_rtdc_file
 from ckanext.dcor_depot.storage import layout, object_store
 from tests.support import temp as temp_helpers
-from tests.support.cli import invoke
+from tests.support.data import upstream_id
+from tests.support.figshare import (
+    FakeFigshare,
+    dataset_missing,
+    depot_file,
+    doi_of,
+    files_below,
+    name_of,
+    show,
+)
 from tests.support.stack import anonymous_get, run_jobs, sysadmin_context
-
-
-# ------------------------------------------------------ figshare stand-in
-class FakeFigshare:
-    """Articles and files served like the figshare API (v2) does."""
-
-    def __init__(self) -> None:
-        self.articles: dict[str, dict] = {}
-        self.files: dict[str, bytes] = {}
-        #: paths of all GET requests, in order
-        self.requests: list[str] = []
-        #: path -> status codes to answer with before answering properly
-        self.failures: dict[str, list[int]] = {}
-        #: path -> Location of a redirect (302) answered instead
-        self.redirects: dict[str, str] = {}
-        #: path -> bytes of the body written before the client went away
-        self.sent: dict[str, int] = {}
-        self._ids = itertools.count(random.randint(10**6, 10**7))
-        handler = self._handler()
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
-                                                      handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def _handler(self):
-        fake = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 (http.server's naming)
-                fake.requests.append(self.path)
-                pending = fake.failures.get(self.path)
-                if pending:
-                    self.send(pending.pop(0), b"temporary failure")
-                elif self.path in fake.redirects:
-                    self.send_response(302)
-                    self.send_header("Location", fake.redirects[self.path])
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                elif self.path in fake.articles:
-                    self.send(200, json.dumps(fake.articles[self.path])
-                              .encode(), "application/json")
-                elif self.path in fake.files:
-                    self.send(200, fake.files[self.path],
-                              "application/octet-stream")
-                else:
-                    self.send(404, b'{"message": "Entity not found"}',
-                              "application/json")
-
-            def send(self, status, body, ctype="text/plain"):
-                self.send_response(status)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                # In pieces, counting what the client took before it hung
-                # up (a download that stops early).
-                fake.sent[self.path] = 0
-                step = 64 * 1024
-                try:
-                    for start in range(0, len(body), step):
-                        self.wfile.write(body[start:start + step])
-                        fake.sent[self.path] += len(body[start:start + step])
-                except (BrokenPipeError, ConnectionResetError):
-                    self.close_connection = True
-
-            def log_message(self, *args):
-                pass
-
-        return Handler
-
-    def add_article(self, files: list[dict], license: str = "CC0",
-                    **fields) -> dict:
-        """An article version; ``files`` items: name and data (bytes) or
-        link_only True."""
-        article_id = next(self._ids)
-        version = fields.pop("version", 2)
-        doi = f"10.6084/m9.figshare.{article_id}.v{version}"
-        entries = []
-        for item in files:
-            file_id = next(self._ids)
-            if item.get("link_only"):
-                entries.append({
-                    "id": file_id, "name": item["name"], "size": 0,
-                    "is_link_only": True,
-                    "download_url": "https://example.org/elsewhere",
-                    "supplied_md5": "", "computed_md5": ""})
-                continue
-            data = item["data"]
-            path = f"/files/{file_id}"
-            self.files[path] = data
-            md5 = item.get("md5") or hashlib.md5(data).hexdigest()
-            entries.append({
-                "id": file_id, "name": item["name"],
-                "size": item.get("size", len(data)),
-                "is_link_only": False,
-                "download_url": item.get("download_url", self.url + path),
-                # figshare lists the uploader's MD5 (usually the same)
-                "supplied_md5": item.get("supplied_md5", md5),
-                "computed_md5": md5})
-        article = {
-            "id": article_id,
-            "version": version,
-            "doi": doi,
-            "title": fields.get("title", f"Measurement {article_id}"),
-            "description": fields.get(
-                "description", "<p>Blood cells in <b>flow</b>.</p>"),
-            "authors": [{"full_name": n}
-                        for n in fields.get("authors", ["Ann Alpha"])],
-            "references": fields.get("references", []),
-            "license": {"value": 1, "name": license,
-                        "url": "https://creativecommons.org/"},
-            "files": entries,
-        }
-        self.articles[self.article_path(article)] = article
-        return article
-
-    @staticmethod
-    def article_path(article: dict) -> str:
-        return f"/articles/{article['id']}/versions/{article['version']}"
-
-    def downloads(self) -> list[str]:
-        return [p for p in self.requests if p.startswith("/files/")]
-
-
-@pytest.fixture
-def fake_figshare():
-    fake = FakeFigshare()
-    thread = threading.Thread(target=fake.server.serve_forever, daemon=True)
-    thread.start()
-    yield fake
-    fake.server.shutdown()
-    fake.server.server_close()
-
-
-@pytest.fixture
-def site(fake_figshare, tmp_path, ckan_config, monkeypatch, clean_db,
-         clean_queues, with_plugins, with_extended_cli, with_test_worker,
-         cli):
-    """A clean CKAN whose figshare import reads from the stand-in."""
-    dois = tmp_path / "figshare_dois.txt"
-    dois.write_text("")
-    for key, value in {
-        "ckanext.dcor_depot.figshare_api_url": fake_figshare.url,
-        "ckanext.dcor_depot.figshare_dois_path": str(dois),
-        "ckanext.dcor_depot.depots_path": str(tmp_path / "depots"),
-        "ckanext.dcor_depot.tmp_dir": str(tmp_path / "tmp"),
-    }.items():
-        monkeypatch.setitem(ckan_config, key, value)
-    monkeypatch.setattr(client, "BACKOFF_BASE", 0.01)
-    object_store._known_buckets.clear()
-
-    class Site:
-        fake = fake_figshare
-        dois_path = dois
-        tmp_dir = tmp_path / "tmp"
-
-        def write_dois(self, *lines: str) -> None:
-            dois.write_text("\n".join(lines) + "\n")
-
-        def run(self, *args: str):
-            return invoke(cli, "import-figshare", *args)
-
-    return Site()
 
 
 @pytest.fixture
@@ -201,47 +45,11 @@ def rtdc_data(tmp_path):
     return one.read_bytes(), two.read_bytes()
 
 
-def doi_of(article: dict) -> str:
-    return article["doi"]
-
-
-def show(name: str) -> dict:
-    return helpers.call_action("package_show", id=name)
-
-
-def name_of(article: dict) -> str:
-    return f"figshare-{article['id']}-v{article['version']}"
-
-
-def depot_file(article: dict, name: str) -> Path:
-    return (config.depots_path() / "figshare" / str(article["id"])
-            / f"v{article['version']}" / name)
-
-
-def upstream_id(*parts: str) -> str:
-    """Upstream's make_id written out: MD5 of the parts, 8-4-4-4-12."""
-    h = hashlib.md5("".join(parts).encode("utf-8")).hexdigest()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
-def dataset_missing(article: dict) -> bool:
-    try:
-        show(name_of(article))
-    except tk.ObjectNotFound:
-        return True
-    return False
-
-
-def files_below(path: Path) -> list[Path]:
-    return [p for p in path.rglob("*") if p.is_file()] if path.exists() \
-        else []
-
-
 # ------------------------------------------------------------------ tests
-def test_complete_import(site, rtdc_data):
+def test_complete_import(figshare_site, rtdc_data):
     one, two = rtdc_data
     notes = b"plain text notes\n" * 10
-    art = site.fake.add_article([
+    art = figshare_site.fake.add_article([
         {"name": "M1 blood.rtdc", "data": one},
         {"name": "M2_blood.rtdc", "data": two},
         {"name": "README.txt", "data": notes},
@@ -250,11 +58,12 @@ def test_complete_import(site, rtdc_data):
         description="<p>Cells in <b>flow</b></p><ul><li>HL60</li></ul>",
         authors=["Ann Alpha", "Bob Beta"],
         references=["10.1234/abc.5", "https://example.org/paper"])
-    other = site.fake.add_article([{"name": "table.csv", "data": b"a,b\n"}],
-                                  license="CC BY 4.0")
-    site.write_dois("# figshare mirror", "", doi_of(art), doi_of(other))
+    other = figshare_site.fake.add_article(
+        [{"name": "table.csv", "data": b"a,b\n"}], license="CC BY 4.0")
+    figshare_site.write_dois("# figshare mirror", "", doi_of(art),
+                             doi_of(other))
 
-    result = site.run()
+    result = figshare_site.run()
 
     assert result.exit_code == 0, result.output
     assert result.output.strip().endswith(
@@ -312,7 +121,7 @@ def test_complete_import(site, rtdc_data):
         assert resources[name]["format"] == "RT-DC"
         assert resources[name]["mimetype"] == "RT-DC"
     assert resources["README.txt"]["format"] != "RT-DC"
-    assert files_below(site.tmp_dir) == []
+    assert files_below(figshare_site.tmp_dir) == []
 
     # The jobs queued by after_resource_create leave figshare data where
     # it is (no move into the user depot) and change nothing.
@@ -326,39 +135,39 @@ def test_complete_import(site, rtdc_data):
     assert files_below(config.users_depot_path()) == []
 
 
-def test_second_run_downloads_and_changes_nothing(site, rtdc_data):
-    art = site.fake.add_article([
+def test_second_run_downloads_and_changes_nothing(figshare_site, rtdc_data):
+    art = figshare_site.fake.add_article([
         {"name": "a.rtdc", "data": rtdc_data[0]},
         {"name": "notes.txt", "data": b"notes"},
     ])
-    site.write_dois(doi_of(art))
-    assert site.run().exit_code == 0
+    figshare_site.write_dois(doi_of(art))
+    assert figshare_site.run().exit_code == 0
     first = show(name_of(art))
-    downloads = len(site.fake.downloads())
+    downloads = len(figshare_site.fake.downloads())
     assert downloads == 2
 
-    result = site.run()
+    result = figshare_site.run()
 
     assert result.exit_code == 0, result.output
     assert "import-figshare: 0 imported, 1 skipped, 0 failed" \
         in result.output
-    assert len(site.fake.downloads()) == downloads
+    assert len(figshare_site.fake.downloads()) == downloads
     again = show(name_of(art))
     assert again["metadata_modified"] == first["metadata_modified"]
     assert [(r["id"], r["metadata_modified"]) for r in again["resources"]] \
         == [(r["id"], r["metadata_modified"]) for r in first["resources"]]
 
 
-def test_md5_mismatch_then_resume(site, rtdc_data):
+def test_md5_mismatch_then_resume(figshare_site, rtdc_data):
     good = rtdc_data[0]
-    art = site.fake.add_article([
+    art = figshare_site.fake.add_article([
         {"name": "good.rtdc", "data": good},
         {"name": "bad.rtdc", "data": rtdc_data[1], "md5": "0" * 32},
     ])
-    site.write_dois(doi_of(art))
+    figshare_site.write_dois(doi_of(art))
     found = hashlib.md5(rtdc_data[1]).hexdigest()
 
-    result = site.run()
+    result = figshare_site.run()
 
     assert result.exit_code == 1
     assert "import-figshare: 0 imported, 0 skipped, 1 failed" \
@@ -372,12 +181,12 @@ def test_md5_mismatch_then_resume(site, rtdc_data):
     assert not depot_file(art, "bad.rtdc").exists()
     assert [p.name for p in files_below(config.figshare_depot_path())
             if not p.name.startswith(".")] == ["good.rtdc"]
-    assert files_below(site.tmp_dir) == []
+    assert files_below(figshare_site.tmp_dir) == []
 
     # figshare fixed its checksum: the next run completes the dataset
     # without fetching the good file again.
     art["files"][1]["computed_md5"] = found
-    result = site.run()
+    result = figshare_site.run()
     assert result.exit_code == 0, result.output
     assert "import-figshare: 1 imported, 0 skipped, 0 failed" \
         in result.stdout
@@ -385,18 +194,19 @@ def test_md5_mismatch_then_resume(site, rtdc_data):
     assert dataset["state"] == "active"
     assert sorted(r["name"] for r in dataset["resources"]) == [
         "bad.rtdc", "good.rtdc"]
-    good_path = art["files"][0]["download_url"].removeprefix(site.fake.url)
-    assert site.fake.downloads().count(good_path) == 1
+    good_path = art["files"][0]["download_url"].removeprefix(
+        figshare_site.fake.url)
+    assert figshare_site.fake.downloads().count(good_path) == 1
 
 
-def test_unknown_license_is_refused(site):
-    bad = site.fake.add_article([{"name": "x.txt", "data": b"x"}],
-                                license="MIT")
-    good = site.fake.add_article([{"name": "y.txt", "data": b"y"}],
-                                 license="CC BY-SA 4.0")
-    site.write_dois(doi_of(bad), doi_of(good))
+def test_unknown_license_is_refused(figshare_site):
+    bad = figshare_site.fake.add_article([{"name": "x.txt", "data": b"x"}],
+                                         license="MIT")
+    good = figshare_site.fake.add_article([{"name": "y.txt", "data": b"y"}],
+                                          license="CC BY-SA 4.0")
+    figshare_site.write_dois(doi_of(bad), doi_of(good))
 
-    result = site.run()
+    result = figshare_site.run()
 
     assert result.exit_code == 1
     assert "import-figshare: 1 imported, 0 skipped, 1 failed" \
@@ -405,62 +215,64 @@ def test_unknown_license_is_refused(site):
     assert dataset_missing(bad)
     assert show(name_of(good))["license_id"] == "cc-by-sa"
     assert not (config.figshare_depot_path() / str(bad["id"])).exists()
-    assert site.fake.downloads() == [
-        good["files"][0]["download_url"].removeprefix(site.fake.url)]
+    assert figshare_site.fake.downloads() == [
+        good["files"][0]["download_url"].removeprefix(figshare_site.fake.url)]
 
 
-def test_malformed_doi_line(site):
-    art = site.fake.add_article([{"name": "x.txt", "data": b"x"}])
-    site.write_dois("# comment", "10.6084/m9.figshare.abc.v1", "",
-                    doi_of(art))
+def test_malformed_doi_line(figshare_site):
+    art = figshare_site.fake.add_article([{"name": "x.txt", "data": b"x"}])
+    figshare_site.write_dois("# comment", "10.6084/m9.figshare.abc.v1", "",
+                             doi_of(art))
 
-    result = site.run()
+    result = figshare_site.run()
 
     assert result.exit_code == 1
     assert "import-figshare: 1 imported, 0 skipped, 1 failed" \
         in result.stdout
-    assert f"{site.dois_path}:2:" in result.stderr
+    assert f"{figshare_site.dois_path}:2:" in result.stderr
     assert "10.6084/m9.figshare.abc.v1" in result.stderr
     assert show(name_of(art))["state"] == "active"
 
 
-def test_server_errors_are_retried(site):
-    art = site.fake.add_article([{"name": "x.txt", "data": b"data"}])
-    file_path = art["files"][0]["download_url"].removeprefix(site.fake.url)
-    site.fake.failures[FakeFigshare.article_path(art)] = [500, 503]
-    site.fake.failures[file_path] = [502]
-    site.write_dois(doi_of(art))
+def test_server_errors_are_retried(figshare_site):
+    art = figshare_site.fake.add_article([{"name": "x.txt", "data": b"data"}])
+    file_path = art["files"][0]["download_url"].removeprefix(
+        figshare_site.fake.url)
+    figshare_site.fake.failures[FakeFigshare.article_path(art)] = [500, 503]
+    figshare_site.fake.failures[file_path] = [502]
+    figshare_site.write_dois(doi_of(art))
 
-    result = site.run()
+    result = figshare_site.run()
 
     assert result.exit_code == 0, result.output
     assert "import-figshare: 1 imported, 0 skipped, 0 failed" \
         in result.stdout
-    assert site.fake.requests.count(FakeFigshare.article_path(art)) == 3
-    assert site.fake.requests.count(file_path) == 2
+    assert figshare_site.fake.requests.count(
+        FakeFigshare.article_path(art)) == 3
+    assert figshare_site.fake.requests.count(file_path) == 2
     dataset = show(name_of(art))
     assert dataset["state"] == "active"
     assert len(dataset["resources"]) == 1
 
 
-def test_persistent_server_error_fails_after_retries(site):
-    art = site.fake.add_article([{"name": "x.txt", "data": b"data"}])
-    site.fake.failures[FakeFigshare.article_path(art)] = [500] * 10
-    site.write_dois(doi_of(art))
+def test_persistent_server_error_fails_after_retries(figshare_site):
+    art = figshare_site.fake.add_article([{"name": "x.txt", "data": b"data"}])
+    figshare_site.fake.failures[FakeFigshare.article_path(art)] = [500] * 10
+    figshare_site.write_dois(doi_of(art))
 
-    result = site.run()
+    result = figshare_site.run()
 
     assert result.exit_code == 1
     assert "HTTP 500" in result.stderr
-    assert site.fake.requests.count(FakeFigshare.article_path(art)) \
+    assert figshare_site.fake.requests.count(FakeFigshare.article_path(art)) \
         == client.ATTEMPTS
     assert dataset_missing(art)
 
 
-def test_missing_article(site):
-    site.write_dois("10.6084/m9.figshare.999999999.v1")
+def test_missing_article(figshare_site):
+    figshare_site.write_dois("10.6084/m9.figshare.999999999.v1")
 
-    result = site.run()
+    result = figshare_site.run()
 
     assert result.exit_code == 1
     assert "import-figshare: 0 imported, 0 skipped, 1 failed" \
@@ -469,15 +281,15 @@ def test_missing_article(site):
     assert "not found (HTTP 404" in result.stderr
     assert "Traceback" not in result.output
     # a 404 is final: no retries
-    assert site.fake.requests == ["/articles/999999999/versions/1"]
+    assert figshare_site.fake.requests == ["/articles/999999999/versions/1"]
 
 
-def test_limit(site):
-    first = site.fake.add_article([{"name": "x.txt", "data": b"x"}])
-    second = site.fake.add_article([{"name": "y.txt", "data": b"y"}])
-    site.write_dois(doi_of(first), doi_of(second))
+def test_limit(figshare_site):
+    first = figshare_site.fake.add_article([{"name": "x.txt", "data": b"x"}])
+    second = figshare_site.fake.add_article([{"name": "y.txt", "data": b"y"}])
+    figshare_site.write_dois(doi_of(first), doi_of(second))
 
-    result = site.run("--limit", "1")
+    result = figshare_site.run("--limit", "1")
 
     assert result.exit_code == 0, result.output
     assert "import-figshare: 1 imported, 0 skipped, 0 failed" \
@@ -486,12 +298,12 @@ def test_limit(site):
     assert dataset_missing(second)
 
 
-def test_invalid_rtdc_file_is_refused(site):
-    art = site.fake.add_article([
+def test_invalid_rtdc_file_is_refused(figshare_site):
+    art = figshare_site.fake.add_article([
         {"name": "fake.rtdc", "data": b"this is not HDF5"}])
-    site.write_dois(doi_of(art))
+    figshare_site.write_dois(doi_of(art))
 
-    result = site.run()
+    result = figshare_site.run()
 
     assert result.exit_code == 1
     assert "fake.rtdc" in result.stderr
@@ -499,22 +311,22 @@ def test_invalid_rtdc_file_is_refused(site):
     dataset = show(name_of(art))
     assert dataset["state"] == "draft" and dataset["resources"] == []
     assert not depot_file(art, "fake.rtdc").exists()
-    assert files_below(site.tmp_dir) == []
+    assert files_below(figshare_site.tmp_dir) == []
 
 
-def test_tmp_dir_on_another_filesystem(site, monkeypatch, ckan_config,
+def test_tmp_dir_on_another_filesystem(figshare_site, monkeypatch, ckan_config,
                                        rtdc_data):
     shm = Path("/dev/shm")
     if not shm.is_dir() or (os.stat(shm).st_dev
-                            == os.stat(site.tmp_dir.parent).st_dev):
+                            == os.stat(figshare_site.tmp_dir.parent).st_dev):
         pytest.skip("no second filesystem for tmp_dir")
     tmp = shm / f"dcor-figshare-test-{uuid.uuid4()}"
     monkeypatch.setitem(ckan_config, "ckanext.dcor_depot.tmp_dir", str(tmp))
     try:
-        art = site.fake.add_article([{"name": "a.rtdc",
-                                      "data": rtdc_data[0]}])
-        site.write_dois(doi_of(art))
-        result = site.run()
+        art = figshare_site.fake.add_article([{"name": "a.rtdc",
+                                               "data": rtdc_data[0]}])
+        figshare_site.write_dois(doi_of(art))
+        result = figshare_site.run()
         assert result.exit_code == 0, result.output
         path = depot_file(art, "a.rtdc")
         assert path.is_file() and not path.is_symlink()
@@ -526,11 +338,12 @@ def test_tmp_dir_on_another_filesystem(site, monkeypatch, ckan_config,
 
 @pytest.mark.ckan_config("dcor_object_store.access_key_id", "")
 @pytest.mark.ckan_config("dcor_object_store.secret_access_key", "")
-def test_without_s3(site, rtdc_data):
-    art = site.fake.add_article([{"name": "a.rtdc", "data": rtdc_data[0]}])
-    site.write_dois(doi_of(art))
+def test_without_s3(figshare_site, rtdc_data):
+    art = figshare_site.fake.add_article(
+        [{"name": "a.rtdc", "data": rtdc_data[0]}])
+    figshare_site.write_dois(doi_of(art))
 
-    result = site.run()
+    result = figshare_site.run()
 
     assert result.exit_code == 0, result.output
     res = show(name_of(art))["resources"][0]
@@ -539,33 +352,34 @@ def test_without_s3(site, rtdc_data):
     assert layout.ckan_upload_path(res["id"]).is_symlink()
 
 
-def test_missing_doi_list(site, tmp_path, monkeypatch, ckan_config):
+def test_missing_doi_list(figshare_site, tmp_path, monkeypatch, ckan_config):
     monkeypatch.setitem(ckan_config, "ckanext.dcor_depot.figshare_dois_path",
                         str(tmp_path / "nope.txt"))
-    result = site.run()
+    result = figshare_site.run()
     assert result.exit_code == 1
     assert "cannot read the DOI list" in result.stderr
     assert "nope.txt" in result.stderr
 
 
-def test_files_already_in_the_depot_are_not_downloaded(site, rtdc_data):
+def test_files_already_in_the_depot_are_not_downloaded(figshare_site,
+                                                       rtdc_data):
     """A run that stopped after placing a file resumes without fetching
     it again; a file of the right size but wrong bytes is replaced."""
     good, other = rtdc_data
     corrupt = bytes(len(other))  # same size, other bytes
-    art = site.fake.add_article([{"name": "a.rtdc", "data": good},
-                                 {"name": "b.rtdc", "data": other}])
+    art = figshare_site.fake.add_article([{"name": "a.rtdc", "data": good},
+                                          {"name": "b.rtdc", "data": other}])
     for name, data in [("a.rtdc", good), ("b.rtdc", corrupt)]:
         depot_file(art, name).parent.mkdir(parents=True, exist_ok=True)
         depot_file(art, name).write_bytes(data)
-    site.write_dois(doi_of(art))
+    figshare_site.write_dois(doi_of(art))
 
-    result = site.run()
+    result = figshare_site.run()
 
     assert result.exit_code == 0, result.output
     assert "a.rtdc: already in the depot (MD5 verified)" in result.stdout
-    assert site.fake.downloads() == [
-        art["files"][1]["download_url"].removeprefix(site.fake.url)]
+    assert figshare_site.fake.downloads() == [
+        art["files"][1]["download_url"].removeprefix(figshare_site.fake.url)]
     assert depot_file(art, "b.rtdc").read_bytes() == other
     dataset = show(name_of(art))
     assert dataset["state"] == "active"
@@ -603,7 +417,7 @@ def own_bytes_everywhere(dataset: dict, files: list[tuple[str, bytes]]
     return targets
 
 
-def test_look_alike_names_never_share_a_depot_file(site, rtdc_data,
+def test_look_alike_names_never_share_a_depot_file(figshare_site, rtdc_data,
                                                    tmp_path):
     third = make_rtdc_file(tmp_path / "gen" / "c.rtdc", events=130,
                            seed=3).read_bytes()
@@ -611,10 +425,11 @@ def test_look_alike_names_never_share_a_depot_file(site, rtdc_data,
              (" data.rtdc", third),
              # same size, other bytes: a size check cannot tell them apart
              ("a/b", b"first " * 100), ("a_b", b"other " * 100)]
-    art = site.fake.add_article([{"name": n, "data": d} for n, d in files])
-    site.write_dois(doi_of(art))
+    art = figshare_site.fake.add_article(
+        [{"name": n, "data": d} for n, d in files])
+    figshare_site.write_dois(doi_of(art))
 
-    result = site.run()
+    result = figshare_site.run()
 
     assert result.exit_code == 0, result.output
     dataset = show(name_of(art))
@@ -629,48 +444,49 @@ def test_look_alike_names_never_share_a_depot_file(site, rtdc_data,
         assert layout.safe_component(target.name) == target.name
 
     # The names are stable: a rerun finds every file where it put it.
-    downloads = len(site.fake.downloads())
-    again = site.run()
+    downloads = len(figshare_site.fake.downloads())
+    again = figshare_site.run()
     assert again.exit_code == 0, again.output
     assert "complete, skipped" in again.stdout
-    assert len(site.fake.downloads()) == downloads
+    assert len(figshare_site.fake.downloads()) == downloads
     assert own_bytes_everywhere(show(name_of(art)), files) == targets
 
 
-def test_rerun_judges_completeness_by_checksum(site):
+def test_rerun_judges_completeness_by_checksum(figshare_site):
     data = b"measured " * 200
-    art = site.fake.add_article([{"name": "m.txt", "data": data}])
-    site.write_dois(doi_of(art))
-    assert site.run().exit_code == 0
+    art = figshare_site.fake.add_article([{"name": "m.txt", "data": data}])
+    figshare_site.write_dois(doi_of(art))
+    assert figshare_site.run().exit_code == 0
     # Same size, other bytes (e.g. overwritten by hand or by bit rot).
     depot_file(art, "m.txt").write_bytes(b"x" * len(data))
 
-    result = site.run()
+    result = figshare_site.run()
 
     assert result.exit_code == 0, result.output
     assert "complete, skipped" not in result.stdout
-    assert len(site.fake.downloads()) == 2
+    assert len(figshare_site.fake.downloads()) == 2
     own_bytes_everywhere(show(name_of(art)), [("m.txt", data)])
 
 
 @pytest.mark.parametrize("other_fs", [False, True],
                          ids=["same-fs", "tmp-on-other-fs"])
-def test_long_non_ascii_name(site, rtdc_data, monkeypatch, ckan_config,
-                             other_fs):
-    tmp = site.tmp_dir
+def test_long_non_ascii_name(figshare_site, rtdc_data, monkeypatch,
+                             ckan_config, other_fs):
+    tmp = figshare_site.tmp_dir
     if other_fs:
         shm = Path("/dev/shm")
-        if not shm.is_dir() or (os.stat(shm).st_dev
-                                == os.stat(site.tmp_dir.parent).st_dev):
+        parent = figshare_site.tmp_dir.parent
+        if not shm.is_dir() or os.stat(shm).st_dev == os.stat(parent).st_dev:
             pytest.skip("no second filesystem for tmp_dir")
         tmp = shm / f"dcor-figshare-test-{uuid.uuid4()}"
         monkeypatch.setitem(ckan_config, "ckanext.dcor_depot.tmp_dir",
                             str(tmp))
     name = "ü" * 200 + ".rtdc"  # 405 bytes of UTF-8
-    art = site.fake.add_article([{"name": name, "data": rtdc_data[0]}])
-    site.write_dois(doi_of(art))
+    art = figshare_site.fake.add_article(
+        [{"name": name, "data": rtdc_data[0]}])
+    figshare_site.write_dois(doi_of(art))
     try:
-        result = site.run()
+        result = figshare_site.run()
 
         assert result.exit_code == 0, result.output
         dataset = show(name_of(art))
@@ -684,18 +500,18 @@ def test_long_non_ascii_name(site, rtdc_data, monkeypatch, ckan_config,
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def test_stale_temporary_files_are_removed(site):
-    art = site.fake.add_article([{"name": "x.txt", "data": b"x"}])
-    site.write_dois(doi_of(art))
-    in_tmp = temp_helpers.plant_set(site.tmp_dir, "x.txt", "figshare")
+def test_stale_temporary_files_are_removed(figshare_site):
+    art = figshare_site.fake.add_article([{"name": "x.txt", "data": b"x"}])
+    figshare_site.write_dois(doi_of(art))
+    in_tmp = temp_helpers.plant_set(figshare_site.tmp_dir, "x.txt", "figshare")
     in_depot = temp_helpers.plant_set(depot_file(art, "x.txt").parent,
                                       "x.txt", "part")
-    foreign = site.tmp_dir / ".x.txt.1.other"  # not a name of ours
+    foreign = figshare_site.tmp_dir / ".x.txt.1.other"  # not a name of ours
     foreign.write_bytes(b"not ours")
     old = os.stat(in_tmp["old_dead"]).st_mtime
     os.utime(foreign, (old, old))
 
-    result = site.run()
+    result = figshare_site.run()
 
     assert result.exit_code == 0, result.output
     temp_helpers.assert_only_dead_removed(in_tmp)
@@ -706,14 +522,14 @@ def test_stale_temporary_files_are_removed(site):
 @pytest.mark.parametrize("url", ["file:///etc/hostname",
                                  "ftp://127.0.0.1/x.txt",
                                  "gopher://127.0.0.1/x.txt"])
-def test_download_url_must_be_http_or_https(site, url):
-    art = site.fake.add_article([
+def test_download_url_must_be_http_or_https(figshare_site, url):
+    art = figshare_site.fake.add_article([
         {"name": "fine.txt", "data": b"fine"},
         {"name": "elsewhere.txt", "data": b"secret", "download_url": url},
     ])
-    site.write_dois(doi_of(art))
+    figshare_site.write_dois(doi_of(art))
 
-    result = site.run()
+    result = figshare_site.run()
 
     assert result.exit_code == 1
     assert "elsewhere.txt" in result.stderr and url in result.stderr
@@ -723,23 +539,24 @@ def test_download_url_must_be_http_or_https(site, url):
     assert dataset["state"] == "draft"
     assert [r["name"] for r in dataset["resources"]] == ["fine.txt"]
     assert not depot_file(art, "elsewhere.txt").exists()
-    assert files_below(site.tmp_dir) == []
+    assert files_below(figshare_site.tmp_dir) == []
 
 
-def test_redirect_to_another_scheme_is_refused(site):
-    art = site.fake.add_article([
+def test_redirect_to_another_scheme_is_refused(figshare_site):
+    art = figshare_site.fake.add_article([
         {"name": "moved.txt", "data": b"moved"},
         {"name": "fine.txt", "data": b"fine"},
     ])
-    moved, fine = (f["download_url"].removeprefix(site.fake.url)
+    moved, fine = (f["download_url"].removeprefix(figshare_site.fake.url)
                    for f in art["files"])
-    site.fake.redirects[moved] = "file:///etc/hostname"
+    figshare_site.fake.redirects[moved] = "file:///etc/hostname"
     # A redirect to http(s) is followed as before.
-    site.fake.files["/elsewhere/fine"] = b"fine"
-    site.fake.redirects[fine] = site.fake.url + "/elsewhere/fine"
-    site.write_dois(doi_of(art))
+    figshare_site.fake.files["/elsewhere/fine"] = b"fine"
+    figshare_site.fake.redirects[fine] = \
+        figshare_site.fake.url + "/elsewhere/fine"
+    figshare_site.write_dois(doi_of(art))
 
-    result = site.run()
+    result = figshare_site.run()
 
     assert result.exit_code == 1
     assert "moved.txt" in result.stderr
@@ -748,40 +565,40 @@ def test_redirect_to_another_scheme_is_refused(site):
     dataset = show(name_of(art))
     assert [r["name"] for r in dataset["resources"]] == ["fine.txt"]
     assert not depot_file(art, "moved.txt").exists()
-    assert files_below(site.tmp_dir) == []
+    assert files_below(figshare_site.tmp_dir) == []
 
 
-def test_download_stops_at_the_announced_size(site):
+def test_download_stops_at_the_announced_size(figshare_site):
     body = os.urandom(32 * 2**20)
     announced = 1000
-    art = site.fake.add_article([{
+    art = figshare_site.fake.add_article([{
         "name": "big.bin", "data": body, "size": announced,
         "md5": hashlib.md5(body[:announced]).hexdigest()}])
-    site.write_dois(doi_of(art))
-    path = art["files"][0]["download_url"].removeprefix(site.fake.url)
+    figshare_site.write_dois(doi_of(art))
+    path = art["files"][0]["download_url"].removeprefix(figshare_site.fake.url)
 
-    result = site.run()
+    result = figshare_site.run()
 
     assert result.exit_code == 1
     assert "big.bin" in result.stderr
     assert f"more than the {announced} bytes figshare announced" \
         in result.stderr
     # It hung up early instead of reading all 32 MiB first.
-    assert site.fake.sent[path] < len(body) // 2
+    assert figshare_site.fake.sent[path] < len(body) // 2
     assert not depot_file(art, "big.bin").exists()
-    assert files_below(site.tmp_dir) == []
+    assert files_below(figshare_site.tmp_dir) == []
     assert show(name_of(art))["resources"] == []
 
 
-def test_differing_supplied_md5_is_reported(site):
+def test_differing_supplied_md5_is_reported(figshare_site):
     data = b"payload " * 50
     computed = hashlib.md5(data).hexdigest()
     supplied = "0123456789abcdef" * 2
-    art = site.fake.add_article([{"name": "p.txt", "data": data,
-                                  "supplied_md5": supplied}])
-    site.write_dois(doi_of(art))
+    art = figshare_site.fake.add_article([{"name": "p.txt", "data": data,
+                                           "supplied_md5": supplied}])
+    figshare_site.write_dois(doi_of(art))
 
-    result = site.run()
+    result = figshare_site.run()
 
     assert result.exit_code == 0, result.output
     warnings = [line for line in result.stderr.splitlines()
@@ -813,7 +630,7 @@ def store_upstream_resource(dataset: dict, rid: str, name: str,
                         s3_available=True)
 
 
-def upstream_dataset(site, art: dict, dataset_id: str,
+def upstream_dataset(figshare_site, art: dict, dataset_id: str,
                      files: list[tuple[str, bytes]]) -> dict:
     """The active dataset upstream's import left for ``art``."""
     org = helpers.call_action("organization_create",
@@ -831,22 +648,22 @@ def upstream_dataset(site, art: dict, dataset_id: str,
 
 @pytest.mark.parametrize("derived", [True, False],
                          ids=["upstream-id", "other-id"])
-def test_rerun_over_an_upstream_import_changes_nothing(site, derived):
+def test_rerun_over_an_upstream_import_changes_nothing(figshare_site, derived):
     """Upstream's datasets are found by name and continued: no second
     dataset or resource, no refusal; the resource ids are upstream's."""
     files = [("a.txt", b"first " * 30), ("b.txt", b"second " * 30)]
     # upper case, as some uploaders supply it: taken verbatim
     supplied = hashlib.md5(files[1][1]).hexdigest().upper()
-    art = site.fake.add_article([
+    art = figshare_site.fake.add_article([
         {"name": files[0][0], "data": files[0][1]},
         {"name": files[1][0], "data": files[1][1],
          "supplied_md5": supplied}])
     dataset_id = (upstream_id(art["doi"], name_of(art)) if derived
                   else str(uuid.uuid4()))
-    before = upstream_dataset(site, art, dataset_id, files)
-    site.write_dois(doi_of(art))
+    before = upstream_dataset(figshare_site, art, dataset_id, files)
+    figshare_site.write_dois(doi_of(art))
 
-    result = site.run()
+    result = figshare_site.run()
 
     assert result.exit_code == 0, result.output
     assert "not touched" not in result.output
@@ -863,22 +680,22 @@ def test_rerun_over_an_upstream_import_changes_nothing(site, derived):
         include_datasets=True)["package_count"]
     assert org_datasets == 1
     # The depot now holds the files too; the next run has nothing to do.
-    again = site.run()
+    again = figshare_site.run()
     assert again.exit_code == 0, again.output
     assert "complete, skipped" in again.stdout
 
 
 def test_a_dataset_of_that_name_in_another_organization_is_refused(
-        site, owner):
-    art = site.fake.add_article([{"name": "x.txt", "data": b"x"}])
+        figshare_site, owner):
+    art = figshare_site.fake.add_article([{"name": "x.txt", "data": b"x"}])
     other = helpers.call_action(
         "package_create", context=sysadmin_context(), name=name_of(art),
         owner_org=owner["org"]["id"])
-    site.write_dois(doi_of(art))
+    figshare_site.write_dois(doi_of(art))
 
-    result = site.run()
+    result = figshare_site.run()
 
     assert result.exit_code == 1
     assert "outside figshare-import; not touched" in result.stderr
     assert show(other["id"])["resources"] == []
-    assert site.fake.downloads() == []
+    assert figshare_site.fake.downloads() == []

@@ -12,6 +12,7 @@ from ckanext.dcor_depot.storage import layout
 from tests.support.access import (
     dataset,
     direct_upload,
+    download_url,
     fresh_resource,
     organization,
     person,
@@ -20,16 +21,6 @@ from tests.support.access import (
 from tests.support.cli import invoke
 
 DATA = b"HDF5 bytes of a measurement " * 100
-
-
-@pytest.fixture
-def org(site):
-    return organization()
-
-
-def download_url(site, res, name=None) -> str:
-    return (f"{site.url}/dataset/{res['package_id']}/resource/{res['id']}"
-            f"/download/{urllib.parse.quote(name or 'cells.rtdc')}")
 
 
 def get(url, who=None, follow=False) -> requests.Response:

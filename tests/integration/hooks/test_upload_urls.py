@@ -23,24 +23,15 @@ from tests.support.access import (
     person,
     upload,
 )
-from tests.support.live_site import ApiError
+from tests.support.live_site import error_status
 from tests.support.stack import run_jobs
+from tests.support.store import open_uploads
 
 MiB = 2**20
 
 
 def tk_bool(value) -> bool:
     return str(value).lower() == "true"
-
-
-@pytest.fixture
-def org(site):
-    return organization()
-
-
-@pytest.fixture
-def ds(site, org):
-    return dataset(site, org, private=True)
 
 
 def urls(site, who, ds, size=12 * MiB, **extra):
@@ -58,22 +49,6 @@ def stored_parts(org, rid, upload_id):
     reply = s3.list_parts(Bucket=object_store.bucket_name(org.id),
                           Key=layout.object_key(rid), UploadId=upload_id)
     return [(p["PartNumber"], p["Size"]) for p in reply.get("Parts", [])]
-
-
-def open_uploads(org) -> list[str]:
-    s3 = object_store.get_client()
-    bucket = object_store.bucket_name(org.id)
-    try:
-        reply = s3.list_multipart_uploads(Bucket=bucket)
-    except s3.exceptions.NoSuchBucket:
-        return []
-    return [u["Key"] for u in reply.get("Uploads", [])]
-
-
-def error_status(call) -> tuple[int, dict]:
-    with pytest.raises(ApiError) as info:
-        call()
-    return info.value.status, info.value.error
 
 
 def test_editor_gets_one_url_per_part_and_parts_reach_the_store(
@@ -124,10 +99,10 @@ def test_users_who_may_not_add_resources_get_403(site, org, ds, who):
     other = organization()
     token = {"member": org.member.token, "other_editor": other.editor.token,
              "anonymous": None}[who]
-    before = open_uploads(org)
+    before = open_uploads(org.bucket)
     assert site.status("resource_upload_s3_urls", token,
                        package_id=ds["id"], name="x.rtdc", size=10) == 403
-    assert open_uploads(org) == before  # nothing started in the store
+    assert open_uploads(org.bucket) == before  # nothing started in the store
 
 
 def test_resume_by_another_user_or_elsewhere_is_refused(site, org, ds):
@@ -162,11 +137,11 @@ def test_ids_never_issued_or_of_existing_resources_are_refused(
     ("lots", "number of bytes"), (None, "number of bytes"),
 ])
 def test_bad_sizes_are_refused(site, org, ds, size, message):
-    before = open_uploads(org)
+    before = open_uploads(org.bucket)
     status, error = error_status(lambda: urls(site, org.editor, ds,
                                               size=size))
     assert status == 409 and message in str(error["size"])
-    assert open_uploads(org) == before
+    assert open_uploads(org.bucket) == before
 
 
 def test_a_part_url_writes_only_its_part(site, org, ds):
@@ -188,17 +163,17 @@ def test_abort_frees_the_parts_and_ends_the_id(site, org, ds):
     issued = urls(site, org.editor, ds)
     rid = issued["resource_id"]
     assert put(issued["parts"][0], os.urandom(5 * MiB)).status_code == 200
-    assert layout.object_key(rid) in open_uploads(org)
+    assert layout.object_key(rid) in open_uploads(org.bucket)
     # only the user it was issued to (or a sysadmin) may end it
     assert site.status("resource_upload_s3_abort", org.admin.token,
                        resource_id=rid) == 403
     assert site.status("resource_upload_s3_abort", None,
                        resource_id=rid) == 403
-    assert layout.object_key(rid) in open_uploads(org)
+    assert layout.object_key(rid) in open_uploads(org.bucket)
 
     assert site.action("resource_upload_s3_abort", org.editor.token,
                        resource_id=rid) == {"aborted": True}
-    assert layout.object_key(rid) not in open_uploads(org)
+    assert layout.object_key(rid) not in open_uploads(org.bucket)
     status, _ = error_status(lambda: urls(site, org.editor, ds,
                                           resource_id=rid))
     assert status == 409
@@ -219,14 +194,14 @@ def test_a_sysadmin_ends_another_users_upload_only_with_force(
     assert site.status("resource_upload_s3_abort", org.admin.token,
                        resource_id=rid, force=True) == 403
     # nothing changed: the parts are there and the editor resumes
-    assert layout.object_key(rid) in open_uploads(org)
+    assert layout.object_key(rid) in open_uploads(org.bucket)
     assert stored_parts(org, rid, issued["upload_id"]) == [(1, 5 * MiB)]
     again = urls(site, org.editor, ds, resource_id=rid)
     assert again["complete_parts"] == [1]
 
     assert site.action("resource_upload_s3_abort", admin.token,
                        resource_id=rid, force=True) == {"aborted": True}
-    assert layout.object_key(rid) not in open_uploads(org)
+    assert layout.object_key(rid) not in open_uploads(org.bucket)
     assert upload_grants.load(rid) is None
 
 
@@ -324,7 +299,7 @@ def test_uploaded_parts_become_a_verified_resource(site, org, private,
     body = s3.get_object(Bucket=object_store.bucket_name(org.id),
                          Key=layout.object_key(rid))["Body"].read()
     assert body == data
-    assert open_uploads(org) == []  # nothing left behind
+    assert open_uploads(org.bucket) == []  # nothing left behind
     run_jobs()  # the SHA256 job, then the backup job
     assert fresh_resource(rid)["sha256"] == hashlib.sha256(data).hexdigest()
     backup = layout.backup_path(rid)
@@ -558,7 +533,7 @@ def test_a_user_has_a_limited_number_of_open_uploads(site, org, ds):
     first, second = issue(org.editor), issue(org.editor)
     with pytest.raises(tk.ValidationError, match="2 direct uploads open"):
         issue(org.editor)
-    assert len(open_uploads(org)) == 2  # nothing started for the third
+    assert len(open_uploads(org.bucket)) == 2  # nothing started for the third
     issue(org.admin)  # others are not held up
     issue(org.editor, resource_id=first["resource_id"])  # resuming is fine
     # ending one (abort, or creating its resource) makes room again

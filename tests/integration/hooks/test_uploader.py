@@ -9,7 +9,7 @@ import requests
 
 from ckanext.dcor_depot.operations import symlink
 from ckanext.dcor_depot.storage import layout
-from tests.support.access import dataset, organization, upload
+from tests.support.access import dataset, download_url, organization, upload
 
 
 @pytest.fixture
@@ -21,18 +21,13 @@ def public_upload(site):
     return ds, res
 
 
-def download_url(site, ds, res) -> str:
-    return (f"{site.url}/dataset/{ds['id']}/resource/{res['id']}"
-            f"/download/cells.rtdc")
-
-
 def test_download_through_a_depot_symlink(site, public_upload):
     ds, res = public_upload
     assert symlink.symlink_user_dataset(res["id"]) is True
     path = layout.ckan_upload_path(res["id"])
     assert path.is_symlink()
 
-    reply = requests.get(download_url(site, ds, res), timeout=30)
+    reply = requests.get(download_url(site, res), timeout=30)
     assert reply.status_code == 200
     assert reply.content == b"cells in the depot"
 
@@ -46,7 +41,7 @@ def test_symlink_outside_the_depots_is_not_served(site, public_upload,
     path.unlink()
     os.symlink(secret, path)
 
-    reply = requests.get(download_url(site, ds, res), timeout=30)
+    reply = requests.get(download_url(site, res), timeout=30)
     assert reply.status_code != 200
     assert b"not a depot file" not in reply.content
 
@@ -66,7 +61,7 @@ def test_symlink_into_a_depot_lookalike_is_not_served(site, public_upload,
         path.unlink()
         os.symlink(fake, path)
 
-        reply = requests.get(download_url(site, ds, res), timeout=30)
+        reply = requests.get(download_url(site, res), timeout=30)
         assert reply.status_code != 200
         assert b"outside the depots" not in reply.content
     finally:

@@ -2,19 +2,11 @@
 store and the disks."""
 from __future__ import annotations
 
-import pytest
-
 from tests.support.access import (
     dataset,
-    organization,
     person,
     stored_resource,
 )
-
-
-@pytest.fixture
-def org(site):
-    return organization()
 
 
 def test_only_sysadmins_see_the_usage(site, org):

@@ -13,20 +13,14 @@ from pathlib import Path
 
 import ckan.plugins.toolkit as tk
 import flask
-from ckan import model
 from ckan.tests import helpers
 
 from ckanext.dcor_depot import config
 from ckanext.dcor_depot.storage import layout, object_store
+from tests.support.access import fresh_resource
 from tests.support.stack import anonymous_get, wait_for, worker_log
 
 TIMEOUT = 120  # seconds; the worker imports CKAN and forks a horse per job
-
-
-def fresh_resource(rid: str) -> dict:
-    # Forget what this process's session has cached: the worker changed it.
-    model.Session.remove()
-    return helpers.call_action("resource_show", id=rid)
 
 
 def test_upload_is_handled_by_a_real_worker(owner, make_dataset, app,

@@ -22,17 +22,18 @@ import botocore.exceptions
 import ckan.plugins.toolkit as tk
 import pytest
 from ckan import model
-from ckan.lib import jobs as ckan_jobs
 from ckan.tests import helpers
-from rq.job import Job
 from werkzeug.datastructures import FileStorage
 
 from ckanext.dcor_depot.operations import backup, jobs, migrate
 from ckanext.dcor_depot.storage import layout, object_store, transfer
 from ckanext.dcor_depot.storage.fsops import file_sha256
-from tests.support.cli import resource_show
+from tests.support.access import fresh_resource
+from tests.support.cli import bucket_of, object_bytes
+from tests.support.data import sha256
 from tests.support.stack import (
     anonymous_get,
+    failed_job_error,
     kill_tree,
     run_jobs,
     stored_in_s3,
@@ -45,21 +46,8 @@ MiB = 2**20
 DOWN = "http://127.0.0.1:9"  # nothing listens on the discard port
 
 
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def s3_available(rid: str) -> bool:
-    return tk.asbool(resource_show(rid).get("s3_available", False))
-
-
-def bucket_of(owner: dict) -> str:
-    return object_store.bucket_name(owner["org"]["id"])
-
-
-def stored_bytes(bucket: str, key: str) -> bytes:
-    return object_store.get_client().get_object(
-        Bucket=bucket, Key=key)["Body"].read()
+    return tk.asbool(fresh_resource(rid).get("s3_available", False))
 
 
 @contextlib.contextmanager
@@ -73,14 +61,6 @@ def store_unreachable(ckan_config: Any) -> Iterator[None]:
     finally:
         ckan_config["dcor_object_store.endpoint_url"] = original
         object_store._known_buckets.clear()
-
-
-def failed_job_error(rid: str, kind: jobs.JobKind) -> str:
-    """The error RQ recorded for a resource's failed job."""
-    job = Job.fetch(jobs.job_id(rid, kind),
-                    connection=ckan_jobs.connect_to_redis())
-    assert job.is_failed, job.get_status()
-    return job.exc_info or ""
 
 
 def write_random_file(path: Path, size: int) -> str:
@@ -127,18 +107,18 @@ def test_store_down_during_upload_job(owner, make_dataset, upload,
     assert path.is_symlink()
     assert path.read_bytes() == data
     assert not s3_available(rid)
-    assert "s3_url" not in resource_show(rid)
+    assert "s3_url" not in fresh_resource(rid)
     key = layout.object_key(rid)
     assert object_store.head_object(bucket_of(owner), key) is None
 
     # The store is back: queueing the resource's jobs again repairs it.
     assert jobs.job_id(rid, jobs.UPLOAD_S3) in jobs.enqueue_resource_jobs(
-        resource_show(rid))
+        fresh_resource(rid))
     run_jobs()
-    res = resource_show(rid)
+    res = fresh_resource(rid)
     assert tk.asbool(res["s3_available"])
     assert res["sha256"] == sha256(data)
-    assert stored_bytes(bucket_of(owner), key) == data
+    assert object_bytes(bucket_of(owner), key) == data
     assert anonymous_get(res["s3_url"]).content == data  # public dataset
 
 
@@ -209,7 +189,7 @@ def check_killed_upload_is_repaired(owner: dict, rid: str, path: Path,
         head = object_store.head_object(bucket, key)
         assert head["ContentLength"] == path.stat().st_size
         assert transfer.object_sha256(bucket, key) == digest
-        res = resource_show(rid)
+        res = fresh_resource(rid)
         assert tk.asbool(res["s3_available"])
         assert res["sha256"] == digest
         assert res["s3_url"] == object_store.object_url(bucket, key)
@@ -286,15 +266,15 @@ def test_changed_object_is_caught_by_rerun(owner, make_dataset, upload,
     res = upload(dataset, data)
     run_jobs()
     bucket, key = bucket_of(owner), layout.object_key(res["id"])
-    assert stored_bytes(bucket, key) == data
+    assert object_bytes(bucket, key) == data
     # Bit rot, or another tool writing to the key; the tags are gone too.
     s3_client.put_object(Bucket=bucket, Key=key,
                          Body=os.urandom(len(data) + size_change))
 
     assert migrate.migrate_resource_to_s3(res["id"]) is True
 
-    assert stored_bytes(bucket, key) == data
-    res = resource_show(res["id"])
+    assert object_bytes(bucket, key) == data
+    res = fresh_resource(res["id"])
     assert tk.asbool(res["s3_available"])
     assert res["sha256"] == sha256(data)
     resp = anonymous_get(res["s3_url"])
@@ -341,7 +321,7 @@ def test_corrupted_upload_marks_nothing(owner, make_dataset, upload,
     assert f"resource {rid}" in message
     assert f"expected ETag {etag(data)}" in message
     assert f"found ETag {etag(flip_last_byte(data))}" in message
-    res = resource_show(rid)
+    res = fresh_resource(rid)
     assert not tk.asbool(res.get("s3_available", False))
     assert "s3_url" not in res
     assert not res.get("sha256")
@@ -381,8 +361,8 @@ def test_a_racing_writers_identical_object_is_kept(owner, make_dataset,
                       complete_then_racer_writes)
         assert migrate.migrate_resource_to_s3(rid)
 
-    assert stored_bytes(bucket, key) == data
-    res = resource_show(rid)
+    assert object_bytes(bucket, key) == data
+    res = fresh_resource(rid)
     assert tk.asbool(res["s3_available"])
     assert res["sha256"] == sha256(data)
 
@@ -422,8 +402,8 @@ def test_two_workers_upload_the_same_resource(owner, make_dataset, upload,
     assert errors == []
     assert len(results) == 2 and any(results)
     bucket, key = bucket_of(owner), layout.object_key(rid)
-    assert stored_bytes(bucket, key) == data
-    res = resource_show(rid)
+    assert object_bytes(bucket, key) == data
+    res = fresh_resource(rid)
     assert tk.asbool(res["s3_available"])
     assert res["sha256"] == sha256(data)
     assert res["s3_url"] == object_store.object_url(bucket, key)
@@ -456,7 +436,7 @@ def test_backup_of_s3_route_resource(owner, make_dataset):
     res = s3_route_resource(owner, dataset, data, sha256(data))
     rid = res["id"]
     assert not os.path.lexists(layout.ckan_upload_path(rid))
-    assert jobs.planned_kinds(resource_show(rid)) == [jobs.BACKUP_S3]
+    assert jobs.planned_kinds(fresh_resource(rid)) == [jobs.BACKUP_S3]
     assert [j["id"] for j in helpers.call_action("job_list")] \
         == [jobs.job_id(rid, jobs.BACKUP_S3)]
 
@@ -478,7 +458,7 @@ def test_no_backup_job_without_a_backup_location(owner, make_dataset):
     data = b"arrived in the store directly"
     dataset = make_dataset()
     rid = s3_route_resource(owner, dataset, data, sha256(data))["id"]
-    assert jobs.planned_kinds(resource_show(rid)) == []
+    assert jobs.planned_kinds(fresh_resource(rid)) == []
     assert helpers.call_action("job_list") == []
 
 
@@ -507,8 +487,8 @@ def test_draft_never_becomes_readable(owner, make_dataset, upload):
         == "draft"
     res = upload(dataset, data)
     run_jobs()
-    url = resource_show(res["id"])["s3_url"]
-    assert stored_bytes(bucket_of(owner), layout.object_key(res["id"])) \
+    url = fresh_resource(res["id"])["s3_url"]
+    assert object_bytes(bucket_of(owner), layout.object_key(res["id"])) \
         == data
     assert anonymous_get(url).status_code == 403
     # Edits of the draft do not open it either.
@@ -636,7 +616,7 @@ def test_deleting_public_dataset_makes_objects_private(owner, make_dataset,
     dataset = make_dataset(private=False)
     res = upload(dataset, b"soon deleted")
     run_jobs()
-    url = resource_show(res["id"])["s3_url"]
+    url = fresh_resource(res["id"])["s3_url"]
     assert anonymous_get(url).status_code == 200
 
     helpers.call_action("package_delete", id=dataset["id"])

@@ -19,7 +19,8 @@ from ckan.tests import helpers
 from ckanext.dcor_depot.operations import migrate, symlink, visibility
 from ckanext.dcor_depot.records import ckan_data, inventory
 from ckanext.dcor_depot.storage import layout, object_store
-from tests.support.cli import invoke, resource_show, summary
+from tests.support.access import fresh_resource
+from tests.support.cli import invoke, summary
 from tests.support.stack import anonymous_get, run_jobs, stored_in_s3
 
 COMMAND = "dcor-depot-sync-visibility"
@@ -107,7 +108,7 @@ def test_migration_never_opens_from_a_stale_snapshot(
     migrate.migrate_resources(records, migrate.MigrationOptions(),
                                 on_result=lambda outcome: None)
     assert opened == []
-    url = resource_show(rid)["s3_url"]
+    url = fresh_resource(rid)["s3_url"]
     assert anonymous_get(url).status_code == 403
 
 
@@ -153,7 +154,7 @@ def test_a_tagger_undoes_its_tag_when_the_state_changed_meanwhile(
     model.Session.remove()
     assert helpers.call_action("package_show",
                                id=dataset["id"])["private"] is True
-    assert anonymous_get(resource_show(rid)["s3_url"]).status_code == 403
+    assert anonymous_get(fresh_resource(rid)["s3_url"]).status_code == 403
 
 
 def test_a_tagger_racing_with_a_closing_commit_never_leaves_data_open(

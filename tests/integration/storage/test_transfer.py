@@ -14,21 +14,12 @@ from ckanext.dcor_depot.storage import (
     transfer_common,
 )
 from tests.support import temp as temp_helpers
+from tests.support.data import data_file, flip_first_byte, sha256
+from tests.support.store import open_uploads
 
 MiB = 2**20
 # S3's smallest part: lets a ~12 MiB file be a 3-part upload.
 PART = 5 * MiB
-
-
-def make_file(tmp_path, size, name="data.rtdc"):
-    data = os.urandom(size)
-    path = tmp_path / name
-    path.write_bytes(data)
-    return path, data
-
-
-def sha256(data):
-    return hashlib.sha256(data).hexdigest()
 
 
 def md5(data):
@@ -48,10 +39,6 @@ def stored(s3_client, bucket, key):
     return s3_client.get_object(Bucket=bucket, Key=key)["Body"].read()
 
 
-def open_uploads(s3_client, bucket):
-    return s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
-
-
 def forbid(monkeypatch, s3_client, *names):
     """Make the given client calls fail the test."""
     def refuse(*args, **kwargs):
@@ -64,7 +51,7 @@ def forbid(monkeypatch, s3_client, *names):
 
 def test_single_part_round_trip(s3_client, fresh_bucket, tmp_path,
                                 monkeypatch):
-    path, data = make_file(tmp_path, MiB + 123)
+    path, data = data_file(tmp_path, MiB + 123)
     key = "resource/abc/def/single"
     result = transfer.upload_verified(path, fresh_bucket, key,
                                       label="res-single")
@@ -87,7 +74,7 @@ def test_single_part_round_trip(s3_client, fresh_bucket, tmp_path,
 
 def test_multipart_round_trip(s3_client, fresh_bucket, tmp_path,
                               monkeypatch):
-    path, data = make_file(tmp_path, 12 * MiB + 7)
+    path, data = data_file(tmp_path, 12 * MiB + 7)
     key = "resource/abc/def/multi"
     result = transfer.upload_verified(
         path, fresh_bucket, key, expected_sha256=sha256(data).upper(),
@@ -100,7 +87,7 @@ def test_multipart_round_trip(s3_client, fresh_bucket, tmp_path,
     head = s3_client.head_object(Bucket=fresh_bucket, Key=key)
     assert head["Metadata"]["sha256"] == sha256(data)
     assert head["ContentLength"] == len(data)
-    assert open_uploads(s3_client, fresh_bucket) == []
+    assert open_uploads(fresh_bucket) == []
 
     forbid(monkeypatch, s3_client, "put_object", "upload_part",
            "create_multipart_upload", "delete_object")
@@ -113,7 +100,7 @@ def test_multipart_round_trip(s3_client, fresh_bucket, tmp_path,
 
 
 def test_empty_file(s3_client, fresh_bucket, tmp_path):
-    path, _ = make_file(tmp_path, 0)
+    path, _ = data_file(tmp_path, 0)
     result = transfer.upload_verified(path, fresh_bucket, "resource/e/m/pty")
     assert (result.size, result.etag, result.uploaded) == (
         0, md5(b""), True)
@@ -128,7 +115,7 @@ def test_empty_file(s3_client, fresh_bucket, tmp_path):
 def test_file_is_read_once_and_nothing_downloaded(s3_client, fresh_bucket,
                                                   tmp_path, monkeypatch,
                                                   size):
-    path, data = make_file(tmp_path, size)
+    path, data = data_file(tmp_path, size)
     read = []
     real_read_exact = transfer_common.read_exact
 
@@ -157,7 +144,7 @@ def test_file_is_read_once_and_nothing_downloaded(s3_client, fresh_bucket,
 @pytest.mark.parametrize("size", [MiB, 12 * MiB])
 def test_changed_object_of_same_size_is_replaced(s3_client, fresh_bucket,
                                                  tmp_path, size):
-    path, data = make_file(tmp_path, size)
+    path, data = data_file(tmp_path, size)
     key = "resource/cha/nge/same"
     transfer.upload_verified(path, fresh_bucket, key, part_size=PART)
     s3_client.put_object(Bucket=fresh_bucket, Key=key,
@@ -171,7 +158,7 @@ def test_changed_object_of_same_size_is_replaced(s3_client, fresh_bucket,
 
 def test_changed_object_of_other_size_is_replaced(s3_client, fresh_bucket,
                                                   tmp_path):
-    path, data = make_file(tmp_path, 6 * MiB)
+    path, data = data_file(tmp_path, 6 * MiB)
     key = "resource/cha/nge/size"
     s3_client.put_object(Bucket=fresh_bucket, Key=key, Body=b"old")
     result = transfer.upload_verified(path, fresh_bucket, key,
@@ -183,7 +170,7 @@ def test_changed_object_of_other_size_is_replaced(s3_client, fresh_bucket,
 def test_object_with_other_layout_is_compared_as_single_put(
         s3_client, fresh_bucket, tmp_path, monkeypatch):
     # Uploaded by another tool in one PUT although larger than our parts.
-    path, data = make_file(tmp_path, 6 * MiB)
+    path, data = data_file(tmp_path, 6 * MiB)
     key = "resource/oth/er/layout"
     s3_client.put_object(Bucket=fresh_bucket, Key=key, Body=data)
     forbid(monkeypatch, s3_client, "put_object", "upload_part",
@@ -194,15 +181,9 @@ def test_object_with_other_layout_is_compared_as_single_put(
     assert result.etag == md5(data)
 
 
-def flip_first_byte(body):
-    body = bytearray(body)
-    body[0] ^= 0xFF
-    return bytes(body)
-
-
 def test_corrupted_part_is_caught(s3_client, fresh_bucket, tmp_path,
                                   monkeypatch):
-    path, data = make_file(tmp_path, 12 * MiB + 1)
+    path, data = data_file(tmp_path, 12 * MiB + 1)
     key = "resource/cor/rupt/multi"
     real_upload_part = s3_client.upload_part
 
@@ -222,13 +203,13 @@ def test_corrupted_part_is_caught(s3_client, fresh_bucket, tmp_path,
         assert text in message
     assert isinstance(info.value, object_store.ObjectStoreError)
     assert object_store.head_object(fresh_bucket, key) is None
-    assert open_uploads(s3_client, fresh_bucket) == []
+    assert open_uploads(fresh_bucket) == []
     assert path.read_bytes() == data
 
 
 def test_corrupted_single_put_is_caught(s3_client, fresh_bucket, tmp_path,
                                         monkeypatch):
-    path, data = make_file(tmp_path, MiB)
+    path, data = data_file(tmp_path, MiB)
     key = "resource/cor/rupt/single"
     real_put_object = s3_client.put_object
 
@@ -249,7 +230,7 @@ def test_corrupted_single_put_is_caught(s3_client, fresh_bucket, tmp_path,
 @pytest.mark.parametrize("size", [MiB, 12 * MiB])
 def test_wrong_expected_sha256_uploads_nothing(s3_client, fresh_bucket,
                                                tmp_path, size):
-    path, data = make_file(tmp_path, size)
+    path, data = data_file(tmp_path, size)
     key = "resource/wro/ng/sha"
     wrong = sha256(b"something else")
     with pytest.raises(transfer.VerificationError) as info:
@@ -258,13 +239,13 @@ def test_wrong_expected_sha256_uploads_nothing(s3_client, fresh_bucket,
     for text in ("res-44", wrong, sha256(data), "recorded checksum"):
         assert text in str(info.value)
     assert object_store.head_object(fresh_bucket, key) is None
-    assert open_uploads(s3_client, fresh_bucket) == []
+    assert open_uploads(fresh_bucket) == []
     assert path.read_bytes() == data
 
 
 def test_failing_part_aborts_the_upload(s3_client, fresh_bucket, tmp_path,
                                         monkeypatch):
-    path, data = make_file(tmp_path, 12 * MiB)
+    path, data = data_file(tmp_path, 12 * MiB)
     key = "resource/fai/led/part"
     real_upload_part = s3_client.upload_part
 
@@ -281,14 +262,14 @@ def test_failing_part_aborts_the_upload(s3_client, fresh_bucket, tmp_path,
         transfer.upload_verified(path, fresh_bucket, key, label="res-45",
                                  part_size=PART)
     assert object_store.head_object(fresh_bucket, key) is None
-    assert open_uploads(s3_client, fresh_bucket) == []
+    assert open_uploads(fresh_bucket) == []
 
 
 @pytest.mark.ckan_config("dcor_object_store.endpoint_url",
                          "http://127.0.0.1:9")
 @pytest.mark.parametrize("bucket_known", [False, True])
 def test_unreachable_store(with_plugins, tmp_path, bucket_known):
-    path, data = make_file(tmp_path, MiB)
+    path, data = data_file(tmp_path, MiB)
     object_store._known_buckets.clear()
     if bucket_known:
         # Get past ensure_bucket to the transfer's own requests.
@@ -304,7 +285,7 @@ def test_unreachable_store(with_plugins, tmp_path, bucket_known):
 
 
 def test_tuning_is_checked(tmp_path):
-    path, _ = make_file(tmp_path, 10)
+    path, _ = data_file(tmp_path, 10)
     with pytest.raises(ValueError, match="part size"):
         transfer.upload_verified(path, "b", "k", part_size=MiB)
     with pytest.raises(ValueError, match="threads"):
@@ -312,7 +293,7 @@ def test_tuning_is_checked(tmp_path):
 
 
 def test_progress_adds_up_to_the_size(fresh_bucket, tmp_path):
-    path, data = make_file(tmp_path, 12 * MiB + 3)
+    path, data = data_file(tmp_path, 12 * MiB + 3)
     key = "resource/pro/gr/ess"
     for _ in range(2):  # uploaded, then found identical
         sent = []
@@ -328,7 +309,7 @@ def test_progress_adds_up_to_the_size(fresh_bucket, tmp_path):
 
 def test_concurrent_uploads_of_the_same_key(s3_client, fresh_bucket,
                                             tmp_path):
-    path, data = make_file(tmp_path, 12 * MiB + 11)
+    path, data = data_file(tmp_path, 12 * MiB + 11)
     key = "resource/con/cur/rent"
     start = threading.Barrier(2)
     results, errors = [], []
@@ -349,11 +330,11 @@ def test_concurrent_uploads_of_the_same_key(s3_client, fresh_bucket,
     assert errors == []
     assert [r.sha256 for r in results] == [sha256(data)] * 2
     assert stored(s3_client, fresh_bucket, key) == data
-    assert open_uploads(s3_client, fresh_bucket) == []
+    assert open_uploads(fresh_bucket) == []
 
 
 def test_upload_memory_is_bounded(fresh_bucket, tmp_path):
-    path, _ = make_file(tmp_path, 40 * MiB)
+    path, _ = data_file(tmp_path, 40 * MiB)
     tracemalloc.start()
     try:
         transfer.upload_verified(path, fresh_bucket, "resource/m/e/m",
@@ -397,7 +378,7 @@ def test_object_sha256_of_missing_object(fresh_bucket):
 
 
 def test_download_round_trip(s3_client, fresh_bucket, tmp_path):
-    path, data = make_file(tmp_path, 12 * MiB + 9)
+    path, data = data_file(tmp_path, 12 * MiB + 9)
     key = "resource/dow/n/load"
     up = transfer.upload_verified(path, fresh_bucket, key, part_size=PART,
                                   expected_sha256=sha256(data))

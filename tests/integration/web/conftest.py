@@ -1,5 +1,5 @@
-"""Fixtures of the browser tests: an organization whose editor is logged
-in to the live site in a headless Chromium."""
+"""Fixtures of the browser tests: the editor of ``org`` (the integration
+tier's fixture) logged in to the live site in a headless Chromium."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,20 +7,13 @@ from pathlib import Path
 import pytest
 
 from tests.support import browser
-from tests.support.access import organization
 from tests.support.resource_form import PASSWORD
-
-
-@pytest.fixture
-def org(site):
-    org = organization()
-    browser.set_password(org.editor.name, PASSWORD)
-    return org
 
 
 @pytest.fixture
 def editor_browser(site, org):
     """Chromium with the organization's editor logged in."""
+    browser.set_password(org.editor.name, PASSWORD)
     with browser.chromium() as driver:
         browser.log_in(driver, site.url, org.editor.name, PASSWORD)
         yield driver

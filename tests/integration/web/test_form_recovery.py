@@ -8,10 +8,8 @@ the proxy's "504 Gateway Time-out" page instead of CKAN's answer.
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import time
-from collections.abc import Iterator
 
 import ckan.plugins.toolkit as tk
 import pytest
@@ -19,18 +17,17 @@ import pytest
 from ckanext.dcor_depot.records import upload_grants
 from ckanext.dcor_depot.storage import layout, object_store
 from tests.support import browser
-from tests.support.access import Org, dataset, fresh_dataset, person
+from tests.support.access import Org, dataset, fresh_dataset
+from tests.support.data import data_file
 from tests.support.resource_form import (
-    PASSWORD,
     MiB,
     choose_file,
-    make_file,
-    open_uploads,
     press,
     remembered_upload,
     shown_error,
     stored_objects,
 )
+from tests.support.store import open_uploads
 
 pytestmark = pytest.mark.skipif(
     browser.missing() is not None and not os.environ.get("CI"),
@@ -77,7 +74,7 @@ def resource_ids(ds) -> list[str]:
 
 
 def nothing_left_open(org: Org) -> bool:
-    return (open_uploads(org) == []
+    return (open_uploads(org.bucket) == []
             and upload_grants.open_uploads(org.editor.id, time.time()) == 0)
 
 
@@ -85,7 +82,7 @@ def test_a_creation_whose_answer_was_lost_is_not_uploaded_again(
         site, org, editor_browser, tmp_path):
     driver = editor_browser
     ds = dataset(site, org, private=True)
-    form_with_file(driver, site, ds, make_file(tmp_path, 12 * MiB))
+    form_with_file(driver, site, ds, data_file(tmp_path, 12 * MiB)[0])
     driver.execute_script(PROXY_TIMES_OUT, True)
     press(driver, "go-dataset-complete")  # "Add"
 
@@ -106,7 +103,7 @@ def test_a_submission_while_the_first_one_completes_waits(
         site, org, editor_browser, tmp_path):
     driver = editor_browser
     ds = dataset(site, org, private=True)
-    form_with_file(driver, site, ds, make_file(tmp_path, 12 * MiB))
+    form_with_file(driver, site, ds, data_file(tmp_path, 12 * MiB)[0])
     driver.execute_script(PROXY_TIMES_OUT, False)
     press(driver, "go-dataset-complete")
     wait_for_error(driver, "HTTP 504")
@@ -120,7 +117,7 @@ def test_a_submission_while_the_first_one_completes_waits(
         message = wait_for_error(driver, "still finishing")
         assert "Wait a moment, then submit the form again" in message
         assert remembered_upload(driver) == rid
-        assert open_uploads(org) == [key]  # no second upload
+        assert open_uploads(org.bucket) == [key]  # no second upload
         assert resource_ids(ds) == []
 
     press(driver, "go-dataset-complete")
@@ -135,7 +132,7 @@ def test_a_store_out_of_reach_is_named_in_the_form(
     driver = editor_browser
     store = tk.config["dcor_object_store.endpoint_url"].rstrip("/")
     ds = dataset(site, org, private=True)
-    form_with_file(driver, site, ds, make_file(tmp_path, 6 * MiB))
+    form_with_file(driver, site, ds, data_file(tmp_path, 6 * MiB)[0])
     # As for a store that only the site's own network reaches.
     driver.execute_cdp_cmd("Network.enable", {})
     driver.execute_cdp_cmd("Network.setBlockedURLs", {"urls": [f"{store}/*"]})
@@ -183,27 +180,17 @@ def posted_actions(driver) -> list[str]:
         "return JSON.parse(sessionStorage.getItem('actions') || '[]');")
 
 
-@contextlib.contextmanager
-def sysadmin_browser(site) -> Iterator:
-    """Chromium with a sysadmin logged in (whose aborts the site would
-    allow with force)."""
-    admin = person(sysadmin=True)
-    browser.set_password(admin.name, PASSWORD)
-    with browser.chromium() as driver:
-        browser.log_in(driver, site.url, admin.name, PASSWORD)
-        yield driver
-
-
 def test_a_remembered_upload_of_another_user_is_never_ended(
         site, org, tmp_path):
     ds = dataset(site, org, private=True)
-    path = make_file(tmp_path, 6 * MiB)
+    path, _ = data_file(tmp_path, 6 * MiB)
     os.utime(path, (1_700_000_000, 1_700_000_000))  # whole milliseconds
     issued = site.action("resource_upload_s3_urls", org.editor.token,
                          package_id=ds["id"], name=path.name,
                          size=path.stat().st_size)
     rid = issued["resource_id"]
-    with sysadmin_browser(site) as driver:
+    # a sysadmin, whose aborts the site would allow with force
+    with browser.logged_in_sysadmin(site.url) as driver:
         form_with_file(driver, site, ds, path)
         remember(driver, ds, path, rid)
         driver.execute_script(RECORD_ACTIONS)
@@ -214,7 +201,7 @@ def test_a_remembered_upload_of_another_user_is_never_ended(
     assert "resource_upload_s3_abort" not in actions
     # The editor's upload is untouched; the sysadmin's file is a new one.
     assert upload_grants.load(rid) is not None
-    assert layout.object_key(rid) in open_uploads(org)
+    assert layout.object_key(rid) in open_uploads(org.bucket)
     assert rid not in resource_ids(ds) and len(resource_ids(ds)) == 1
 
 
@@ -222,7 +209,7 @@ def test_a_remembered_upload_the_store_lost_is_ended(
         site, org, editor_browser, tmp_path):
     driver = editor_browser
     ds = dataset(site, org, private=True)
-    path = make_file(tmp_path, 6 * MiB)
+    path, _ = data_file(tmp_path, 6 * MiB)
     os.utime(path, (1_700_000_000, 1_700_000_000))
     issued = site.action("resource_upload_s3_urls", org.editor.token,
                          package_id=ds["id"], name=path.name,

@@ -13,9 +13,8 @@ from ckanext.dcor_depot.operations.audit.findings import Finding, Kind, Report
 from ckanext.dcor_depot.operations.audit.usage import OrgUsage
 from ckanext.dcor_depot.storage import layout
 from tests.support import browser
-from tests.support.access import dataset, organization, person, stored_resource
+from tests.support.access import dataset, organization, stored_resource
 from tests.support.pages import ADMIN_PAGE, kept_reports
-from tests.support.resource_form import PASSWORD
 
 pytestmark = pytest.mark.skipif(
     browser.missing() is not None and not os.environ.get("CI"),
@@ -24,11 +23,9 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture
 def sysadmin_browser(site):
-    admin = person(sysadmin=True)
-    browser.set_password(admin.name, PASSWORD)
-    with browser.chromium() as driver:
-        driver.set_window_size(1200, 1300)  # the README's picture
-        browser.log_in(driver, site.url, admin.name, PASSWORD)
+    # the window of the README's picture
+    with browser.logged_in_sysadmin(site.url, window_size=(1200, 1300)
+                                    ) as driver:
         yield driver
 
 

@@ -14,21 +14,21 @@ import ckan
 import pytest
 from ckan.tests import helpers
 
-from ckanext.dcor_depot.storage import layout, object_store
+from ckanext.dcor_depot.storage import layout
 from tests.support import browser
 from tests.support.access import dataset, fresh_dataset
+from tests.support.data import data_file
 from tests.support.resource_form import (
     MODULE,
     MiB,
     choose_file,
-    make_file,
-    open_uploads,
     press,
     progress,
     remembered_upload,
     status_text,
     stored_part_count,
 )
+from tests.support.store import object_sha256, open_uploads
 
 CKAN = f"ckan-{ckan.__version__}"  # in the screenshots' names
 
@@ -48,20 +48,11 @@ def draft_dataset(site, org) -> dict:
                        state="draft")
 
 
-def stored_sha256(org, rid: str) -> str:
-    body = object_store.get_client().get_object(
-        Bucket=org.bucket, Key=layout.object_key(rid))["Body"]
-    digest = hashlib.sha256()
-    for chunk in iter(lambda: body.read(8 * MiB), b""):
-        digest.update(chunk)
-    return digest.hexdigest()
-
-
 def test_a_100_mib_file_goes_straight_to_the_store(
         site, org, editor_browser, tmp_path, report_artifacts):
     driver = editor_browser
     ds = draft_dataset(site, org)
-    data = make_file(tmp_path, 100 * MiB)
+    data, _ = data_file(tmp_path, 100 * MiB)
     driver.get(f"{site.url}/dataset/{ds['name']}/resource/new")
     assert MODULE in driver.page_source
     choose_file(driver, data)
@@ -88,9 +79,9 @@ def test_a_100_mib_file_goes_straight_to_the_store(
     assert res["url_type"] == "s3_upload"
     assert res["name"] == "cells.rtdc"
     assert int(res["size"]) == 100 * MiB
-    assert stored_sha256(org, res["id"]) == hashlib.sha256(
-        data.read_bytes()).hexdigest()
-    assert open_uploads(org) == []
+    assert object_sha256(org.bucket, layout.object_key(res["id"])) \
+        == hashlib.sha256(data.read_bytes()).hexdigest()
+    assert open_uploads(org.bucket) == []
 
     driver.get(f"{site.url}/dataset/{ds['name']}/resource/{res['id']}")
     assert "cells.rtdc" in driver.title
@@ -104,7 +95,7 @@ def test_a_reloaded_upload_resumes_and_save_and_add_another(
     from selenium.webdriver.support import expected_conditions as EC
     driver = editor_browser
     ds = dataset(site, org, private=True)
-    data = make_file(tmp_path, 30 * MiB)  # six parts of 5 MiB
+    data, _ = data_file(tmp_path, 30 * MiB)  # six parts of 5 MiB
     form_url = f"{site.url}/dataset/{ds['name']}/resource/new"
     driver.get(form_url)
     choose_file(driver, data)
@@ -132,9 +123,9 @@ def test_a_reloaded_upload_resumes_and_save_and_add_another(
     res, = fresh_dataset(ds["id"])["resources"]
     assert res["id"] == rid  # the same upload, resumed
     assert int(res["size"]) == 30 * MiB
-    assert stored_sha256(org, rid) == hashlib.sha256(
-        data.read_bytes()).hexdigest()
-    assert open_uploads(org) == []
+    assert object_sha256(org.bucket, layout.object_key(rid)) \
+        == hashlib.sha256(data.read_bytes()).hexdigest()
+    assert open_uploads(org.bucket) == []
 
 
 def test_a_refusal_is_shown_in_the_form(site, org, editor_browser,
@@ -143,7 +134,7 @@ def test_a_refusal_is_shown_in_the_form(site, org, editor_browser,
     driver = editor_browser
     ds = dataset(site, org, private=True)
     driver.get(f"{site.url}/dataset/{ds['name']}/resource/new")
-    choose_file(driver, make_file(tmp_path, 1000))
+    choose_file(driver, data_file(tmp_path, 1000)[0])
     # Meanwhile the editor loses the right to add resources.
     helpers.call_action("organization_member_create", id=org.id,
                         username=org.editor.name, role="member")

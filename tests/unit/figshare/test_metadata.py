@@ -1,7 +1,6 @@
 """What a figshare article version becomes in CKAN (no services)."""
 from __future__ import annotations
 
-import hashlib
 import itertools
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from ckanext.dcor_depot.operations.figshare.metadata import (
     FigshareError,
     FigshareFile,
 )
+from tests.support.data import upstream_id
 
 MD5_A = "a" * 32
 MD5_B = "b" * 32
@@ -194,13 +194,6 @@ def test_dataset_dict_refuses_an_unknown_license():
     with pytest.raises(FigshareError, match="''"):
         metadata.dataset_dict(article_record(license=None),
                               ArticleVersion(5, 1), "org")
-
-
-def upstream_id(*parts: str) -> str:
-    """Upstream's make_id, written out independently: MD5 of the UTF-8
-    bytes of the parts with no separator, as 8-4-4-4-12."""
-    h = hashlib.md5(b"".join(p.encode("utf-8") for p in parts)).hexdigest()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def test_ids_are_upstreams_md5_of_doi_name_and_supplied_md5():

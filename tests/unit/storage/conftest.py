@@ -4,8 +4,7 @@ from __future__ import annotations
 import pytest
 
 from ckanext.dcor_depot import config
-
-ENDPOINT = "https://s3.example.org"
+from tests.support.store import ENDPOINT
 
 
 @pytest.fixture

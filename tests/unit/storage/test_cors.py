@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from ckanext.dcor_depot import config
 from ckanext.dcor_depot.storage import cors
 
 SITE = "https://dcor.example.org"
@@ -45,17 +44,3 @@ def test_duplicates_of_the_rule_become_one():
     rule = cors.site_rule(SITE)
     assert cors.merged_rules([rule, OPERATOR, rule], SITE) \
         == [OPERATOR, rule]
-
-
-@pytest.mark.parametrize("url, origin", [
-    ("https://dcor.mpl.mpg.de", "https://dcor.mpl.mpg.de"),
-    ("https://DCOR.example.org/", "https://dcor.example.org"),
-    ("https://dcor.example.org:443/ckan", "https://dcor.example.org"),
-    ("http://127.0.0.1:5000", "http://127.0.0.1:5000"),
-    ("http://example.org:80", "http://example.org"),
-    ("http://[::1]:8080/", "http://[::1]:8080"),
-    ("", None), ("dcor.example.org", None), ("ftp://x.example", None),
-    ("http://x.example:port", None),
-])
-def test_the_origin_of_the_site_url(url, origin):
-    assert config.origin_of(url) == origin

@@ -10,7 +10,7 @@ import pytest
 
 from ckanext.dcor_depot import errors
 from ckanext.dcor_depot.storage import object_store, transfer
-from tests.unit.storage.conftest import ENDPOINT
+from tests.support.store import ENDPOINT
 
 
 def client_error(code: str | None, message: str = "",

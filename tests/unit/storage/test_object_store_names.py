@@ -8,7 +8,7 @@ import textwrap
 import pytest
 
 from ckanext.dcor_depot.storage import object_store
-from tests.unit.storage.conftest import ENDPOINT
+from tests.support.store import ENDPOINT
 
 
 def test_bucket_name_follows_the_template(s3_settings):

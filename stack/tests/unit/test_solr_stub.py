@@ -15,7 +15,7 @@ from types import ModuleType
 import pysolr
 import pytest
 
-STUB_PATH = Path(__file__).parents[3] / "stack" / "solr_stub.py"
+STUB_PATH = Path(__file__).resolve().parents[2] / "solr_stub.py"
 SITE = '+site_id:"dcor-unit"'
 
 

@@ -9,7 +9,7 @@ from types import ModuleType
 import pytest
 import yaml
 
-SCRIPT = Path(__file__).parents[3] / "stack" / "config_doc.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "config_doc.py"
 
 
 @pytest.fixture
