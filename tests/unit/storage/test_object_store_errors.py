@@ -9,7 +9,7 @@ import botocore.exceptions
 import pytest
 
 from ckanext.dcor_depot import errors
-from ckanext.dcor_depot.storage import object_store
+from ckanext.dcor_depot.storage import object_store, presigned
 from tests.unit.storage.conftest import ENDPOINT
 
 
@@ -173,3 +173,43 @@ def test_leading_block_leads_store_errors_too(s3_settings):
     with pytest.raises(KeyError):
         with object_store.leading("bucket b"):
             raise KeyError("k")
+
+
+class _Client:
+    """A stand-in for the boto client: each method raises ``error``."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def list_parts(self, **kwargs):
+        raise self.error
+
+    def abort_multipart_upload(self, **kwargs):
+        raise self.error
+
+
+@pytest.mark.parametrize("code", ["NoSuchUpload", "NoSuchKey"])
+def test_a_gone_upload_is_not_found(s3_settings, monkeypatch, code):
+    monkeypatch.setattr(object_store, "get_client",
+                        lambda: _Client(client_error(code)))
+    with pytest.raises(errors.NotFound) as info:
+        presigned.stored_parts("b", "k", "u")
+    assert info.value.code == "NoSuchUpload"
+    assert str(info.value) == ("the upload of k no longer exists "
+                               "(completed, aborted or expired)")
+    assert presigned.abort("b", "k", "u") is False
+
+
+def test_other_upload_failures_say_what_the_store_answered(s3_settings,
+                                                           monkeypatch):
+    monkeypatch.setattr(object_store, "get_client",
+                        lambda: _Client(client_error("AccessDenied")))
+    with pytest.raises(errors.StoreError) as info:
+        presigned.stored_parts("b", "k", "u")
+    assert str(info.value) == ("cannot list the parts of k: object store "
+                               "refused the request: AccessDenied")
+    with pytest.raises(errors.StoreError) as info:
+        presigned.abort("b", "k", "u")
+    assert str(info.value) == ("object store refused the request: "
+                               "AccessDenied")
+    assert type(info.value) is errors.StoreError
