@@ -147,12 +147,11 @@ def complete(resource_id: str, secret: str) -> Any:
             # completed it.
             grant = dcoraid_upload.grant_for_completion(resource_id, secret)
             etag = dcoraid_upload.complete_for_client(grant, etags)
-    except dcoraid_upload.CompletionRefused as exc:
-        return _xml_error(exc.code, str(exc))
-    except upload_grants.UploadBusy as exc:
+    except errors.Busy as exc:
         return _xml_error("SlowDown", str(exc))
     except errors.SourceError as exc:
-        return _xml_error("InvalidPart", str(exc))
+        # The code is S3's answer where the completion chose one.
+        return _xml_error(exc.code or "InvalidPart", str(exc))
     except errors.DcorDepotError as exc:
         log.warning("Could not complete upload %s: %s", resource_id, exc)
         return _xml_error("InternalError", "the store could not complete "

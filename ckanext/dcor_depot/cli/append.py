@@ -5,9 +5,9 @@ from pathlib import Path
 
 import click
 
+from ckanext.dcor_depot import errors
 from ckanext.dcor_depot.cli import common
 from ckanext.dcor_depot.operations import append
-from ckanext.dcor_depot.storage import object_store
 
 COMMAND = "append-resource"
 
@@ -33,9 +33,7 @@ def append_resource(path: Path, dataset_id: str,
         result = append.append_resource(
             path, dataset_id, delete_source=delete_source,
             progress=common.progress_bars)
-    except append.AppendError as exc:
-        common.fail(f"{COMMAND}: {exc}")
-    except object_store.ObjectStoreError as exc:
+    except (errors.SourceError, errors.StoreError) as exc:
         common.fail(f"{COMMAND}: {exc}")
 
     if result.created:

@@ -8,10 +8,10 @@ from typing import Any
 
 import click
 
+from ckanext.dcor_depot import errors
 from ckanext.dcor_depot.cli import common
 from ckanext.dcor_depot.operations.audit import findings, repair, run
 from ckanext.dcor_depot.operations.audit.usage import OBJECT_KINDS, human_bytes
-from ckanext.dcor_depot.storage import object_store
 
 AUDIT = "dcor-depot-audit"
 USAGE = "dcor-depot-usage"
@@ -116,7 +116,7 @@ def usage(as_json: bool, grace_hours: float,
         rows = run.measure_usage(organizations, grace_hours)
     except ValueError as exc:
         common.fail(f"{USAGE}: {exc}", code=2)
-    except object_store.ObjectStoreError as exc:
+    except errors.StoreError as exc:
         common.fail(f"{USAGE}: {exc}")
     if as_json:
         click.echo(json.dumps({"organizations": rows}, indent=1))

@@ -10,7 +10,7 @@ from typing import Any, NoReturn
 import ckan.plugins.toolkit as tk
 import click
 
-from ckanext.dcor_depot import config
+from ckanext.dcor_depot import config, errors
 from ckanext.dcor_depot.progress import Progress, no_progress
 from ckanext.dcor_depot.records import inventory
 from ckanext.dcor_depot.storage import object_store
@@ -63,7 +63,7 @@ def require_s3(command: str) -> None:
              "endpoint_url in the CKAN config)")
     try:
         object_store.check_connection()
-    except object_store.ObjectStoreError as exc:
+    except errors.StoreError as exc:
         fail(f"{command}: {exc}")
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 import ckan.plugins.toolkit as tk
 import click
 
+from ckanext.dcor_depot import errors
 from ckanext.dcor_depot.cli import common
 from ckanext.dcor_depot.operations.figshare import importer
-from ckanext.dcor_depot.operations.figshare.metadata import FigshareError
 
 COMMAND = "import-figshare"
 
@@ -41,7 +41,7 @@ def import_figshare(limit: int | None) -> None:
     try:
         summary = importer.import_figshare(limit, ClickFeedback(),
                                            common.progress_bars)
-    except FigshareError as exc:
+    except errors.SourceError as exc:
         common.fail(f"{COMMAND}: {exc}")
     tally = common.Tally(COMMAND, "imported", "skipped")
     tally.add("imported", summary.imported)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import ckan.plugins.toolkit as tk
 import click
 
+from ckanext.dcor_depot import errors
 from ckanext.dcor_depot.cli import common
 from ckanext.dcor_depot.records import ckan_data, inventory
 from ckanext.dcor_depot.storage import layout, object_store
@@ -36,7 +37,7 @@ def list_s3_objects_for_dataset(dataset_id: str) -> None:
             key = layout.object_key(record.id, artifact)
             try:
                 tags = object_store.get_tags(bucket, key)
-            except object_store.ObjectStoreError as exc:
+            except errors.StoreError as exc:
                 tally.add("failed")
                 common.report_error(f"{bucket}:{key} ({exc})")
                 continue

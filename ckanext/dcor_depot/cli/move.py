@@ -4,6 +4,7 @@ from __future__ import annotations
 import ckan.model as model
 import click
 
+from ckanext.dcor_depot import errors
 from ckanext.dcor_depot.cli import common
 from ckanext.dcor_depot.operations import move
 from ckanext.dcor_depot.storage import object_store
@@ -53,7 +54,7 @@ def move_dataset(dataset_ref: str | None, pending: bool) -> None:
 
     try:
         move.move_dataset(dataset_id, wait=False, on_resource=on_resource)
-    except object_store.ObjectStoreError as exc:  # MoveBusy among them
+    except errors.StoreError as exc:  # Busy among them
         common.fail(f"{COMMAND}: {exc}")
     tally.finish()
 

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import click
 
+from ckanext.dcor_depot import errors
 from ckanext.dcor_depot.cli import common
 from ckanext.dcor_depot.operations import prune
-from ckanext.dcor_depot.storage import lifecycle, object_store
+from ckanext.dcor_depot.storage import lifecycle
 
 COMMAND = "dcor-prune-stale-multipart-uploads"
 
@@ -53,7 +54,7 @@ def prune_stale_multipart_uploads(initiated_before_days: float,
     try:
         prune.prune_multipart_uploads(initiated_before_days,
                                       dry_run=dry_run, on_result=on_result)
-    except object_store.ObjectStoreError as exc:
+    except errors.StoreError as exc:
         click.echo(tally.line())
         common.fail(f"{COMMAND}: {exc}")
     tally.finish("dry run" if dry_run else "")

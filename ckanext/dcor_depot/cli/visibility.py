@@ -4,6 +4,7 @@ from __future__ import annotations
 import ckan.model as model
 import click
 
+from ckanext.dcor_depot import errors
 from ckanext.dcor_depot.cli import common
 from ckanext.dcor_depot.operations import visibility
 from ckanext.dcor_depot.records import ckan_data
@@ -43,7 +44,7 @@ def sync_visibility(dataset_ref: str | None, dry_run: bool) -> None:
             # Decided again from the database of this moment.
             n = len(changes) if dry_run else visibility.reconcile(
                 [change.ref for change in changes])
-        except object_store.ObjectStoreError as exc:
+        except errors.StoreError as exc:
             tally.add("failed")
             common.report_error(f"{name}: {exc}")
             continue
@@ -68,8 +69,8 @@ def _scopes(dataset_ref: str | None):
         return [(f"dataset {pkg.name}",
                  lambda: visibility.dataset_tag_changes(dataset_id))]
     try:
-        buckets = object_store.translate_errors(object_store.site_buckets)()
-    except object_store.ObjectStoreError as exc:
+        buckets = object_store.site_buckets()
+    except errors.StoreError as exc:
         common.fail(f"{COMMAND}: {exc}")
     known = ckan_data.organization_ids()
     scopes = []

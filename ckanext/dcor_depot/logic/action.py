@@ -152,7 +152,7 @@ def resource_upload_s3_urls(context: Context,
             return direct_upload.issue(request)
         with upload_grants.claimed(resume_id):
             return direct_upload.issue(request, resume_id)
-    except (errors.DcorDepotError, upload_grants.UploadBusy) as exc:
+    except errors.DcorDepotError as exc:
         raise tk.ValidationError({"upload": [str(exc)]}) from exc
 
 
@@ -229,7 +229,7 @@ def resource_upload_s3_abort(context: Context,
             if grant is None:
                 raise tk.ObjectNotFound("no such upload")
             return {"aborted": direct_upload.abort(grant)}
-    except (errors.DcorDepotError, upload_grants.UploadBusy) as exc:
+    except errors.DcorDepotError as exc:
         raise tk.ValidationError({"upload": [str(exc)]}) from exc
 
 
@@ -272,7 +272,7 @@ def _store_holds(grant: upload_grants.UploadGrant) -> bool:
     """Whether the store still has the multipart upload (read-only)."""
     try:
         presigned.stored_parts(grant.bucket, grant.key, grant.upload_id)
-    except presigned.UploadGone:
+    except errors.NotFound:
         return False
     return True
 
@@ -305,7 +305,7 @@ def _create_from_upload(original: Any, context: Context,
             with resource_rules.verified_upload(rid, owned):
                 created = original(context, data)
             direct_upload.done(grant)
-    except (errors.DcorDepotError, upload_grants.UploadBusy) as exc:
+    except errors.DcorDepotError as exc:
         raise tk.ValidationError({"upload": [str(exc)]}) from exc
     registration.follow_moves(dataset.id)
     return created

@@ -108,9 +108,9 @@ def _granted(stack: contextlib.ExitStack, resource: dict[str, Any],
         stack.enter_context(upload_grants.claimed(str(rid)))
         return direct_upload.granted(str(rid), pkg.id, user_id,
                                      pkg.owner_org)
-    except upload_grants.UploadBusy as exc:
+    except errors.Busy as exc:
         raise tk.ValidationError({"id": [str(exc)]}) from exc
-    except direct_upload.DirectUploadError as exc:
+    except errors.SourceError as exc:
         raise tk.ValidationError({"id": [
             f"{exc} (the id of a new resource is chosen by CKAN, or is "
             "one resource_upload_s3_urls issued to you)"]}) from exc
@@ -121,7 +121,7 @@ def _finish(stack: contextlib.ExitStack, resource: dict[str, Any],
     """Complete (or check) the upload and fill in what was verified."""
     try:
         finished = direct_upload.finish(grant)
-    except direct_upload.DirectUploadError as exc:
+    except errors.SourceError as exc:
         raise tk.ValidationError({"id": [str(exc)]}) from exc
     except errors.DcorDepotError as exc:
         raise tk.ValidationError({"upload": [str(exc)]}) from exc

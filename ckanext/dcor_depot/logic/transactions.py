@@ -40,7 +40,7 @@ import ckan.plugins.toolkit as tk
 import sqlalchemy as sa
 from sqlalchemy import event, orm
 
-from ckanext.dcor_depot import config, names
+from ckanext.dcor_depot import config, errors, names
 from ckanext.dcor_depot.operations import jobs, move, visibility
 from ckanext.dcor_depot.records import ckan_data, job_queue
 from ckanext.dcor_depot.storage import object_store
@@ -314,7 +314,7 @@ def _before_commit(session: orm.Session) -> None:
         try:
             visibility.close(to_close)
             touched.closed.update(to_close)
-        except object_store.ObjectStoreError as exc:
+        except errors.StoreError as exc:
             state = states.get(dataset_id)
             name = state.name if state is not None else dataset_id
             raise tk.ValidationError({"private": [
@@ -404,7 +404,7 @@ def _reconcile(datasets: dict[str, TouchedDataset]) -> None:
     for dataset_id, touched in datasets.items():
         try:
             if states is None:
-                raise object_store.ObjectStoreError("no database state")
+                raise errors.StoreError("no database state")
             refs = _refs(dataset_id, touched, states)
             visibility.reconcile(refs, assume_closed=[
                 ref for ref in refs

@@ -33,10 +33,6 @@ from ckanext.dcor_depot.storage.fsops import copy_verified, file_sha256
 from ckanext.dcor_depot.storage.ids import reproducible_id
 
 
-class AppendError(errors.SourceError):
-    """The file cannot be appended; the message says why (one line)."""
-
-
 @dataclass(frozen=True)
 class AppendResult:
     resource_id: str
@@ -59,23 +55,25 @@ def resource_id_for(dataset_id: str, file_name: str, sha256: str) -> str:
 
 
 def check_source(path: str | os.PathLike[str]) -> Path:
-    """The file to append, or AppendError if it is not a readable file."""
+    """The file to append, or SourceError if it is not a readable file."""
     path = Path(path)
     try:
         info = path.stat()
     except FileNotFoundError:
-        raise AppendError(f"{path} does not exist") from None
+        raise errors.SourceError(f"{path} does not exist") from None
     except OSError as exc:
-        raise AppendError(f"cannot access {path}: {exc.strerror}") from None
+        raise errors.SourceError(
+            f"cannot access {path}: {exc.strerror}") from None
     if stat.S_ISDIR(info.st_mode):
-        raise AppendError(f"{path} is a directory, not a file")
+        raise errors.SourceError(f"{path} is a directory, not a file")
     if not stat.S_ISREG(info.st_mode):
-        raise AppendError(f"{path} is not a regular file")
+        raise errors.SourceError(f"{path} is not a regular file")
     try:
         with open(path, "rb") as fh:
             fh.read(1)
     except OSError as exc:
-        raise AppendError(f"cannot read {path}: {exc.strerror}") from None
+        raise errors.SourceError(
+            f"cannot read {path}: {exc.strerror}") from None
     return path
 
 
@@ -84,9 +82,9 @@ def find_dataset(ref: str) -> dict[str, Any]:
     try:
         dataset = ckan_data.package_show(ref)
     except tk.ObjectNotFound:
-        raise AppendError(f"there is no dataset {ref!r}") from None
+        raise errors.SourceError(f"there is no dataset {ref!r}") from None
     if dataset.get("state") == "deleted":
-        raise AppendError(f"dataset {dataset['name']} is deleted")
+        raise errors.SourceError(f"dataset {dataset['name']} is deleted")
     return dataset
 
 
@@ -100,7 +98,7 @@ def append_resource(path: str | os.PathLike[str], dataset_ref: str, *,
     without S3 it is copied to CKAN's upload path and the resource is
     created like an upload (the symlink job follows). ``delete_source``
     removes ``path`` once the stored copy is verified. ``progress``
-    shows the progress of hashing and storing. Raises AppendError for bad
+    shows the progress of hashing and storing. Raises SourceError for bad
     input and when storing fails; nothing is created then.
     """
     source = check_source(path)
@@ -108,8 +106,9 @@ def append_resource(path: str | os.PathLike[str], dataset_ref: str, *,
     is_rtdc = _check_rtdc(source)
     use_s3 = config.s3_available()
     if use_s3 and not dataset.get("owner_org"):
-        raise AppendError(f"dataset {dataset['name']} has no organization, "
-                          "so there is no bucket for its files")
+        raise errors.SourceError(
+            f"dataset {dataset['name']} has no organization, so there is "
+            "no bucket for its files")
 
     size = source.stat().st_size
     with progress("SHA256", size) as update:
@@ -118,8 +117,9 @@ def append_resource(path: str | os.PathLike[str], dataset_ref: str, *,
     existing = model.Resource.get(rid)
     if existing is not None and (existing.state != "active"
                                  or existing.package_id != dataset["id"]):
-        raise AppendError(f"resource {rid} for {source.name} exists but was "
-                          "deleted; restore it instead of appending again")
+        raise errors.SourceError(
+            f"resource {rid} for {source.name} exists but was deleted; "
+            "restore it instead of appending again")
 
     with progress("store", size) as update:
         if use_s3:
@@ -128,11 +128,10 @@ def append_resource(path: str | os.PathLike[str], dataset_ref: str, *,
         else:
             location, verified = _store_locally(source, rid, sha,
                                                 existing is None, update)
-    created = False
-    if existing is None:
+    created = existing is None
+    if created:
         _create_resource(source, dataset, rid, sha, size, is_rtdc, use_s3,
                          location)
-        created = True
     if location.startswith("s3://"):
         # After the resource exists, so a concurrent change of the
         # dataset's visibility sees it too; on a rerun this repairs a tag
@@ -157,8 +156,8 @@ def _check_rtdc(source: Path) -> bool:
         return False
     try:
         rtdc.check_rtdc(source)
-    except rtdc.RTDCError as exc:
-        raise AppendError(f"{exc}; not appended") from None
+    except errors.SourceError as exc:
+        raise errors.SourceError(f"{exc}; not appended") from None
     return True
 
 
@@ -176,8 +175,8 @@ def _store_in_s3(source: Path, dataset: dict[str, Any], rid: str, sha: str,
         # Skips the transfer when an identical object is there (rerun).
         transfer.upload_verified(source, bucket, key, expected_sha256=sha,
                                  label=f"resource {rid}", progress=progress)
-    except object_store.ObjectStoreError as exc:
-        raise AppendError(str(exc)) from None
+    except errors.StoreError as exc:
+        raise errors.SourceError(str(exc)) from None
     return location, True
 
 
@@ -202,12 +201,13 @@ def _store_locally(source: Path, rid: str, sha: str, new: bool,
         # Both what was read and what landed on disk must be the file
         # whose SHA256 named the resource.
         if read != sha or written != sha:
-            raise AppendError(f"the copy of {source} at {dest} does not "
-                              f"match its SHA256 {sha}; not appended")
+            raise errors.SourceError(
+                f"the copy of {source} at {dest} does not match its SHA256 "
+                f"{sha}; not appended", code=errors.MISMATCH)
         os.replace(temp, dest)
     except OSError as exc:
-        raise AppendError(f"cannot copy {source} to {dest}: "
-                          f"{exc.strerror or exc}") from None
+        raise errors.SourceError(f"cannot copy {source} to {dest}: "
+                                 f"{exc.strerror or exc}") from None
     finally:
         temp.unlink(missing_ok=True)
     return str(dest), True
@@ -237,5 +237,5 @@ def _create_resource(source: Path, dataset: dict[str, Any], rid: str,
         if not use_s3:
             # The source is still there: the copy may go.
             Path(location).unlink(missing_ok=True)
-        raise AppendError(f"CKAN refused the resource: {exc.error_summary}"
-                          ) from None
+        raise errors.SourceError(
+            f"CKAN refused the resource: {exc.error_summary}") from None

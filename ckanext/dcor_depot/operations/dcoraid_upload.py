@@ -28,9 +28,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ckanext.dcor_depot import config
+from ckanext.dcor_depot import config, errors
 from ckanext.dcor_depot.operations import direct_upload
-from ckanext.dcor_depot.operations.direct_upload import DirectUploadError
 from ckanext.dcor_depot.records import upload_grants
 from ckanext.dcor_depot.records.upload_grants import UploadGrant
 from ckanext.dcor_depot.storage import (
@@ -70,7 +69,7 @@ def issue(request: DcoraidRequest,
     settings = config.direct_upload_settings()
     parts = part_layout(request.size)
     if parts.count > MAX_PARTS:
-        raise DirectUploadError(
+        raise errors.SourceError(
             f"a file of {request.size} bytes needs more than {MAX_PARTS} "
             "parts of 1 GiB")
     now = time.time()
@@ -104,12 +103,9 @@ def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-class CompletionRefused(DirectUploadError):
-    """A completion request that S3 would answer with an error ``code``."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+def _refused(code: str, message: str) -> errors.SourceError:
+    """A completion request that S3 would answer with the error ``code``."""
+    return errors.SourceError(message, code=code)
 
 
 def grant_for_completion(resource_id: str, secret: str) -> UploadGrant:
@@ -118,7 +114,7 @@ def grant_for_completion(resource_id: str, secret: str) -> UploadGrant:
     if (grant is None or grant.dialect != "dcoraid"
             or not hmac.compare_digest(grant.completion_secret_sha256,
                                        _digest(secret))):
-        raise CompletionRefused("NoSuchUpload",
+        raise _refused("NoSuchUpload",
                                 "no such upload, or not this URL's")
     return grant
 
@@ -131,11 +127,12 @@ _PART = re.compile(
 
 def listed_parts(body: str) -> list[str]:
     """The part ETags a CompleteMultipartUpload body lists, in order of
-    their numbers 1..n (CompletionRefused if it is not such a list)."""
+    their numbers 1..n (SourceError with code ``MalformedXML`` if it is
+    not such a list)."""
     found = [(int(number), etag.lower())
              for number, etag in _PART.findall(body)]
     if not found or [n for n, _ in found] != list(range(1, len(found) + 1)):
-        raise CompletionRefused(
+        raise _refused(
             "MalformedXML", "the body must list parts 1 to n, each with "
             "its PartNumber and ETag")
     return [etag for _, etag in found]
@@ -148,17 +145,17 @@ def complete_for_client(grant: UploadGrant, etags: list[str]) -> str:
     if grant.completed_etag:
         made = multipart.multipart_etag([bytes.fromhex(e) for e in etags])
         if made != grant.completed_etag:
-            raise CompletionRefused(
+            raise _refused(
                 "InvalidPart", "the upload was completed with other parts")
         return direct_upload.finish(grant).etag  # checks the object
     try:
         stored = presigned.stored_parts(grant.bucket, grant.key,
                                         grant.upload_id)
-    except presigned.UploadGone as exc:
-        raise CompletionRefused("NoSuchUpload", str(exc)) from exc
+    except errors.NotFound as exc:
+        raise _refused("NoSuchUpload", str(exc)) from exc
     parts = direct_upload.covering_parts(grant, stored)
     if [part.etag for part in parts] != etags:
-        raise CompletionRefused(
+        raise _refused(
             "InvalidPart", "the listed ETags are not those of the stored "
             "parts")
     return direct_upload.complete(grant, parts).completed_etag

@@ -28,10 +28,6 @@ from ckanext.dcor_depot.storage import (
 )
 
 
-class DirectUploadError(errors.SourceError):
-    """A direct upload cannot be issued, resumed or used as asked."""
-
-
 @dataclass(frozen=True)
 class UploadRequest:
     dataset_id: str
@@ -44,15 +40,15 @@ class UploadRequest:
 def check_size(size: Any) -> int:
     """The declared size as bytes, within what the site accepts."""
     if isinstance(size, bool):
-        raise DirectUploadError("size must be a number of bytes")
+        raise errors.SourceError("size must be a number of bytes")
     try:
         number = int(size)
     except (TypeError, ValueError):
-        raise DirectUploadError(
+        raise errors.SourceError(
             f"size must be a number of bytes, not {size!r}") from None
     limit = config.direct_upload_settings().max_size
     if number < 0 or number > limit:
-        raise DirectUploadError(
+        raise errors.SourceError(
             f"size must be between 0 and {limit} bytes, not {number}")
     return number
 
@@ -101,7 +97,7 @@ def check_open_uploads(user_id: str, limit: int, now: float) -> None:
     # A soft cap: two concurrent requests may both pass it once.
     count = upload_grants.open_uploads(user_id, now)
     if count >= limit:
-        raise DirectUploadError(
+        raise errors.SourceError(
             f"you have {count} direct uploads open (at most {limit}): "
             "create their resources, let them expire or end them with "
             "resource_upload_s3_abort first")
@@ -124,11 +120,11 @@ def _start(request: UploadRequest, part_size: int) -> UploadGrant:
 def _resume(request: UploadRequest, resume_id: str) -> UploadGrant:
     grant = granted(resume_id, request.dataset_id, request.user_id)
     if grant.size != request.size:
-        raise DirectUploadError(
+        raise errors.SourceError(
             f"upload {resume_id} was issued for {grant.size} bytes, not "
             f"{request.size}")
     if grant.completed_etag:
-        raise DirectUploadError(
+        raise errors.SourceError(
             f"upload {resume_id} is complete: create its resource")
     return grant
 
@@ -137,7 +133,7 @@ def granted(resource_id: str, dataset_id: str, user_id: str,
             owner_org: str | None = None) -> UploadGrant:
     """The grant of ``resource_id`` if it was issued to this user for this
     dataset, or (DCOR-Aid's dialect, which names no dataset) for
-    ``owner_org``, the dataset's organization now. DirectUploadError
+    ``owner_org``, the dataset's organization now. SourceError
     otherwise, with the same text for every case, so that ids of other
     users' uploads are not revealed."""
     grant = upload_grants.load(resource_id)
@@ -146,7 +142,7 @@ def granted(resource_id: str, dataset_id: str, user_id: str,
     else:
         matches = grant is not None and grant.dataset_id == dataset_id
     if grant is None or not matches or grant.user_id != user_id:
-        raise DirectUploadError(
+        raise errors.SourceError(
             f"no upload {resource_id} was issued to you for this dataset")
     return grant
 
@@ -157,7 +153,8 @@ def abort(grant: UploadGrant) -> bool:
     An upload already completed (its resource not created) has an object
     that nothing refers to: it goes too.
     """
-    ended = presigned.abort(grant.bucket, grant.key, grant.upload_id)
+    with object_store.leading(f"cannot abort the upload of {grant.key}"):
+        ended = presigned.abort(grant.bucket, grant.key, grant.upload_id)
     if grant.completed_etag and not ckan_data.resource_facts(
             grant.resource_id):
         object_store.delete_objects(grant.bucket, [grant.key])
@@ -197,13 +194,13 @@ def finish(grant: UploadGrant, now: float | None = None) -> FinishedUpload:
     try:
         stored = presigned.stored_parts(grant.bucket, grant.key,
                                         grant.upload_id)
-    except presigned.UploadGone as exc:
-        raise DirectUploadError(str(exc)) from exc
+    except errors.NotFound as exc:
+        raise errors.SourceError(str(exc)) from exc
     try:
         parts = covering_parts(grant, stored)
-    except DirectUploadError:
+    except errors.SourceError:
         if grant.expires_at < (time.time() if now is None else now):
-            raise DirectUploadError(
+            raise errors.SourceError(
                 f"the upload {grant.resource_id} expired: resume it "
                 "(resource_upload_s3_urls with its resource_id) for new "
                 "URLs") from None
@@ -239,12 +236,12 @@ def _check_completed(grant: UploadGrant) -> UploadGrant:
     try:
         stored = presigned.stored_parts(grant.bucket, grant.key,
                                         grant.upload_id)
-    except presigned.UploadGone as exc:
+    except errors.NotFound as exc:
         if head is not None and not ckan_data.resource_facts(
                 grant.resource_id):
             # Not what was declared, and no resource refers to it.
             object_store.delete_objects(grant.bucket, [grant.key])
-        raise DirectUploadError(
+        raise errors.SourceError(
             f"upload {grant.resource_id} has neither parts nor a complete "
             "object of the declared size: start again") from exc
     return complete(grant, covering_parts(grant, stored))
@@ -263,7 +260,7 @@ def covering_parts(grant: UploadGrant,
     missing = [n for n in layout_.numbers if n not in stored]
     wrong = sorted(n for n, part in stored.items() if not layout_.fits(part))
     if missing or wrong:
-        raise DirectUploadError(
+        raise errors.SourceError(
             f"the parts of upload {grant.resource_id} do not make "
             f"{grant.size} bytes yet: "
             + "; ".join(text for text in (
@@ -283,7 +280,7 @@ def record_sha256(resource_id: str) -> str | None:
         return None
     where = object_store.parse_object_url(facts.extras.get("s3_url") or "")
     if where is None:
-        raise DirectUploadError(f"resource {resource_id} has no object in "
+        raise errors.SourceError(f"resource {resource_id} has no object in "
                                 "this store")
     sha256 = transfer.object_sha256(*where)
     search_index.record_resource_fields(facts.dataset_id, resource_id,

@@ -9,7 +9,6 @@ FAIL line).
 from __future__ import annotations
 
 import enum
-import json
 import os
 import shutil
 import tempfile
@@ -17,18 +16,15 @@ import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import botocore.exceptions
 import ckan.plugins.toolkit as tk
 import redis
-import requests
 import rq
 from ckan.exceptions import CkanConfigurationException
 from ckan.lib import jobs as ckan_jobs
 
 from ckanext.dcor_depot import config, errors
-from ckanext.dcor_depot.storage import object_store
+from ckanext.dcor_depot.storage import object_store, policy_check
 
 GIB = 1024 ** 3
 
@@ -197,9 +193,6 @@ def check_worker(queues: Iterable[str]) -> CheckResult:
 
 # -------------------------------------------------------- the object store
 
-#: Keys of the two objects in the temporary bucket.
-PROBE_PUBLIC_KEY = "dcor-check/tagged-public"
-PROBE_PRIVATE_KEY = "dcor-check/untagged"
 _STORE_FIX = ("check dcor_object_store.endpoint_url, access_key_id and "
               "secret_access_key")
 _UNCONFIGURED = "no object store configured (dcor_object_store.* unset)"
@@ -230,33 +223,13 @@ def check_policy_behaviour() -> CheckResult:
     The bucket and its objects are removed whatever happens.
     """
     name = "bucket policy behaviour"
-    bucket = probe_bucket_name()
-    s3 = object_store.get_client()
     try:
-        with object_store.translated(f"temporary bucket {bucket}"):
-            s3.create_bucket(Bucket=bucket)
-            try:
-                return _probe_anonymous_reads(s3, bucket)
-            finally:
-                object_store.delete_objects(
-                    bucket, object_store.list_keys(bucket))
-                s3.delete_bucket(Bucket=bucket)
+        public, private = policy_check.anonymous_reads(probe_bucket_name())
     except errors.StoreError as exc:
         return failed(name, str(exc),
                       "let the store user create and delete buckets, set "
                       "bucket policies and tag objects (and remove the "
                       "temporary bucket if it is left)")
-
-
-def _probe_anonymous_reads(s3: Any, bucket: str) -> CheckResult:
-    name = "bucket policy behaviour"
-    s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(
-        object_store.bucket_policy(bucket)))
-    s3.put_object(Bucket=bucket, Key=PROBE_PUBLIC_KEY, Body=b"public",
-                  Tagging=f"{object_store.PUBLIC_TAG}=true")
-    s3.put_object(Bucket=bucket, Key=PROBE_PRIVATE_KEY, Body=b"private")
-    public = _anonymous_status(bucket, PROBE_PUBLIC_KEY)
-    private = _anonymous_status(bucket, PROBE_PRIVATE_KEY)
     detail = (f"anonymous GET of a tagged object: {public}, of an untagged "
               f"one: {private}")
     if private == 200:
@@ -272,68 +245,14 @@ def _probe_anonymous_reads(s3: Any, bucket: str) -> CheckResult:
     return ok(name, f"{detail} (expected 200 and 403)")
 
 
-def _anonymous_status(bucket: str, key: str) -> int | str:
-    """HTTP status of a GET without credentials (or why there is none)."""
-    try:
-        return requests.get(object_store.object_url(bucket, key),
-                            timeout=30,
-                            verify=config.s3_settings().ssl_verify
-                            ).status_code
-    except requests.RequestException as exc:
-        return f"no answer ({type(exc).__name__})"
-
-
-def _normalized(policy: object) -> object:
-    """A policy with one-element lists as their element (stores may
-    return ``"*"`` for ``["*"]``)."""
-    if isinstance(policy, dict):
-        return {key: _normalized(value) for key, value in policy.items()}
-    if isinstance(policy, list):
-        items = [_normalized(item) for item in policy]
-        return items[0] if len(items) == 1 else items
-    return policy
-
-
-def _policy_of(s3: Any, bucket: str) -> object:
-    """The bucket's policy (None: it has none)."""
-    try:
-        return json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])
-    except botocore.exceptions.ClientError as exc:
-        if object_store.error_code(exc) == "NoSuchBucketPolicy":
-            return None
-        raise
-
-
-def differing_policies() -> list[str]:
-    """The site's buckets whose policy is not the plugin's."""
-    s3 = object_store.get_client()
-    differing = []
-    with object_store.translated("reading the bucket policies"):
-        for bucket in object_store.site_buckets():
-            try:
-                policy = _policy_of(s3, bucket)
-            except botocore.exceptions.ClientError as exc:
-                if object_store.error_code(exc) == "NoSuchBucket":
-                    continue  # removed meanwhile
-                raise
-            wanted = object_store.bucket_policy(bucket)
-            if _normalized(policy) != _normalized(wanted):
-                differing.append(bucket)
-    return differing
-
-
 def check_bucket_policies(repair: bool = False) -> CheckResult:
     """Every bucket of the site has exactly the plugin's policy; with
     ``repair``, the others get it."""
     name = "bucket policies"
     try:
-        differing = differing_policies()
+        differing = policy_check.differing_policies()
         if differing and repair:
-            with object_store.translated("replacing the bucket policies"):
-                for bucket in differing:
-                    object_store.get_client().put_bucket_policy(
-                        Bucket=bucket, Policy=json.dumps(
-                            object_store.bucket_policy(bucket)))
+            policy_check.replace_policies(differing)
     except errors.StoreError as exc:
         return failed(name, str(exc), _STORE_FIX)
     shown = ", ".join(differing[:5]) + (

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 import ckan.model as model
 import sqlalchemy as sa
 
-from ckanext.dcor_depot import names
+from ckanext.dcor_depot import errors, names
 from ckanext.dcor_depot.operations import visibility
 from ckanext.dcor_depot.records import ckan_data, job_queue
 from ckanext.dcor_depot.storage import layout, object_store, transfer
@@ -57,14 +57,6 @@ BASE_TIMEOUT = 600
 BYTES_PER_SECOND = 20 * 1024 * 1024
 
 OnResource = Callable[[str, str | None], None]
-
-
-class MoveError(object_store.ObjectStoreError):
-    """A resource could not be moved; its data stay where they were."""
-
-
-class MoveBusy(MoveError):
-    """Another process is moving the dataset right now."""
 
 
 @dataclass(frozen=True)
@@ -130,7 +122,7 @@ def move_dataset(dataset_id: str, *, wait: bool = True,
     """Move every object of a dataset to its organization's bucket.
 
     ``on_resource(resource_id, error)`` is called per resource (error None
-    when moved). With ``wait=False`` MoveBusy is raised at once if another
+    when moved). With ``wait=False`` Busy is raised at once if another
     process moves the dataset. Idempotent: nothing to do, nothing done.
     """
     outcome = MoveOutcome()
@@ -239,7 +231,7 @@ def _copy_resource(move: ResourceMove) -> dict[str, str] | str:
             return (f"no object at {source}/{key} nor a copy at {target}: "
                     "nothing to move")
         return copies
-    except object_store.ObjectStoreError as exc:
+    except errors.StoreError as exc:
         return str(exc)
 
 
@@ -255,8 +247,9 @@ def _copy_artifact(source: str, target: str, key: str,
         # earlier, interrupted run): check what is recorded, if anything.
         found = transfer.object_sha256(target, key)
         if expected and found != expected:
-            raise MoveError(f"the copy at {target}/{key} has SHA256 {found}"
-                            f", expected {expected}, and its source is gone")
+            raise errors.StoreError(
+                f"the copy at {target}/{key} has SHA256 {found}, expected "
+                f"{expected}, and its source is gone", code=errors.MISMATCH)
         return found
     expected = expected or transfer.object_sha256(source, key)
     if object_store.object_exists(target, key):
@@ -298,8 +291,9 @@ def _dataset_lock(dataset_id: str, wait: bool) -> Iterator[None]:
                 f"SELECT {lock}(hashtextextended(:k, 0))"),
                 {"k": key}).scalar()
         if got is False:
-            raise MoveBusy(f"dataset {dataset_id} is being moved by another "
-                           "process; try again when it has finished")
+            raise errors.Busy(f"dataset {dataset_id} is being moved by "
+                              "another process; try again when it has "
+                              "finished")
         try:
             yield
         finally:
@@ -325,7 +319,7 @@ def move_dataset_job(dataset_id: str) -> list[str]:
     """Background job queued after a dataset changed organization."""
     outcome = move_dataset(dataset_id)
     if outcome.failed:
-        raise MoveError(
+        raise errors.StoreError(
             f"dataset {dataset_id}: {len(outcome.failed)} resources not "
             f"moved (run dcor-depot-move-dataset {dataset_id}): "
             + "; ".join(f"{rid}: {why}"

@@ -10,9 +10,9 @@ import datetime
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
 
-from ckanext.dcor_depot.storage import object_store, survey
+from ckanext.dcor_depot import errors
+from ckanext.dcor_depot.storage import object_store, presigned, survey
 
 
 @dataclass(frozen=True)
@@ -42,8 +42,9 @@ class PruneOutcome:
 
 
 def multipart_uploads(bucket: str) -> Iterator[StaleUpload]:
-    """Every incomplete multipart upload of a bucket (paginated)."""
-    for item in survey.open_uploads(object_store.get_client(), bucket):
+    """Every incomplete multipart upload of a bucket (NotFound when the
+    bucket does not exist)."""
+    for item in survey.bucket_uploads(bucket):
         yield StaleUpload(bucket, item["Key"], item["UploadId"],
                           item["Initiated"])
 
@@ -54,42 +55,33 @@ def prune_multipart_uploads(older_than_days: float, *, dry_run: bool = False,
     """Abort the multipart uploads initiated more than N days ago.
 
     ``on_result`` is called for every upload found, young ones included
-    (``PruneAction.KEPT``). Raises ObjectStoreError when the store cannot be
+    (``PruneAction.KEPT``). Raises StoreError when the store cannot be
     listed; a failing abort is reported through ``on_result``.
     """
     if older_than_days < 0:
         raise ValueError("the age in days must not be negative")
     cutoff = (datetime.datetime.now(datetime.timezone.utc)
               - datetime.timedelta(days=older_than_days))
-    s3 = object_store.get_client()
-    with object_store.translated():
-        buckets = object_store.site_buckets()
+    buckets = object_store.site_buckets()
     for bucket in buckets:
         try:
             uploads = list(multipart_uploads(bucket))
-        except object_store.BOTO_ERRORS as exc:
-            if object_store.is_not_found(exc):
-                continue  # deleted meanwhile
-            raise object_store.store_error(
-                exc, f"cannot list the multipart uploads of bucket {bucket}"
-            ) from exc
+        except errors.NotFound:
+            continue  # deleted meanwhile
         for upload in uploads:
-            on_result(_prune_one(s3, upload, cutoff, dry_run))
+            on_result(_prune_one(upload, cutoff, dry_run))
 
 
-def _prune_one(s3: Any, upload: StaleUpload, cutoff: datetime.datetime,
+def _prune_one(upload: StaleUpload, cutoff: datetime.datetime,
                dry_run: bool) -> PruneOutcome:
     if upload.initiated > cutoff:
         return PruneOutcome(upload, PruneAction.KEPT)
     if dry_run:
         return PruneOutcome(upload, PruneAction.WOULD_ABORT)
     try:
-        s3.abort_multipart_upload(Bucket=upload.bucket, Key=upload.key,
-                                  UploadId=upload.upload_id)
-    except object_store.BOTO_ERRORS as exc:
-        # Completed or aborted meanwhile (Ceph RGW says NoSuchKey).
-        if object_store.error_code(exc) in ("NoSuchUpload", "NoSuchKey"):
-            return PruneOutcome(upload, PruneAction.GONE)
-        return PruneOutcome(upload, PruneAction.FAILED,
-                            object_store.describe_error(exc))
-    return PruneOutcome(upload, PruneAction.ABORTED)
+        # Completed or aborted meanwhile: False.
+        ended = presigned.abort(upload.bucket, upload.key, upload.upload_id)
+    except errors.StoreError as exc:
+        return PruneOutcome(upload, PruneAction.FAILED, str(exc))
+    return PruneOutcome(upload, PruneAction.ABORTED if ended
+                        else PruneAction.GONE)

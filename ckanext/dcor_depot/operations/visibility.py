@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from ckanext.dcor_depot import config
+from ckanext.dcor_depot import config, errors
 from ckanext.dcor_depot.records import ckan_data
 from ckanext.dcor_depot.storage import layout, object_store, survey
 
@@ -116,7 +116,7 @@ def reconcile(refs: Iterable[ObjectRef],
     ``assume_closed`` are objects known to carry no public tag (fresh
     uploads): no request is spent on them while they are to stay closed.
     Returns the number of tagging requests sent to existing objects. Raises
-    ObjectStoreError when the store fails (tags may then be half done:
+    StoreError when the store fails (tags may then be half done:
     the caller retries or queues the sync job).
     """
     pending = list(dict.fromkeys(refs))
@@ -142,7 +142,7 @@ def reconcile(refs: Iterable[ObjectRef],
     if pending:
         log.warning("Visibility of %d objects kept changing; left to the "
                     "sync job", len(pending))
-        raise object_store.ObjectStoreError(
+        raise errors.StoreError(
             "the visibility of the datasets kept changing while their "
             "objects were tagged; run dcor-depot-sync-visibility")
     return changed

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import ckan.plugins.toolkit as tk
 from ckan.lib import jobs as ckan_jobs
 
+from ckanext.dcor_depot import errors
+
 #: Seconds a grant is kept after its URLs expired (for abort and errors
 #: that can still name it).
 KEEP_AFTER_EXPIRY = 24 * 3600
@@ -123,13 +125,13 @@ CLAIM_SECONDS = 3600
 @contextlib.contextmanager
 def claimed(resource_id: str) -> Iterator[None]:
     """Exclusive use of an upload for one request (creating, resuming or
-    aborting it); UploadBusy if another request holds it."""
+    aborting it); Busy if another request holds it."""
     connection = ckan_jobs.connect_to_redis()
     key = _redis_key(resource_id) + ":claim"
     token = secrets.token_hex(8)
     if not connection.set(key, token, nx=True, ex=CLAIM_SECONDS):
-        raise UploadBusy(f"upload {resource_id} is in use by another "
-                         "request; try again when it is done")
+        raise errors.Busy(f"upload {resource_id} is in use by another "
+                          "request; try again when it is done")
     try:
         yield
     finally:
@@ -137,7 +139,3 @@ def claimed(resource_id: str) -> Iterator[None]:
         # taken by another request meanwhile).
         if connection.get(key) == token.encode():
             connection.delete(key)
-
-
-class UploadBusy(Exception):
-    """Another request is creating, resuming or aborting the upload."""

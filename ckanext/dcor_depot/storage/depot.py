@@ -28,10 +28,6 @@ from ckanext.dcor_depot.storage.fsops import (
 log = logging.getLogger(__name__)
 
 
-class DepotError(errors.LocalFileError):
-    """Moving a file into the depot failed; the upload path is unchanged."""
-
-
 def move_and_link(source: Path, target: Path) -> bool:
     """Put ``source``'s bytes at ``target`` and make ``source`` a symlink.
 
@@ -97,13 +93,15 @@ def _place_copy(source: Path, target: Path) -> None:
         fsync_dir(target.parent)
     except OSError as exc:
         temp.unlink(missing_ok=True)
-        raise DepotError(f"could not place {source} at {target}: "
-                         f"{exc.strerror or exc}") from exc
+        raise errors.LocalFileError(f"could not place {source} at "
+                                    f"{target}: {exc.strerror or exc}"
+                                    ) from exc
 
 
 def _copy_verified(source: Path, temp: Path) -> None:
     read, written = copy_verified(source, temp)
     shutil.copystat(source, temp)
     if read != written:
-        raise DepotError(f"the copy of {source} at {temp} differs from the "
-                         "original")
+        raise errors.LocalFileError(f"the copy of {source} at {temp} "
+                                    "differs from the original",
+                                    code=errors.MISMATCH)

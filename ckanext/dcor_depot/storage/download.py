@@ -24,7 +24,7 @@ from ckanext.dcor_depot.storage.fsops import fsync_dir
 from ckanext.dcor_depot.storage.multipart import clean_etag
 from ckanext.dcor_depot.storage.transfer_common import (
     DownloadResult,
-    VerificationError,
+    mismatch,
     prefix,
     where,
 )
@@ -57,11 +57,11 @@ def download(s3: Any, bucket: str, key: str, dest: Path,
         written, digest = _write_object(s3, bucket, key, tmp, head,
                                         progress, chunk_size, threads)
         if written != size:
-            raise VerificationError(
+            raise mismatch(
                 f"{prefix(label)}download of {where(bucket, key)} has "
                 f"the wrong size: expected {size} bytes, found {written}")
         if expected and digest != expected:
-            raise VerificationError(
+            raise mismatch(
                 f"{prefix(label)}{where(bucket, key)} does not match the "
                 f"recorded checksum: expected SHA256 {expected}, found "
                 f"{digest}; {dest} not written")
@@ -163,7 +163,7 @@ def _read_body(body: Any, length: int) -> bytearray:
     finally:
         body.close()
     if pos != length or extra:
-        raise VerificationError(
+        raise mismatch(
             f"range GET returned {'more' if extra else pos} bytes instead "
             f"of {length}")
     return buf

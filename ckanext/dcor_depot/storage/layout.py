@@ -122,10 +122,6 @@ def allowed_link_roots() -> list[str]:
     return roots
 
 
-class ForeignFileError(errors.LocalFileError):
-    """A local path of a resource leads to a file the plugin does not own."""
-
-
 def foreign_file(path: Path) -> str | None:
     """Where ``path`` leads if that is an existing file outside the
     places the plugin owns, else None (a file of ours, or nothing).
@@ -160,11 +156,11 @@ def owned_file(path: Path) -> bool:
 
 
 def check_not_foreign(path: Path, what: str) -> None:
-    """ForeignFileError if ``path`` leads to a file the plugin does not
+    """LocalFileError if ``path`` leads to a file the plugin does not
     own (see :func:`foreign_file`)."""
     real = foreign_file(path)
     if real is not None:
-        raise ForeignFileError(
+        raise errors.LocalFileError(
             f"{what}: {path} leads to {real}, outside the depots, the "
             "backup location and CKAN's storage; not read (remove the "
             "link, or put the file where it belongs)")

@@ -5,7 +5,10 @@ objects tagged ``public=true`` and nothing else, so public/private is
 enforced by the store itself; this module only sets and removes the tag.
 
 Boto's errors become the plugin's in one place: :func:`store_error` (and
-:func:`translated` for a block of requests), deciding by error code.
+:func:`translated` for a block of requests) makes them
+:class:`~ckanext.dcor_depot.errors.StoreError` carrying the store's error
+code (:class:`~ckanext.dcor_depot.errors.NotFound` for "no such thing").
+No boto error leaves ``storage/``.
 """
 from __future__ import annotations
 
@@ -37,7 +40,7 @@ _ORG_ID_PATTERN = r"[a-z0-9][a-z0-9.-]*"
 
 # Part of the S3 error vocabulary that means "no such thing".
 _NOT_FOUND_CODES = {"404", "NoSuchKey", "NoSuchBucket", "NotFound",
-                    "NoSuchTagSet"}
+                    "NoSuchTagSet", "NoSuchUpload"}
 
 # Answers to a request that lost a race with another request changing the
 # same object (Ceph RGW refuses concurrent tag changes with
@@ -55,14 +58,6 @@ _T = TypeVar("_T")
 
 _known_buckets: set[str] = set()
 _bucket_lock = threading.Lock()
-
-
-#: The object store failed or refused a request; the message says how.
-ObjectStoreError = errors.StoreError
-
-
-class ObjectStoreNotConfigured(ObjectStoreError):
-    """S3 credentials are not set in the CKAN config."""
 
 
 def bucket_policy(bucket: str) -> dict[str, Any]:
@@ -114,9 +109,10 @@ def _client_for(settings: config.S3Settings, max_pool: int):
 def get_client(max_pool: int = 32):
     """A (cached, thread-safe) boto3 S3 client built from the CKAN config."""
     if not config.s3_available():
-        raise ObjectStoreNotConfigured(
+        raise errors.StoreError(
             "S3 is not configured: set dcor_object_store.access_key_id, "
-            "secret_access_key and endpoint_url in the CKAN config")
+            "secret_access_key and endpoint_url in the CKAN config",
+            code=errors.NOT_CONFIGURED)
     return _client_for(config.s3_settings(), max_pool)
 
 
@@ -176,14 +172,6 @@ def url_organizations(urls: Iterable[str | None]) -> set[str]:
     return {org for org in map(url_organization, urls) if org}
 
 
-def site_buckets() -> list[str]:
-    """Names of the existing buckets that belong to this site."""
-    pattern = bucket_regex()
-    resp = get_client().list_buckets()
-    return sorted(b["Name"] for b in resp.get("Buckets", [])
-                  if pattern.match(b["Name"]))
-
-
 def error_code(exc: BaseException) -> str | None:
     """The store's code for a refused request (``NoSuchKey``, ...).
 
@@ -229,32 +217,56 @@ def store_error(exc: BaseException, what: str = "") -> errors.StoreError:
     """The plugin's error for a failure of the store.
 
     ``what`` says what was being done (``cannot read s3://b/k``) and
-    leads the message. A boto error becomes an ObjectStoreError saying
-    what the store answered; a StoreError keeps its class and message.
+    leads the message. A boto error becomes a StoreError saying what the
+    store answered, with its error code (NotFound for "no such thing");
+    a StoreError keeps its class, code and message.
     """
     if isinstance(exc, errors.StoreError):
-        kind, message = type(exc), str(exc)
+        kind, message, code = type(exc), str(exc), exc.code
     else:
-        kind, message = ObjectStoreError, describe_error(exc)
-    return kind(f"{what}: {message}" if what else message)
+        code = error_code(exc)
+        kind = (errors.NotFound if code in _NOT_FOUND_CODES
+                else errors.StoreError)
+        message = describe_error(exc)
+    return kind(f"{what}: {message}" if what else message, code=code)
 
 
 @contextlib.contextmanager
 def translated(what: str = "") -> Iterator[None]:
-    """Raise the boto errors of the block as :func:`store_error` does."""
+    """Raise the boto errors of the block as :func:`store_error` does
+    (StoreErrors of the block pass unchanged)."""
     try:
         yield
     except BOTO_ERRORS as exc:
         raise store_error(exc, what) from exc
 
 
+@contextlib.contextmanager
+def leading(what: str) -> Iterator[None]:
+    """Like :func:`translated`, and ``what`` also leads the message of
+    every StoreError of the block."""
+    try:
+        yield
+    except (errors.StoreError, *BOTO_ERRORS) as exc:
+        raise store_error(exc, what) from exc
+
+
 def translate_errors(func: Callable[_P, _T]) -> Callable[_P, _T]:
-    """Turn boto errors of ``func`` into ObjectStoreError with a clear text."""
+    """Turn boto errors of ``func`` into StoreError with a clear text."""
     @functools.wraps(func)
     def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _T:
         with translated():
             return func(*args, **kwargs)
     return wrapper
+
+
+@translate_errors
+def site_buckets() -> list[str]:
+    """Names of the existing buckets that belong to this site."""
+    pattern = bucket_regex()
+    resp = get_client().list_buckets()
+    return sorted(b["Name"] for b in resp.get("Buckets", [])
+                  if pattern.match(b["Name"]))
 
 
 @translate_errors
@@ -398,10 +410,11 @@ def delete_objects(bucket: str, keys: list[str]) -> None:
         failed = [e for e in resp.get("Errors", [])
                   if e.get("Code") not in _NOT_FOUND_CODES]
         if failed:
-            raise ObjectStoreError(
+            raise errors.StoreError(
                 f"could not delete {len(failed)} objects of bucket "
                 f"{bucket}, e.g. {failed[0].get('Key')}: "
-                f"{failed[0].get('Code')} {failed[0].get('Message', '')}")
+                f"{failed[0].get('Code')} {failed[0].get('Message', '')}",
+                code=failed[0].get("Code"))
 
 
 @translate_errors
@@ -419,8 +432,17 @@ def list_keys(bucket: str) -> list[str]:
 
 
 @translate_errors
+def ensure_lifecycle_rule(bucket: str) -> bool:
+    """Add the plugin's lifecycle rule to ``bucket`` (a refusal is
+    logged); whether the bucket carries it now."""
+    s3 = get_client()
+    lifecycle.ensure_rule(s3, bucket)
+    return lifecycle.has_rule(s3, bucket)
+
+
+@translate_errors
 def check_connection() -> None:
-    """Raise ObjectStoreError unless the store answers with our credentials."""
+    """Raise StoreError unless the store answers with our credentials."""
     get_client().list_buckets()
 
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from ckanext.dcor_depot import errors
 from ckanext.dcor_depot.storage import multipart, object_store
 
-
-class UploadGone(object_store.ObjectStoreError):
-    """The multipart upload was completed, aborted or expired."""
+#: Answers of the store for an upload that was completed, aborted or
+#: expired (Ceph RGW says NoSuchKey).
+_GONE_CODES = ("NoSuchUpload", "NoSuchKey")
 
 
 @dataclass(frozen=True)
@@ -72,17 +73,18 @@ def part_urls(bucket: str, key: str, upload_id: str,
     Each URL signs its part's Content-Length, so it takes exactly that
     many bytes. No request is made: the URLs are signed locally."""
     s3 = object_store.get_client()
-    return {number: s3.generate_presigned_url(
-        "upload_part", ExpiresIn=lifetime,
-        Params={"Bucket": bucket, "Key": key, "UploadId": upload_id,
-                "PartNumber": number, "ContentLength": size})
-        for number, size in sizes.items()}
+    with object_store.translated(f"cannot sign the parts of {key}"):
+        return {number: s3.generate_presigned_url(
+            "upload_part", ExpiresIn=lifetime,
+            Params={"Bucket": bucket, "Key": key, "UploadId": upload_id,
+                    "PartNumber": number, "ContentLength": size})
+            for number, size in sizes.items()}
 
 
 def stored_parts(bucket: str, key: str, upload_id: str
                  ) -> dict[int, StoredPart]:
-    """The parts the store holds for an upload; UploadGone if the upload
-    no longer exists."""
+    """The parts the store holds for an upload; NotFound (code
+    ``NoSuchUpload``) if the upload no longer exists."""
     s3 = object_store.get_client()
     found: dict[int, StoredPart] = {}
     kwargs = {"Bucket": bucket, "Key": key, "UploadId": upload_id}
@@ -97,23 +99,25 @@ def stored_parts(bucket: str, key: str, upload_id: str
                 return found
             kwargs["PartNumberMarker"] = reply["NextPartNumberMarker"]
     except object_store.BOTO_ERRORS as exc:
-        if object_store.error_code(exc) in ("NoSuchUpload", "NoSuchKey"):
-            raise UploadGone(f"the upload of {key} no longer exists "
-                             "(completed, aborted or expired)") from exc
+        if object_store.error_code(exc) in _GONE_CODES:
+            raise errors.NotFound(f"the upload of {key} no longer exists "
+                                  "(completed, aborted or expired)",
+                                  code="NoSuchUpload") from exc
         raise object_store.store_error(
             exc, f"cannot list the parts of {key}") from exc
 
 
 def abort(bucket: str, key: str, upload_id: str) -> bool:
-    """End an upload and free its parts; False if it was gone already."""
+    """End an upload and free its parts; False if it was gone already.
+    A failure is a StoreError saying what the store answered (the caller
+    says what was being done)."""
     try:
         object_store.get_client().abort_multipart_upload(
             Bucket=bucket, Key=key, UploadId=upload_id)
     except object_store.BOTO_ERRORS as exc:
-        if object_store.error_code(exc) in ("NoSuchUpload", "NoSuchKey"):
+        if object_store.error_code(exc) in _GONE_CODES:
             return False
-        raise object_store.store_error(
-            exc, f"cannot abort the upload of {key}") from exc
+        raise object_store.store_error(exc) from exc
     return True
 
 
@@ -137,9 +141,9 @@ def complete(bucket: str, key: str, upload_id: str,
     head = object_store.head_object(bucket, key)
     found = multipart.clean_etag(head["ETag"]) if head else None
     if found != expected:
-        raise object_store.ObjectStoreError(
+        raise errors.StoreError(
             f"the store made {key} with ETag {found}, not {expected} as "
-            "its parts give")
+            "its parts give", code=errors.MISMATCH)
     return expected
 
 
@@ -151,8 +155,9 @@ def download_url(bucket: str, key: str, filename: str, lifetime: int,
               "ResponseContentDisposition": content_disposition(filename)}
     if content_type:
         params["ResponseContentType"] = content_type
-    return object_store.get_client().generate_presigned_url(
-        "get_object", Params=params, ExpiresIn=lifetime)
+    with object_store.translated(f"cannot sign a download of {key}"):
+        return object_store.get_client().generate_presigned_url(
+            "get_object", Params=params, ExpiresIn=lifetime)
 
 
 def content_disposition(filename: str) -> str:

@@ -10,10 +10,6 @@ RTDC_MIMETYPE = "RT-DC"
 RTDC_FORMAT = "RT-DC"
 
 
-class RTDCError(errors.SourceError, ValueError):
-    """A file claims to be RT-DC but dclab cannot open it."""
-
-
 def claims_rtdc(name: str | Path) -> bool:
     """Whether a file name says RT-DC (``.rtdc``)."""
     return str(name).lower().endswith(".rtdc")
@@ -23,18 +19,20 @@ def is_rtdc(path: str | Path) -> bool:
     """Whether dclab opens ``path`` as an RT-DC measurement."""
     try:
         check_rtdc(path)
-    except RTDCError:
+    except errors.SourceError:
         return False
     return True
 
 
 def check_rtdc(path: str | Path) -> int:
-    """Open ``path`` with dclab; return its event count or raise RTDCError."""
+    """Open ``path`` with dclab; return its event count, or SourceError if
+    it is no valid RT-DC file."""
     import dclab
 
     try:
         with dclab.new_dataset(Path(path)) as ds:
             return len(ds)
     except Exception as exc:
-        raise RTDCError(f"{path} is not a valid RT-DC file: "
-                        f"{exc.__class__.__name__}: {exc}") from exc
+        raise errors.SourceError(f"{path} is not a valid RT-DC file: "
+                                 f"{exc.__class__.__name__}: {exc}"
+                                 ) from exc

@@ -95,6 +95,15 @@ def open_uploads(s3: Any, bucket: str, prefix: str = ""
         kwargs["UploadIdMarker"] = resp.get("NextUploadIdMarker", "")
 
 
+def bucket_uploads(bucket: str) -> list[dict[str, Any]]:
+    """:func:`open_uploads` of the whole bucket, listed now; NotFound
+    when the bucket does not exist."""
+    s3 = object_store.get_client()
+    with object_store.translated(
+            f"cannot list the multipart uploads of bucket {bucket}"):
+        return list(open_uploads(s3, bucket))
+
+
 def _open_uploads(s3: Any, bucket: str) -> Iterator[OpenUpload]:
     for item in open_uploads(s3, bucket):
         yield OpenUpload(item["Key"], item["UploadId"], item["Initiated"],

@@ -30,6 +30,7 @@ from typing import Any
 
 import boto3.s3.transfer
 
+from ckanext.dcor_depot import errors
 from ckanext.dcor_depot.progress import Progress, no_progress
 from ckanext.dcor_depot.storage import download, object_store, upload
 from ckanext.dcor_depot.storage.multipart import (
@@ -48,7 +49,7 @@ from ckanext.dcor_depot.storage.transfer_common import (
     UNKNOWN,
     DownloadResult,
     UploadResult,
-    VerificationError,
+    mismatch,
     prefix,
     where,
 )
@@ -57,7 +58,7 @@ from ckanext.dcor_depot.storage.transfer_common import (
 __all__ = [
     "COPY_PART_SIZE", "DEFAULT_PART_SIZE", "DEFAULT_THREADS",
     "MAX_PARTS", "MAX_PART_SIZE", "MIN_PART_SIZE", "MiB", "UNKNOWN",
-    "DownloadResult", "UploadResult", "VerificationError",
+    "DownloadResult", "UploadResult",
     "copy_verified", "download_verified", "multipart_etag",
     "object_sha256", "part_size_for", "upload_verified",
 ]
@@ -83,9 +84,9 @@ def upload_verified(path: str | os.PathLike[str], bucket: str, key: str, *,
     from a bucket listing, or None for "no such object"), which saves a
     request per file; by default the object is looked up.
 
-    Raises VerificationError when the file does not match
+    Raises StoreError with code ``Mismatch`` when the file does not match
     ``expected_sha256`` or the store holds something else than was sent
-    (the bad object is deleted), ObjectStoreError when the store fails.
+    (the bad object is deleted), another StoreError when the store fails.
     """
     path = Path(path)
     check_tuning(part_size, threads)
@@ -98,7 +99,7 @@ def upload_verified(path: str | os.PathLike[str], bucket: str, key: str, *,
     what = f"{prefix(label)}cannot upload {path} to {where(bucket, key)}"
     try:
         object_store.ensure_bucket(bucket)
-    except object_store.ObjectStoreError as exc:
+    except errors.StoreError as exc:
         # Often the first request of a job: say what was being uploaded.
         raise object_store.store_error(exc, what) from exc
     with object_store.translated(what):
@@ -137,7 +138,8 @@ def copy_verified(source_bucket: str, key: str, bucket: str, *,
     The copy is checked by a streamed SHA256 against ``expected_sha256``,
     or against the source's when none is given (a multipart copy's ETag
     differs from its source's, so ETags prove nothing). A copy that does
-    not match is removed (never the source) and VerificationError raised.
+    not match is removed (never the source) and a StoreError with code
+    ``Mismatch`` raised.
     Returns the SHA256.
     """
     expected = expected_sha256 or object_sha256(source_bucket, key)
@@ -155,7 +157,7 @@ def copy_verified(source_bucket: str, key: str, bucket: str, *,
     found = object_sha256(bucket, key)
     if found != expected:
         object_store.delete_objects(bucket, [key])
-        raise VerificationError(
+        raise mismatch(
             f"copy at {where(bucket, key)} has SHA256 {found}, expected "
             f"{expected}; the copy was removed, the source kept")
     return found
@@ -194,6 +196,6 @@ def download_verified(bucket: str, key: str, dest: str | os.PathLike[str],
 def _head_or_fail(s3: Any, bucket: str, key: str) -> dict[str, Any]:
     found = object_store.find_object(s3, bucket, key)
     if found is None:
-        raise object_store.ObjectStoreError(
-            f"there is no object {where(bucket, key)}")
+        raise errors.NotFound(f"there is no object {where(bucket, key)}",
+                              code="NoSuchKey")
     return found

@@ -1,5 +1,5 @@
-"""What the verified transfers share: their error, their results, exact
-reads of local files and how messages name objects."""
+"""What the verified transfers share: their results, exact reads of
+local files and how messages name objects."""
 from __future__ import annotations
 
 import io
@@ -7,14 +7,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from ckanext.dcor_depot.storage import object_store
+from ckanext.dcor_depot import errors
 
 #: ``stored`` argument of ``transfer.upload_verified``: look the object up.
 UNKNOWN: Any = object()
 
 
-class VerificationError(object_store.ObjectStoreError):
-    """Data in the store or on disk are not what was sent or recorded."""
+def mismatch(message: str) -> errors.StoreError:
+    """The error of data in the store or on disk that are not what was
+    sent or recorded (code ``Mismatch``)."""
+    return errors.StoreError(message, code=errors.MISMATCH)
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,7 @@ def read_exact(fh: IO[bytes], length: int, name: Any) -> bytes:
     while len(data) < length:
         more = fh.read(length - len(data))
         if not more:
-            raise VerificationError(
+            raise mismatch(
                 f"local file {name} shrank while it was being read")
         data += more
     return data
@@ -60,7 +62,7 @@ def read_into(fh: io.BufferedIOBase, buffer: bytearray, length: int,
     while filled < length:
         n = fh.readinto(view[filled:])
         if not n:
-            raise VerificationError(
+            raise mismatch(
                 f"local file {name} shrank while it was being read")
         filled += n
 
@@ -68,7 +70,7 @@ def read_into(fh: io.BufferedIOBase, buffer: bytearray, length: int,
 def check_eof(fh: IO[bytes], name: Any) -> None:
     """A file that has more bytes than were read is an error."""
     if fh.read(1):
-        raise VerificationError(
+        raise mismatch(
             f"local file {name} grew while it was being read")
 
 

@@ -27,7 +27,7 @@ from ckanext.dcor_depot.storage.multipart import clean_etag
 from ckanext.dcor_depot.storage.transfer_common import (
     UNKNOWN,
     UploadResult,
-    VerificationError,
+    mismatch,
     prefix,
     where,
 )
@@ -129,7 +129,7 @@ class Upload:
     def check_expected(self, sha256: str) -> None:
         """Refuse a local file that is not the one on record."""
         if self.expected_sha256 and sha256 != self.expected_sha256:
-            raise VerificationError(
+            raise mismatch(
                 f"{prefix(self.label)}local file {self.path} does not "
                 f"match the recorded checksum: expected SHA256 "
                 f"{self.expected_sha256}, found {sha256}; not uploaded to "
@@ -222,7 +222,7 @@ class Upload:
         else:
             head = object_store.find_object(s3, self.bucket, self.key)
             if head is None:
-                raise VerificationError(
+                raise mismatch(
                     f"{prefix(self.label)}{where(self.bucket, self.key)} "
                     f"is missing right after its upload: expected ETag "
                     f"{etag}, size {size}")
@@ -242,7 +242,7 @@ class Upload:
         except object_store.BOTO_ERRORS as exc:
             fate = ("deleting the object failed: "
                     f"{object_store.describe_error(exc)}")
-        raise VerificationError(
+        raise mismatch(
             f"{prefix(self.label)}{where(self.bucket, self.key)} does not "
             f"match the uploaded file {self.path}: expected ETag {etag} "
             f"and size {size}, found ETag {found_etag or '(none)'} and "

@@ -24,6 +24,7 @@ import ckan.plugins.toolkit as tk
 import pytest
 from ckan.tests import helpers
 
+from ckanext.dcor_depot import errors
 from ckanext.dcor_depot.records import upload_grants
 from ckanext.dcor_depot.storage import layout, object_store, presigned
 from tests.support import access, faults
@@ -97,7 +98,7 @@ def stored_parts(rid: str) -> set[int]:
     try:
         return set(presigned.stored_parts(grant.bucket, grant.key,
                                           grant.upload_id))
-    except presigned.UploadGone:
+    except errors.NotFound:
         return set()  # completed meanwhile
 
 

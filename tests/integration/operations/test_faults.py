@@ -25,6 +25,7 @@ from ckan import model
 from ckan.tests import helpers
 from werkzeug.datastructures import FileStorage
 
+from ckanext.dcor_depot import errors
 from ckanext.dcor_depot.operations import backup, jobs, migrate
 from ckanext.dcor_depot.storage import layout, object_store, transfer
 from ckanext.dcor_depot.storage.fsops import file_sha256
@@ -96,7 +97,7 @@ def test_store_down_during_upload_job(owner, make_dataset, upload,
 
     with store_unreachable(ckan_config):
         run_jobs()
-        with pytest.raises(object_store.ObjectStoreError) as info:
+        with pytest.raises(errors.StoreError) as info:
             migrate.migrate_resource_to_s3(rid)
 
     for message in (str(info.value), failed_job_error(rid, jobs.UPLOAD_S3)):
@@ -306,7 +307,7 @@ def test_corrupted_upload_marks_nothing(owner, make_dataset, upload,
 
     with monkeypatch.context() as patch:
         patch.setattr(s3_client, method, corrupting)
-        with pytest.raises(transfer.VerificationError) as info:
+        with pytest.raises(errors.StoreError) as info:
             migrate.migrate_resource_to_s3(rid)
 
     if multipart:
@@ -321,6 +322,7 @@ def test_corrupted_upload_marks_nothing(owner, make_dataset, upload,
     assert f"resource {rid}" in message
     assert f"expected ETag {etag(data)}" in message
     assert f"found ETag {etag(flip_last_byte(data))}" in message
+    assert info.value.code == errors.MISMATCH
     res = fresh_resource(rid)
     assert not tk.asbool(res.get("s3_available", False))
     assert "s3_url" not in res
@@ -375,11 +377,12 @@ def test_local_file_not_matching_recorded_sha256(owner, make_dataset, upload):
     helpers.call_action("resource_patch", context=sysadmin_context(),
                         id=res["id"], sha256=wrong)
 
-    with pytest.raises(transfer.VerificationError) as info:
+    with pytest.raises(errors.StoreError) as info:
         migrate.migrate_resource_to_s3(res["id"])
 
     for text in (res["id"], wrong, sha256(data)):
         assert text in str(info.value)
+    assert info.value.code == errors.MISMATCH
     assert not s3_available(res["id"])
     assert object_store.head_object(
         bucket_of(owner), layout.object_key(res["id"])) is None
@@ -468,11 +471,12 @@ def test_backup_with_wrong_recorded_sha256(owner, make_dataset):
     dataset = make_dataset()
     rid = s3_route_resource(owner, dataset, data, wrong)["id"]
 
-    with pytest.raises(transfer.VerificationError) as info:
+    with pytest.raises(errors.StoreError) as info:
         backup.backup_resource_from_s3_to_block_storage(rid)
 
     for text in (rid, wrong, sha256(data)):
         assert text in str(info.value)
+    assert info.value.code == errors.MISMATCH
     dest = layout.backup_path(rid)
     assert not dest.exists()
     assert not dest.parent.exists() or os.listdir(dest.parent) == []

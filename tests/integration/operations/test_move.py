@@ -16,6 +16,7 @@ import pytest
 from ckan.tests import helpers
 from click.testing import CliRunner
 
+from ckanext.dcor_depot import errors
 from ckanext.dcor_depot.cli import move as move_cli
 from ckanext.dcor_depot.operations import move
 from ckanext.dcor_depot.storage import layout, object_store, transfer
@@ -264,7 +265,7 @@ def test_a_corrupt_copy_is_never_switched_to(site, orgs, monkeypatch):
     helpers.call_action("resource_patch", context=sysadmin_context(),
                         id=rid, sha256="0" * 64)  # a record the bytes fail
     change_owner(site, org_a.editor, ds, org_b)
-    with pytest.raises(move.MoveError, match="SHA256"):
+    with pytest.raises(errors.StoreError, match="SHA256"):
         move.move_dataset_job(ds["id"])
     after = fresh_resource(rid)
     assert after["s3_url"] == object_url(org_a.id, rid)

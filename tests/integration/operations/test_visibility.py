@@ -16,6 +16,7 @@ from ckan import model
 from ckan.lib import search
 from ckan.tests import helpers
 
+from ckanext.dcor_depot import errors
 from ckanext.dcor_depot.operations import migrate, symlink, visibility
 from ckanext.dcor_depot.records import ckan_data, inventory
 from ckanext.dcor_depot.storage import layout, object_store
@@ -203,7 +204,7 @@ def test_store_failure_after_commit_is_repaired_by_the_sync_job(
     real_set_public = object_store.set_public
 
     def down(*args, **kwargs):
-        raise object_store.ObjectStoreError("object store is unreachable")
+        raise errors.StoreError("object store is unreachable")
 
     monkeypatch.setattr(object_store, "set_public", down)
     helpers.call_action("package_patch", id=dataset["id"], private=False)

@@ -6,7 +6,7 @@ import botocore.exceptions
 import pytest
 import requests
 
-from ckanext.dcor_depot import config
+from ckanext.dcor_depot import config, errors
 from ckanext.dcor_depot.storage import cors, lifecycle, object_store
 from tests.support.stack import anonymous_get, wait_for
 
@@ -106,14 +106,14 @@ def test_bucket_name_and_url_follow_config(with_plugins):
                          "http://127.0.0.1:9")
 def test_unreachable_store_gives_clear_error(with_plugins):
     object_store._known_buckets.clear()
-    with pytest.raises(object_store.ObjectStoreError,
+    with pytest.raises(errors.StoreError,
                        match="127.0.0.1:9 is unreachable"):
         object_store.ensure_bucket("test-circle-unreachable")
 
 
 @pytest.mark.ckan_config("dcor_object_store.secret_access_key", "wrong")
 def test_wrong_credentials_give_clear_error(with_plugins):
-    with pytest.raises(object_store.ObjectStoreError,
+    with pytest.raises(errors.StoreError,
                        match="rejected the credentials"):
         object_store.check_connection()
 
@@ -121,8 +121,9 @@ def test_wrong_credentials_give_clear_error(with_plugins):
 @pytest.mark.ckan_config("dcor_object_store.access_key_id", "")
 @pytest.mark.ckan_config("dcor_object_store.secret_access_key", "")
 def test_s3_off_without_credentials(with_plugins):
-    with pytest.raises(object_store.ObjectStoreNotConfigured):
+    with pytest.raises(errors.StoreError) as info:
         object_store.get_client()
+    assert info.value.code == errors.NOT_CONFIGURED
 
 
 def lifecycle_rules(s3_client, bucket) -> list[dict]:

@@ -8,6 +8,7 @@ import tracemalloc
 
 import pytest
 
+from ckanext.dcor_depot import errors
 from ckanext.dcor_depot.storage import (
     object_store,
     transfer,
@@ -195,13 +196,13 @@ def test_corrupted_part_is_caught(s3_client, fresh_bucket, tmp_path,
     monkeypatch.setattr(s3_client, "upload_part", corrupting)
     expected = etag_of(data, PART)
     found = etag_of(data[:PART] + flip_first_byte(data[PART:]), PART)
-    with pytest.raises(transfer.VerificationError) as info:
+    with pytest.raises(errors.StoreError) as info:
         transfer.upload_verified(path, fresh_bucket, key, label="res-42",
                                  part_size=PART, threads=3)
     message = str(info.value)
     for text in ("res-42", key, expected, found, "deleted"):
         assert text in message
-    assert isinstance(info.value, object_store.ObjectStoreError)
+    assert info.value.code == errors.MISMATCH
     assert object_store.head_object(fresh_bucket, key) is None
     assert open_uploads(fresh_bucket) == []
     assert path.read_bytes() == data
@@ -218,11 +219,12 @@ def test_corrupted_single_put_is_caught(s3_client, fresh_bucket, tmp_path,
         return real_put_object(**kwargs)
 
     monkeypatch.setattr(s3_client, "put_object", corrupting)
-    with pytest.raises(transfer.VerificationError) as info:
+    with pytest.raises(errors.StoreError) as info:
         transfer.upload_verified(path, fresh_bucket, key, label="res-43")
     message = str(info.value)
     for text in ("res-43", key, md5(data), md5(flip_first_byte(data))):
         assert text in message
+    assert info.value.code == errors.MISMATCH
     assert object_store.head_object(fresh_bucket, key) is None
     assert path.read_bytes() == data
 
@@ -233,11 +235,12 @@ def test_wrong_expected_sha256_uploads_nothing(s3_client, fresh_bucket,
     path, data = data_file(tmp_path, size)
     key = "resource/wro/ng/sha"
     wrong = sha256(b"something else")
-    with pytest.raises(transfer.VerificationError) as info:
+    with pytest.raises(errors.StoreError) as info:
         transfer.upload_verified(path, fresh_bucket, key, label="res-44",
                                  expected_sha256=wrong, part_size=PART)
     for text in ("res-44", wrong, sha256(data), "recorded checksum"):
         assert text in str(info.value)
+    assert info.value.code == errors.MISMATCH
     assert object_store.head_object(fresh_bucket, key) is None
     assert open_uploads(fresh_bucket) == []
     assert path.read_bytes() == data
@@ -256,7 +259,7 @@ def test_failing_part_aborts_the_upload(s3_client, fresh_bucket, tmp_path,
         return real_upload_part(**kwargs)
 
     monkeypatch.setattr(s3_client, "upload_part", failing)
-    with pytest.raises(object_store.ObjectStoreError,
+    with pytest.raises(errors.StoreError,
                        match=f"res-45: cannot upload .* to s3://"
                              f"{fresh_bucket}/{key}: object store refused"):
         transfer.upload_verified(path, fresh_bucket, key, label="res-45",
@@ -275,7 +278,7 @@ def test_unreachable_store(with_plugins, tmp_path, bucket_known):
         # Get past ensure_bucket to the transfer's own requests.
         object_store._known_buckets.add("test-circle-unreachable")
     try:
-        with pytest.raises(object_store.ObjectStoreError,
+        with pytest.raises(errors.StoreError,
                            match="127.0.0.1:9 is unreachable"):
             transfer.upload_verified(path, "test-circle-unreachable",
                                      "resource/a/b/c", label="res-46")
@@ -372,7 +375,7 @@ def test_object_sha256_uses_parallel_ranges(s3_client, fresh_bucket,
 
 
 def test_object_sha256_of_missing_object(fresh_bucket):
-    with pytest.raises(object_store.ObjectStoreError,
+    with pytest.raises(errors.StoreError,
                        match="there is no object"):
         transfer.object_sha256(fresh_bucket, "resource/no/such/key")
 
@@ -404,12 +407,13 @@ def test_download_with_wrong_sha256_leaves_nothing(s3_client, fresh_bucket,
     s3_client.put_object(Bucket=fresh_bucket, Key=key, Body=data)
     dest = tmp_path / "dl" / "file.rtdc"
     wrong = sha256(b"other")
-    with pytest.raises(transfer.VerificationError) as info:
+    with pytest.raises(errors.StoreError) as info:
         transfer.download_verified(fresh_bucket, key, dest,
                                    expected_sha256=wrong, label="res-47",
                                    chunk_size=PART)
     for text in ("res-47", wrong, sha256(data)):
         assert text in str(info.value)
+    assert info.value.code == errors.MISMATCH
     assert not dest.exists()
     assert os.listdir(dest.parent) == []
 
@@ -420,8 +424,9 @@ def test_download_checks_stored_sha256_metadata(s3_client, fresh_bucket,
     s3_client.put_object(Bucket=fresh_bucket, Key=key, Body=b"bit rot",
                          Metadata={"sha256": sha256(b"original")})
     dest = tmp_path / "file"
-    with pytest.raises(transfer.VerificationError, match=sha256(b"original")):
+    with pytest.raises(errors.StoreError, match=sha256(b"original")) as info:
         transfer.download_verified(fresh_bucket, key, dest)
+    assert info.value.code == errors.MISMATCH
     assert not dest.exists()
     assert os.listdir(tmp_path) == []
 
@@ -455,7 +460,7 @@ def test_concurrent_downloads_to_the_same_file(fresh_bucket, s3_client,
 
 
 def test_download_of_missing_object(fresh_bucket, tmp_path):
-    with pytest.raises(object_store.ObjectStoreError,
+    with pytest.raises(errors.StoreError,
                        match="there is no object"):
         transfer.download_verified(fresh_bucket, "resource/no/such/key",
                                    tmp_path / "x")

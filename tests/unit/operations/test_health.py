@@ -1,5 +1,5 @@
-"""The parts of ``dcor-depot-check`` that need no site: lines, policy
-comparison, writable folders, free space."""
+"""The parts of ``dcor-depot-check`` that need no site: lines, writable
+folders, free space."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,18 +12,6 @@ def test_lines_name_status_detail_and_fix():
     assert health.skipped("x", "why").line() == "SKIP x: why"
     line = health.failed("worker", "none", "start one").line()
     assert line == "FAIL worker: none — fix: start one"
-
-
-def test_policies_equal_up_to_one_element_lists():
-    ours = {"Statement": [{"Principal": {"AWS": ["*"]},
-                           "Action": ["s3:GetObject"]}]}
-    normalized_by_store = {"Statement": {"Principal": {"AWS": "*"},
-                                         "Action": "s3:GetObject"}}
-    other = {"Statement": [{"Principal": {"AWS": ["*"]},
-                            "Action": ["s3:GetObject", "s3:ListBucket"]}]}
-    assert health._normalized(ours) == health._normalized(normalized_by_store)
-    assert health._normalized(ours) != health._normalized(other)
-    assert health._normalized(None) != health._normalized(ours)
 
 
 def test_writable_folder_and_folder_to_be_created(tmp_path: Path):

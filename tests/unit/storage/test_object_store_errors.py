@@ -9,7 +9,7 @@ import botocore.exceptions
 import pytest
 
 from ckanext.dcor_depot import errors
-from ckanext.dcor_depot.storage import object_store, transfer
+from ckanext.dcor_depot.storage import object_store, presigned
 from tests.support.store import ENDPOINT
 
 
@@ -38,9 +38,12 @@ def test_no_error_code_without_an_answer():
 
 
 @pytest.mark.parametrize("code", ["404", "NoSuchKey", "NoSuchBucket",
-                                  "NotFound", "NoSuchTagSet"])
-def test_not_found_codes(code):
+                                  "NotFound", "NoSuchTagSet", "NoSuchUpload"])
+def test_not_found_codes(s3_settings, code):
     assert object_store.is_not_found(client_error(code))
+    error = object_store.store_error(client_error(code))
+    assert type(error) is errors.NotFound
+    assert error.code == code
 
 
 def test_not_found_is_decided_by_the_code_not_the_message():
@@ -52,13 +55,23 @@ def test_not_found_is_decided_by_the_code_not_the_message():
 def test_refused_request(s3_settings):
     error = object_store.store_error(client_error("AccessDenied",
                                                   "Access Denied"))
-    assert type(error) is object_store.ObjectStoreError
+    assert type(error) is errors.StoreError
+    assert error.code == "AccessDenied"
     assert str(error) == ("object store refused the request: AccessDenied "
                           "Access Denied")
 
 
-def test_object_store_error_is_the_store_error():
-    assert object_store.ObjectStoreError is errors.StoreError
+def test_no_code_without_an_answer(s3_settings):
+    error = object_store.store_error(unreachable())
+    assert type(error) is errors.StoreError
+    assert error.code is None
+
+
+def test_conflicts_are_no_busy(s3_settings):
+    # Busy is the plugin's (a claim, a lock), never the store's answer.
+    error = object_store.store_error(client_error("OperationAborted"))
+    assert type(error) is errors.StoreError
+    assert error.code == "OperationAborted"
 
 
 def test_context_leads_the_message(s3_settings):
@@ -108,16 +121,17 @@ def test_other_client_failures(s3_settings):
         f"object store error: {exc}")
 
 
-def test_store_errors_keep_their_class():
-    original = transfer.VerificationError("copy does not match")
+def test_store_errors_keep_their_class_and_code():
+    original = errors.NotFound("no such upload", code="NoSuchUpload")
     error = object_store.store_error(original, "resource r1")
-    assert type(error) is transfer.VerificationError
-    assert str(error) == "resource r1: copy does not match"
+    assert type(error) is errors.NotFound
+    assert error.code == "NoSuchUpload"
+    assert str(error) == "resource r1: no such upload"
 
 
 def test_translated_block_raises_store_errors(s3_settings):
     cause = client_error("AccessDenied")
-    with pytest.raises(object_store.ObjectStoreError) as info:
+    with pytest.raises(errors.StoreError) as info:
         with object_store.translated("cannot list"):
             raise cause
     assert str(info.value) == ("cannot list: object store refused the "
@@ -126,8 +140,8 @@ def test_translated_block_raises_store_errors(s3_settings):
 
 
 def test_translated_block_lets_other_errors_pass():
-    original = transfer.VerificationError("as it was")
-    with pytest.raises(transfer.VerificationError) as info:
+    original = errors.StoreError("as it was", code=errors.MISMATCH)
+    with pytest.raises(errors.StoreError) as info:
         with object_store.translated("cannot list"):
             raise original
     assert info.value is original
@@ -141,7 +155,61 @@ def test_translated_functions(s3_settings):
     def refused(bucket: str) -> str:
         raise client_error("NoSuchBucket", operation="ListObjectsV2")
 
-    with pytest.raises(object_store.ObjectStoreError,
+    with pytest.raises(errors.NotFound,
                        match="refused the request: NoSuchBucket"):
         refused("b")
     assert refused.__name__ == "refused"
+
+
+def test_leading_block_leads_store_errors_too(s3_settings):
+    with pytest.raises(errors.StoreError) as info:
+        with object_store.leading("bucket b"):
+            raise errors.StoreError("as it was", code=errors.MISMATCH)
+    assert str(info.value) == "bucket b: as it was"
+    assert info.value.code == errors.MISMATCH
+    with pytest.raises(errors.NotFound, match="^bucket b: object store"):
+        with object_store.leading("bucket b"):
+            raise client_error("NoSuchBucket")
+    with pytest.raises(KeyError):
+        with object_store.leading("bucket b"):
+            raise KeyError("k")
+
+
+class _Client:
+    """A stand-in for the boto client: each method raises ``error``."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def list_parts(self, **kwargs):
+        raise self.error
+
+    def abort_multipart_upload(self, **kwargs):
+        raise self.error
+
+
+@pytest.mark.parametrize("code", ["NoSuchUpload", "NoSuchKey"])
+def test_a_gone_upload_is_not_found(s3_settings, monkeypatch, code):
+    monkeypatch.setattr(object_store, "get_client",
+                        lambda: _Client(client_error(code)))
+    with pytest.raises(errors.NotFound) as info:
+        presigned.stored_parts("b", "k", "u")
+    assert info.value.code == "NoSuchUpload"
+    assert str(info.value) == ("the upload of k no longer exists "
+                               "(completed, aborted or expired)")
+    assert presigned.abort("b", "k", "u") is False
+
+
+def test_other_upload_failures_say_what_the_store_answered(s3_settings,
+                                                           monkeypatch):
+    monkeypatch.setattr(object_store, "get_client",
+                        lambda: _Client(client_error("AccessDenied")))
+    with pytest.raises(errors.StoreError) as info:
+        presigned.stored_parts("b", "k", "u")
+    assert str(info.value) == ("cannot list the parts of k: object store "
+                               "refused the request: AccessDenied")
+    with pytest.raises(errors.StoreError) as info:
+        presigned.abort("b", "k", "u")
+    assert str(info.value) == ("object store refused the request: "
+                               "AccessDenied")
+    assert type(info.value) is errors.StoreError

@@ -16,18 +16,11 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ckanext.dcor_depot import errors
 from ckanext.dcor_depot.operations import move, visibility
 from ckanext.dcor_depot.operations.audit.findings import Finding, Kind
 from ckanext.dcor_depot.operations.migrate.run import migrate_resource_to_s3
 from ckanext.dcor_depot.records import ckan_data, search_index
-from ckanext.dcor_depot.storage import (
-    fsops,
-    layout,
-    lifecycle,
-    object_store,
-    transfer,
-)
+from ckanext.dcor_depot.storage import fsops, layout, object_store, transfer
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +41,9 @@ class RepairStatus(str, enum.Enum):
 
 #: Called after each repair with the finding, its status and why.
 OnResult = Callable[[Finding, RepairStatus, str], None]
+#: What a repair returns: None when it fixed the finding, else its
+#: status (not fixed, or queued) and why.
+Result = tuple[RepairStatus, str] | None
 
 
 @dataclass
@@ -57,14 +53,6 @@ class RepairOutcome:
     queued: list[Finding] = field(default_factory=list)
     #: findings whose repair failed, with why
     failed: list[tuple[Finding, str]] = field(default_factory=list)
-
-
-class NotRepaired(errors.DcorDepotError):
-    """The repair found nothing it may do safely; the message says why."""
-
-
-class Queued(errors.DcorDepotError):
-    """The repair was handed to a background job; the message says which."""
 
 
 def repair(findings: list[Finding], on_result: OnResult | None = None
@@ -83,26 +71,32 @@ def repair(findings: list[Finding], on_result: OnResult | None = None
 
 
 def _attempt(outcome: RepairOutcome, finding: Finding,
-             func: Callable[[Finding], None],
+             func: Callable[[Finding], Result],
              on_result: OnResult | None) -> None:
     try:
-        func(finding)
-    except Queued as exc:
-        outcome.queued.append(finding)
-        _tell(on_result, finding, RepairStatus.QUEUED, str(exc))
-        return
+        result = func(finding)
     except Exception as exc:  # one repair's failure must not stop the rest
         log.warning("Repair of %s failed", finding.line(), exc_info=True)
-        outcome.failed.append((finding, _message(exc)))
-        _tell(on_result, finding, RepairStatus.FAILED, _message(exc))
+        result = RepairStatus.FAILED, _message(exc)
+    if result is None:
+        outcome.fixed.append(finding)
+        _tell(on_result, finding, RepairStatus.FIXED, "")
         return
-    outcome.fixed.append(finding)
-    _tell(on_result, finding, RepairStatus.FIXED, "")
+    status, why = result
+    if status is RepairStatus.QUEUED:
+        outcome.queued.append(finding)
+    else:
+        outcome.failed.append((finding, why))
+    _tell(on_result, finding, status, why)
+
+
+def _not_fixed(finding: Finding, why: str) -> Result:
+    """The repair found nothing it may do safely: ``why``."""
+    log.warning("Repair of %s failed: %s", finding.line(), why)
+    return RepairStatus.FAILED, why
 
 
 def _message(exc: BaseException) -> str:
-    if isinstance(exc, object_store.BOTO_ERRORS):
-        return object_store.describe_error(exc)
     return str(exc) or type(exc).__name__
 
 
@@ -121,45 +115,57 @@ def object_ref(finding: Finding) -> visibility.ObjectRef:
         rid, artifact)
 
 
-def _lifecycle(finding: Finding) -> None:
-    s3 = object_store.get_client()
-    with object_store.translated(f"bucket {finding.key}"):
-        lifecycle.ensure_rule(s3, finding.key)
-        if not lifecycle.has_rule(s3, finding.key):
-            raise NotRepaired("the store refused the lifecycle rule")
+def _lifecycle(finding: Finding) -> Result:
+    with object_store.leading(f"bucket {finding.key}"):
+        if not object_store.ensure_lifecycle_rule(finding.key):
+            return _not_fixed(finding, "the store refused the lifecycle rule")
+    return None
 
 
-def _facts(finding: Finding) -> ckan_data.ResourceFacts:
+def _facts(finding: Finding) -> ckan_data.ResourceFacts | None:
+    """The resource's facts now; None if it is gone."""
     facts = ckan_data.resource_facts(finding.resource)
     if facts is None or facts.state != "active":
-        raise NotRepaired("the resource is gone")
+        return None
     return facts
 
 
-def _object_missing(finding: Finding) -> None:
+_GONE = "the resource is gone"
+
+
+def _object_missing(finding: Finding) -> Result:
     facts = _facts(finding)
+    if facts is None:
+        return _not_fixed(finding, _GONE)
     if layout.owned_file(layout.ckan_upload_path(facts.id)):
         migrate_resource_to_s3(facts.id)
     else:
-        _restore_from_backup(facts)
-    where = object_store.parse_object_url(
-        _facts(finding).extras.get("s3_url") or "")
+        why = _restore_from_backup(facts)
+        if why:
+            return _not_fixed(finding, why)
+    facts = _facts(finding)
+    if facts is None:
+        return _not_fixed(finding, _GONE)
+    where = object_store.parse_object_url(facts.extras.get("s3_url") or "")
     if where is None or not object_store.object_exists(*where):
-        raise NotRepaired("no object after the upload (a move may be "
-                          "pending: see dcor-depot-move-dataset --pending)")
+        return _not_fixed(finding, "no object after the upload (a move may "
+                          "be pending: see dcor-depot-move-dataset "
+                          "--pending)")
+    return None
 
 
-def _restore_from_backup(facts: ckan_data.ResourceFacts) -> None:
+def _restore_from_backup(facts: ckan_data.ResourceFacts) -> str:
     """A direct upload whose object is gone: its backup goes back, checked
     against the recorded ``sha256``, to where the layout puts it in a
-    bucket of this site (never where an odd ``s3_url`` points)."""
+    bucket of this site (never where an odd ``s3_url`` points). Returns
+    why not ("" when restored)."""
     backup = layout.backup_path(facts.id)
     if backup is None or not backup.exists():
-        raise NotRepaired("neither an upload file nor a backup to restore")
+        return "neither an upload file nor a backup to restore"
     org = object_store.url_organization(facts.extras.get("s3_url")) \
         or facts.owner_org
     if not org:
-        raise NotRepaired("the dataset has no organization")
+        return "the dataset has no organization"
     ref = visibility.ObjectRef(org, facts.dataset_id, facts.id)
     result = transfer.upload_verified(
         backup, ref.bucket, ref.key,
@@ -167,14 +173,17 @@ def _restore_from_backup(facts: ckan_data.ResourceFacts) -> None:
         label=f"resource {facts.id}")
     visibility.reconcile([ref], assume_closed=[ref] if result.uploaded
                          else ())
+    return ""
 
 
-def _s3_url(finding: Finding) -> None:
+def _s3_url(finding: Finding) -> Result:
     """``s3_url`` becomes the derived URL if that object exists; data in a
     former organization's bucket are handed to the move job."""
     facts = _facts(finding)
+    if facts is None:
+        return _not_fixed(finding, _GONE)
     if not facts.owner_org:
-        raise NotRepaired("the dataset has no organization")
+        return _not_fixed(finding, "the dataset has no organization")
     bucket = object_store.bucket_name(facts.owner_org)
     key = layout.object_key(facts.id)
     if object_store.object_exists(bucket, key):
@@ -182,17 +191,20 @@ def _s3_url(finding: Finding) -> None:
             facts.dataset_id, facts.id,
             {"s3_url": object_store.object_url(bucket, key),
              "s3_available": True})
-        return
+        return None
     job = move.request_move_if_needed(facts.dataset_id)
     if job is not None:
-        raise Queued(f"the move job {job} copies the data to {bucket}")
-    raise NotRepaired(f"no object at {bucket}:{key}")
+        return (RepairStatus.QUEUED,
+                f"the move job {job} copies the data to {bucket}")
+    return _not_fixed(finding, f"no object at {bucket}:{key}")
 
 
-def _sha256(finding: Finding) -> None:
+def _sha256(finding: Finding) -> Result:
     facts = _facts(finding)
+    if facts is None:
+        return _not_fixed(finding, _GONE)
     if facts.extras.get("sha256"):
-        return  # recorded meanwhile (by the upload above, a job)
+        return None  # recorded meanwhile (by the upload above, a job)
     local = layout.ckan_upload_path(facts.id)
     where = object_store.parse_object_url(facts.extras.get("s3_url") or "")
     if layout.owned_file(local):
@@ -200,12 +212,13 @@ def _sha256(finding: Finding) -> None:
     elif where is not None and object_store.object_exists(*where):
         sha256 = transfer.object_sha256(*where)
     else:
-        raise NotRepaired("no bytes to read the SHA256 from")
+        return _not_fixed(finding, "no bytes to read the SHA256 from")
     search_index.record_resource_fields(facts.dataset_id, facts.id,
                                         {"sha256": sha256})
+    return None
 
 
-_REPAIRS: dict[Kind, Callable[[Finding], None]] = {
+_REPAIRS: dict[Kind, Callable[[Finding], Result]] = {
     Kind.LIFECYCLE_RULE_MISSING: _lifecycle,
     Kind.OBJECT_MISSING: _object_missing,
     Kind.S3_URL_MISMATCH: _s3_url,

@@ -97,8 +97,7 @@ def confirm_tags(findings: list[Finding]) -> list[Finding]:
     states = ckan_data.dataset_states({f.dataset_id for f in tags
                                        if f.dataset_id})
     refs = [repair.object_ref(finding) for finding in tags]
-    with object_store.translated("cannot read the tags again"):
-        public = survey.public_flags([(ref.bucket, ref.key) for ref in refs])
+    public = survey.public_flags([(ref.bucket, ref.key) for ref in refs])
     settled = {finding for finding, ref in zip(tags, refs, strict=True)
                if public.get((ref.bucket, ref.key)) in (
                    None, visibility.should_be_public(ref, states))}
@@ -112,7 +111,7 @@ def measure_usage(organizations: tuple[str, ...] = (),
     Raises ValueError for an unknown organization."""
     site = scan.scan_site(organizations, tags=False)
     if site.errors:
-        raise object_store.ObjectStoreError("; ".join(site.errors))
+        raise errors.StoreError("; ".join(site.errors))
     judged = analysis.judge(site, grace_hours * 3600)
     return [figures.as_json()
             for _, figures in sorted(judged.usage.items())]

@@ -162,7 +162,7 @@ def site_bucket_orgs(org_ids: set[str] | None,
 
 def _scan_buckets(scan: SiteScan, org_ids: set[str] | None) -> None:
     try:
-        with object_store.translated("cannot list the buckets"):
+        with object_store.leading("cannot list the buckets"):
             buckets = site_bucket_orgs(org_ids, scan.records)
     except errors.StoreError as exc:
         scan.errors.append(str(exc))

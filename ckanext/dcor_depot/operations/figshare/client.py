@@ -21,10 +21,9 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 
-from ckanext.dcor_depot import config
+from ckanext.dcor_depot import config, errors
 from ckanext.dcor_depot.operations.figshare.metadata import (
     ArticleVersion,
-    FigshareError,
     FigshareFile,
 )
 from ckanext.dcor_depot.progress import Progress, ProgressBars, no_bars
@@ -48,10 +47,8 @@ URL_SCHEMES = frozenset({"http", "https"})
 TEMP_KIND = "figshare"
 
 _Result = TypeVar("_Result")
-
-
-class _Transient(Exception):
-    """A failure worth another attempt (5xx, dropped connection)."""
+#: ``code`` of a failure worth another attempt (5xx, dropped connection).
+TRANSIENT = "Transient"
 
 
 @dataclass(frozen=True)
@@ -62,11 +59,12 @@ class Checksums:
 
 
 def check_url(url: str, what: str) -> None:
-    """FigshareError unless ``url`` is an http(s) URL."""
+    """SourceError unless ``url`` is an http(s) URL."""
     scheme = urlsplit(url).scheme.lower()
     if scheme not in URL_SCHEMES:
-        raise FigshareError(f"{what} {url} is not an http(s) URL; only http "
-                            "and https are allowed")
+        raise errors.SourceError(
+            f"{what} {url} is not an http(s) URL; only http "
+            "and https are allowed")
 
 
 class _Session(requests.Session):
@@ -82,7 +80,7 @@ class _Session(requests.Session):
             try:
                 check_url(urljoin(resp.url, target),
                           f"{resp.url} redirects to")
-            except FigshareError:
+            except errors.SourceError:
                 resp.close()
                 raise
         return target
@@ -96,14 +94,18 @@ def new_session() -> requests.Session:
 
 
 def _with_retries(what: str, attempt: Callable[[], _Result]) -> _Result:
-    """Run ``attempt`` until it does not raise _Transient (bounded)."""
+    """Run ``attempt`` until it does not fail with code TRANSIENT
+    (bounded)."""
     for number in range(1, ATTEMPTS + 1):
         try:
             return attempt()
-        except _Transient as exc:
+        except errors.SourceError as exc:
+            if exc.code != TRANSIENT:
+                raise
             if number == ATTEMPTS:
-                raise FigshareError(f"{what} failed {ATTEMPTS} times; last "
-                                    f"error: {exc}") from exc
+                raise errors.SourceError(
+                    f"{what} failed {ATTEMPTS} times; last "
+                    f"error: {exc}") from exc
             delay = BACKOFF_BASE * 2 ** (number - 1)
             log.info("%s: %s; retrying in %.1f s", what, exc, delay)
             time.sleep(delay)
@@ -112,12 +114,14 @@ def _with_retries(what: str, attempt: Callable[[], _Result]) -> _Result:
 
 def _check_status(resp: requests.Response, what: str) -> None:
     if resp.status_code in RETRY_STATUS:
-        raise _Transient(f"HTTP {resp.status_code} from {resp.url}")
+        raise errors.SourceError(f"HTTP {resp.status_code} from {resp.url}",
+                                 code=TRANSIENT)
     if resp.status_code == 404:
-        raise FigshareError(f"{what}: not found (HTTP 404 from {resp.url})")
+        raise errors.SourceError(
+            f"{what}: not found (HTTP 404 from {resp.url})")
     if resp.status_code >= 400:
-        raise FigshareError(f"{what}: HTTP {resp.status_code} from "
-                            f"{resp.url}")
+        raise errors.SourceError(f"{what}: HTTP {resp.status_code} from "
+                                 f"{resp.url}")
 
 
 # --------------------------------------------------------------- articles
@@ -144,23 +148,25 @@ def fetch_article(session: requests.Session,
                 body = _bounded_body(resp, MAX_RECORD_BYTES, what)
         except (requests.ConnectionError, requests.Timeout,
                 requests.exceptions.ChunkedEncodingError) as exc:
-            raise _Transient(f"{type(exc).__name__} for {url}") from exc
+            raise errors.SourceError(f"{type(exc).__name__} for {url}",
+                                     code=TRANSIENT) from exc
         return _json_record(body, url, what)
 
     record = _with_retries(f"reading {what}", attempt)
     if (str(record.get("id")) != str(article.article_id)
             or str(record.get("version")) != str(article.version)):
-        raise FigshareError(
+        raise errors.SourceError(
             f"{what}: the API answered with article {record.get('id')} "
             f"version {record.get('version')}")
     return record
 
 
 def _bounded_body(resp: requests.Response, limit: int, what: str) -> bytes:
-    """The body of ``resp``; FigshareError as soon as it exceeds
+    """The body of ``resp``; SourceError as soon as it exceeds
     ``limit`` bytes (announced or arriving)."""
-    too_large = FigshareError(f"{what}: {resp.url} answers with more than "
-                              f"{limit} bytes; not read")
+    too_large = errors.SourceError(
+        f"{what}: {resp.url} answers with more than "
+        f"{limit} bytes; not read")
     try:
         announced = int(resp.headers.get("Content-Length", ""))
     except ValueError:
@@ -180,10 +186,10 @@ def _json_record(body: bytes, url: str, what: str) -> dict[str, Any]:
         data = json.loads(body)
     except (ValueError, RecursionError) as exc:
         # RecursionError: nesting deeper than the parser's stack.
-        raise FigshareError(f"{what}: {url} did not answer with "
-                            "JSON") from exc
+        raise errors.SourceError(f"{what}: {url} did not answer with "
+                                 "JSON") from exc
     if not isinstance(data, dict):
-        raise FigshareError(f"{what}: unexpected answer from {url}")
+        raise errors.SourceError(f"{what}: unexpected answer from {url}")
     return data
 
 
@@ -203,7 +209,7 @@ def downloaded(session: requests.Session, fig: FigshareFile, folder: Path,
         with bars(label or fig.name, fig.size) as progress:
             found = _download_to(session, fig, tmp, progress)
         if found.md5 != fig.md5 or found.size != fig.size:
-            raise FigshareError(
+            raise errors.SourceError(
                 f"MD5 mismatch: figshare says {fig.md5} ({fig.size} "
                 f"bytes), downloaded {found.md5} ({found.size} bytes); "
                 "not added")
@@ -216,7 +222,7 @@ def _download_to(session: requests.Session, fig: FigshareFile, dest: Path,
                  progress: Progress) -> Checksums:
     """Stream one file to ``dest`` (truncated first), hashing as it comes.
 
-    Stops (FigshareError) as soon as more bytes arrive than figshare
+    Stops (SourceError) as soon as more bytes arrive than figshare
     announced: a wrong or hostile server cannot fill the disk.
     """
     check_url(fig.download_url, "download_url")
@@ -233,8 +239,9 @@ def _download_to(session: requests.Session, fig: FigshareFile, dest: Path,
                 return _write_body(resp, fig, dest, progress)
         except (requests.ConnectionError, requests.Timeout,
                 requests.exceptions.ChunkedEncodingError) as exc:
-            raise _Transient(f"{type(exc).__name__} while downloading "
-                             f"{fig.download_url}") from exc
+            raise errors.SourceError(f"{type(exc).__name__} while "
+                                     f"downloading {fig.download_url}",
+                                     code=TRANSIENT) from exc
 
     return _with_retries(f"downloading {fig.name!r}", attempt)
 
@@ -269,10 +276,10 @@ def _check_length(resp: requests.Response, fig: FigshareFile) -> None:
         raise _too_large(fig, length)
 
 
-def _too_large(fig: FigshareFile, size: int) -> FigshareError:
-    return FigshareError(f"the download sends more than the {fig.size} "
-                         f"bytes figshare announced (stopped at {size} "
-                         "bytes); not added")
+def _too_large(fig: FigshareFile, size: int) -> errors.SourceError:
+    return errors.SourceError(f"the download sends more than the {fig.size} "
+                              f"bytes figshare announced (stopped at {size} "
+                              "bytes); not added")
 
 
 def file_checksums(path: Path) -> Checksums:

@@ -36,14 +36,13 @@ import ckan.model as model
 import ckan.plugins.toolkit as tk
 import requests
 
-from ckanext.dcor_depot import config, names
+from ckanext.dcor_depot import config, errors, names
 from ckanext.dcor_depot.operations import visibility
 from ckanext.dcor_depot.operations.figshare import client
 from ckanext.dcor_depot.operations.figshare.client import Checksums
 from ckanext.dcor_depot.operations.figshare.metadata import (
     ArticleVersion,
     DOIEntry,
-    FigshareError,
     FigshareFile,
     article_files,
     check_record,
@@ -111,7 +110,7 @@ def _place(tmp: Path, target: Path, sha256: str) -> None:
         try:
             _, found = fsops.copy_verified(tmp, part)
             if found != sha256:
-                raise FigshareError(
+                raise errors.SourceError(
                     f"copy of {tmp} at {part} is corrupt: expected SHA256 "
                     f"{sha256}, found {found}")
             os.replace(part, target)
@@ -140,8 +139,8 @@ def _link(upload_path: Path, target: Path) -> None:
             return
     elif upload_path.exists():
         # Never replace data we did not put there.
-        raise FigshareError(f"{upload_path} exists and is not a symlink; "
-                            "not replaced")
+        raise errors.SourceError(f"{upload_path} exists and is not a symlink; "
+                                 "not replaced")
     upload_path.parent.mkdir(parents=True, exist_ok=True)
     fsops.remove_stale_temps(upload_path.parent)
     fsops.replace_with_symlink(upload_path, target)
@@ -156,7 +155,7 @@ def _import_lock() -> Iterator[None]:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
-            raise FigshareError(
+            raise errors.SourceError(
                 f"another import-figshare is running (lock {fh.name})"
             ) from exc
         try:
@@ -191,23 +190,25 @@ def _find_dataset(data: dict[str, Any]) -> dict[str, Any] | None:
         _check_id_free(data)
         return None
     if dataset.get("owner_org") != data["owner_org"]:  # somebody else's
-        raise FigshareError(f"a dataset named {data['name']} exists outside "
-                            f"{ORGANIZATION_NAME}; not touched")
+        raise errors.SourceError(
+            f"a dataset named {data['name']} exists outside "
+            f"{ORGANIZATION_NAME}; not touched")
     if dataset["state"] == "deleted":
-        raise FigshareError(
+        raise errors.SourceError(
             f"dataset {data['name']} was deleted; purge it (ckan dataset "
             "purge) to import it again")
     return dataset
 
 
 def _check_id_free(data: dict[str, Any]) -> None:
-    """FigshareError if another dataset has the id derived for this one."""
+    """SourceError if another dataset has the id derived for this one."""
     try:
         other = ckan_data.package_show(data["id"])
     except tk.ObjectNotFound:
         return
-    raise FigshareError(f"dataset {other['name']} has the id {data['id']} "
-                        f"derived for {data['name']}; not touched")
+    raise errors.SourceError(
+        f"dataset {other['name']} has the id {data['id']} "
+        f"derived for {data['name']}; not touched")
 
 
 def _error_text(exc: BaseException) -> str:
@@ -225,9 +226,8 @@ def _error_text(exc: BaseException) -> str:
 # ---------------------------------------------------------------- import
 #: Failures of one DOI (or file) that are reported as one line; anything
 #: else is a bug, reported as one line too but logged with its traceback.
-_EXPECTED = (FigshareError, object_store.ObjectStoreError, rtdc.RTDCError,
-             tk.ValidationError, tk.ObjectNotFound, requests.RequestException,
-             OSError)
+_EXPECTED = (errors.SourceError, errors.StoreError, tk.ValidationError,
+             tk.ObjectNotFound, requests.RequestException, OSError)
 
 
 @dataclass
@@ -350,7 +350,7 @@ class Importer:
 
     def _import_files(self, dataset: dict[str, Any],
                       article: _Article) -> None:
-        """Every file of ``article`` in depot, CKAN (and S3); FigshareError
+        """Every file of ``article`` in depot, CKAN (and S3); SourceError
         naming those that failed."""
         existing = {r["id"]: r for r in dataset.get("resources", [])}
         failures = []
@@ -363,8 +363,8 @@ class Importer:
                 model.Session.rollback()
                 failures.append(f"{fig.name}: {_error_text(exc)}")
         if failures:
-            raise FigshareError("; ".join(failures)
-                                + " (dataset left as draft)")
+            raise errors.SourceError("; ".join(failures)
+                                     + " (dataset left as draft)")
 
     def _complete(self, dataset: dict[str, Any], article: _Article) -> bool:
         """Active with every resource, file and S3 copy in place.
@@ -413,7 +413,7 @@ class Importer:
         rid = resource_id(dataset["id"], fig.id_md5)
         resource = existing.get(rid)
         if resource is None and model.Resource.get(rid) is not None:
-            raise FigshareError(
+            raise errors.SourceError(
                 f"resource {rid} exists but is not an active resource of "
                 f"{dataset['name']} (deleted?); not re-created")
 

@@ -50,10 +50,6 @@ LICENSES = {
 }
 
 
-class FigshareError(errors.SourceError):
-    """An expected failure; the message is one line for the operator."""
-
-
 # ------------------------------------------------------------- DOI list
 @dataclass(frozen=True)
 class ArticleVersion:
@@ -89,9 +85,9 @@ def read_doi_list(path: Path) -> list[DOIEntry]:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
-        raise FigshareError(f"cannot read the DOI list {path}: "
-                            f"{getattr(exc, 'strerror', None) or exc}"
-                            ) from exc
+        raise errors.SourceError(f"cannot read the DOI list {path}: "
+                                 f"{getattr(exc, 'strerror', None) or exc}"
+                                 ) from exc
     entries = []
     for number, raw in enumerate(lines, 1):
         text = raw.split("#", 1)[0].strip()
@@ -125,14 +121,14 @@ def api_doi(article: dict[str, Any], version: ArticleVersion) -> str:
 
 
 def license_id(name: str) -> str:
-    """CKAN license id of a figshare license name; FigshareError if none."""
+    """CKAN license id of a figshare license name; SourceError if none."""
     normalized = re.sub(r"\s+", " ", (name or "").strip().upper())
     match = _CC_RE.match(normalized)
     if match:
         kind = re.sub(r"[\s-]+", "-", match["kind"])
         if kind in LICENSES:
             return LICENSES[kind]
-    raise FigshareError(
+    raise errors.SourceError(
         f"license {name!r} is not supported (supported: CC0 and the "
         "Creative Commons licenses CC BY, CC BY-SA and CC BY-NC*)")
 
@@ -224,17 +220,19 @@ class FigshareFile:
                        f"differs from its computed_md5 {computed}; "
                        "verifying against computed_md5")
         if not _MD5_RE.fullmatch(md5):
-            raise FigshareError(f"file {name!r}: figshare gives no valid MD5 "
-                                f"({md5 or 'none'}), so it cannot be "
-                                "verified")
+            raise errors.SourceError(
+                f"file {name!r}: figshare gives no valid MD5 "
+                f"({md5 or 'none'}), so it cannot be "
+                "verified")
         if not data.get("download_url") or not isinstance(
                 data["download_url"], str):
-            raise FigshareError(f"file {name!r}: figshare gives no "
-                                "download_url")
+            raise errors.SourceError(f"file {name!r}: figshare gives no "
+                                     "download_url")
         size = data.get("size")
         if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-            raise FigshareError(f"file {name!r}: figshare gives no valid "
-                                f"size ({size!r}), so it cannot be verified")
+            raise errors.SourceError(
+                f"file {name!r}: figshare gives no valid "
+                f"size ({size!r}), so it cannot be verified")
         return cls(name=name, size=size, md5=md5,
                    download_url=data["download_url"], md5_warning=warning,
                    supplied_md5=raw_supplied)
@@ -247,24 +245,25 @@ _RECORD_TYPES: dict[str, type] = {
 
 
 def check_record(article: dict[str, Any]) -> None:
-    """FigshareError unless the record's fields have the types figshare
+    """SourceError unless the record's fields have the types figshare
     gives them (a malformed or hostile answer is one clear line, not an
     error deep in the mapping)."""
     for key, kind in _RECORD_TYPES.items():
         value = article.get(key)
         if value is not None and not isinstance(value, kind):
-            raise FigshareError(
+            raise errors.SourceError(
                 f"malformed API record: {key!r} is a {type(value).__name__}"
                 f", not a {kind.__name__}")
     for key in ("authors", "files"):
         if not all(isinstance(item, dict) for item in article.get(key) or []):
-            raise FigshareError(f"malformed API record: an entry of {key!r} "
-                                "is not an object")
+            raise errors.SourceError(
+                f"malformed API record: an entry of {key!r} "
+                "is not an object")
     names = [(article.get("license") or {}).get("name")] + [
         author.get("full_name") for author in article.get("authors") or []]
     if not all(name is None or isinstance(name, str) for name in names):
-        raise FigshareError("malformed API record: a license or author "
-                            "name is not text")
+        raise errors.SourceError("malformed API record: a license or author "
+                                 "name is not text")
 
 
 def article_files(article: dict[str, Any],
@@ -301,7 +300,7 @@ def distinct_files(candidates: list[FigshareFile]
     The same bytes are one resource, the file first by name (not by
     figshare's listing order, which may change between reruns, and with
     it the depot names). Distinct bytes listed with one ``supplied_md5``
-    would share a resource id: FigshareError.
+    would share a resource id: SourceError.
     """
     kept: dict[str, FigshareFile] = {}
     notes = []
@@ -317,7 +316,7 @@ def distinct_files(candidates: list[FigshareFile]
         by_id[fig.id_md5].append(fig.name)
     clashes = [names for names in by_id.values() if len(names) > 1]
     if clashes:
-        raise FigshareError(
+        raise errors.SourceError(
             "files with different bytes have the same supplied_md5, so "
             "they would share a resource id: "
             + "; ".join(", ".join(repr(n) for n in sorted(names))
@@ -350,9 +349,9 @@ def depot_names(files: list[FigshareFile],
     names = [_tagged_name(f) if taken[n] > 1 and n == f.name else n
              for f, n in zip(files, names, strict=True)]
     if len(set(names)) != len(names):
-        raise FigshareError("the files of this article cannot be given "
-                            "distinct depot names: "
-                            + ", ".join(repr(f.name) for f in files))
+        raise errors.SourceError("the files of this article cannot be given "
+                                 "distinct depot names: "
+                                 + ", ".join(repr(f.name) for f in files))
     return names
 
 

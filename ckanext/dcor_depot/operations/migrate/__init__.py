@@ -9,7 +9,6 @@
   object tags, one search-index update per dataset).
 """
 from ckanext.dcor_depot.operations.migrate.plan import (
-    MigrationError,
     MigrationOptions,
     SkipReason,
 )
@@ -26,7 +25,6 @@ from ckanext.dcor_depot.operations.migrate.run import (
 
 __all__ = [
     "ArtifactOutcome",
-    "MigrationError",
     "MigrationOptions",
     "ResourceOutcome",
     "SkipReason",

@@ -9,12 +9,9 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from ckanext.dcor_depot import errors
 from ckanext.dcor_depot.records import inventory
 from ckanext.dcor_depot.storage import layout, object_store
-
-
-class MigrationError(object_store.ObjectStoreError):
-    """An artifact could not be migrated; the message names it."""
 
 
 @dataclass(frozen=True)
@@ -77,8 +74,8 @@ def skip_reason(record: inventory.ResourceRecord,
     return None
 
 
-def no_bucket_error(resource_id: str, dataset_name: str) -> MigrationError:
-    return MigrationError(f"resource {resource_id}: its dataset "
+def no_bucket_error(resource_id: str, dataset_name: str) -> errors.StoreError:
+    return errors.StoreError(f"resource {resource_id}: its dataset "
                           f"{dataset_name} has no organization, so it has "
                           "no bucket")
 

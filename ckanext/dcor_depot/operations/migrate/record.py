@@ -16,6 +16,7 @@ from typing import Any
 
 import ckan.plugins.toolkit as tk
 
+from ckanext.dcor_depot.errors import StoreError
 from ckanext.dcor_depot.operations import move, visibility
 from ckanext.dcor_depot.operations.migrate.plan import (
     ResourcePlan,
@@ -231,7 +232,7 @@ class Recorder:
         if not outcome.dry_run:
             try:
                 record_resource(plan, outcome.artifacts, self)
-            except (object_store.ObjectStoreError,
+            except (StoreError,
                     tk.ValidationError, tk.ObjectNotFound) as exc:
                 outcome.errors.append(
                     f"recording the S3 state failed: {exc}")
@@ -278,7 +279,7 @@ class Recorder:
         items = [item for group in tagging.values() for item in group]
         try:
             tag_objects(items)
-        except object_store.ObjectStoreError as exc:
+        except StoreError as exc:
             for plan, _ in items:
                 errors[plan.record.id] = f"tagging failed: {exc}"
         changes = {dataset_id: {rid: fields for rid, fields

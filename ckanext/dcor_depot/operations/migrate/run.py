@@ -18,9 +18,9 @@ from typing import Any
 
 import ckan.plugins.toolkit as tk
 
+from ckanext.dcor_depot import errors
 from ckanext.dcor_depot.operations import move, visibility
 from ckanext.dcor_depot.operations.migrate.plan import (
-    MigrationError,
     MigrationOptions,
     ResourcePlan,
     expected_sha256,
@@ -112,8 +112,7 @@ def transfer_resource(plan: ResourcePlan,
         outcome = ArtifactOutcome(artifact, plan.keys[artifact])
         try:
             _ArtifactTransfer(plan, artifact, options, outcome).run()
-        except (object_store.ObjectStoreError, OSError,
-                layout.ForeignFileError) as exc:
+        except (errors.StoreError, errors.LocalFileError, OSError) as exc:
             outcome.error = f"{artifact}: {exc}"
         outcomes.append(outcome)
     return outcomes
@@ -174,7 +173,7 @@ class _ArtifactTransfer:
         if head is None:
             if not self.local:
                 if self.artifact == "resource":
-                    raise MigrationError(
+                    raise errors.StoreError(
                         f"{self.where} does not exist and there is no "
                         f"local file {self.path} to upload")
                 return True  # no such artifact: fine
@@ -215,10 +214,10 @@ class _ArtifactTransfer:
             self.object_sha = found
             return
         if not self.local:
-            raise MigrationError(
+            raise errors.StoreError(
                 f"{self.where} does not match the recorded checksum: "
                 f"expected SHA256 {reference}, found {found}; no local file "
-                "to repair it from")
+                "to repair it from", code=errors.MISMATCH)
         self.notes.append(
             f"checksum mismatch (expected {reference}, found {found})")
 
@@ -303,10 +302,10 @@ class _ArtifactTransfer:
             # The deep check: every stored byte against the local file.
             object_sha = transfer.object_sha256(self.bucket, self.key)
         if object_sha != result.sha256:
-            raise MigrationError(
+            raise errors.StoreError(
                 f"{self.where} does not match the local file {self.path} "
                 f"after upload: expected SHA256 {result.sha256}, found "
-                f"{object_sha}; local file kept")
+                f"{object_sha}; local file kept", code=errors.MISMATCH)
         deleted = delete_local_file(self.path, self.verified_file)
         self.out.deleted = True
         self.out.action += ", local file deleted" + (
@@ -319,7 +318,7 @@ def delete_local_file(path: Path,
 
     With ``verified`` (the identity taken before the file was read and
     its object verified), the path is looked at again right before the
-    deletion and nothing is deleted (MigrationError) unless it still leads
+    deletion and nothing is deleted (LocalFileError) unless it still leads
     to that file, unchanged: the verification can take minutes, and
     whatever was put at the path meanwhile has no verified copy.
 
@@ -332,12 +331,13 @@ def delete_local_file(path: Path,
         try:
             now = fsops.file_identity(path)
         except FileNotFoundError:
-            raise MigrationError(f"{path} disappeared after it was "
-                                 "verified; nothing deleted") from None
+            raise errors.LocalFileError(f"{path} disappeared after it was "
+                                        "verified; nothing deleted") from None
         if now != verified:
-            raise MigrationError(
+            raise errors.LocalFileError(
                 f"{path} changed after it was verified "
-                f"({fsops.what_changed(verified, now)}); local file kept")
+                f"({fsops.what_changed(verified, now)}); local file kept",
+                code=errors.MISMATCH)
     if not path.is_symlink():
         path.unlink()
         return True
@@ -459,7 +459,7 @@ class _BulkMigration:
         outcome = ResourceOutcome(record, dry_run=self.options.dry_run)
         try:
             plan = plan_resource(record, self.options)
-        except (MigrationError, ValueError) as exc:
+        except (errors.StoreError, ValueError) as exc:
             outcome.errors.append(str(exc))
             self.recorder.finished(outcome)
             return
@@ -470,7 +470,7 @@ class _BulkMigration:
         if not self.options.verify:
             try:
                 self.listings.fill(plan)
-            except object_store.ObjectStoreError as exc:
+            except errors.StoreError as exc:
                 log.warning("Listing %s failed (%s); looking up objects "
                             "one by one", plan.bucket, exc)
         future = self.pool.submit(transfer_resource, plan, self.options)
