@@ -4,7 +4,7 @@ other organizations, over real HTTP against the live site.
 Nobody without read access gets bytes or a presigned ``Location``;
 malformed ids and names give 404, never a server error.
 
-Already covered in ``tests/integration/hooks/test_downloads.py``: a
+Already covered in ``tests/integration/logic/test_downloads.py``: a
 private store-only resource refused to anonymous users, an editor of
 another organization and a user of none (``test_direct_upload_download_
 redirects_to_the_store``); deleted resources (``test_deleted_resources_

@@ -5,7 +5,7 @@ test plants; an endless stream comes from a second server made here. Every
 case ends with exit code 1, one clear line naming the DOI, no traceback,
 nothing created and no temporary file left.
 
-Already covered in ``tests/integration/figshare/test_importer.py``:
+Already covered in ``tests/integration/operations/figshare/test_importer.py``:
 download URLs of other schemes (``test_download_url_must_be_http_or_
 https``), downloads redirected to file:// (``test_redirect_to_another_
 scheme_is_refused``, which also follows an http redirect), a download

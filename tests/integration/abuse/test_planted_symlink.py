@@ -9,7 +9,7 @@ state: the link left alone, no object, the failure named.
 Already covered: the symlink job leaves a symlinked upload path alone
 (``storage/test_depot.test_symlinked_upload_path_is_left_alone``), and
 CKAN's view serves no symlink outside the depots
-(``hooks/test_uploader.test_symlink_outside_the_depots_is_not_served``,
+(``logic/test_uploader.test_symlink_outside_the_depots_is_not_served``,
 which now also gets a clean 404 here).
 """
 from __future__ import annotations
