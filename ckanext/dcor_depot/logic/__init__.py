@@ -1,1 +1,2 @@
-"""What CKAN calls: actions, auth rules, commit hooks, uploader, job plan."""
+"""What CKAN calls: actions, auth functions, schemas, the rules they apply
+and the commit hooks."""

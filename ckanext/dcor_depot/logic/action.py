@@ -177,7 +177,14 @@ def _dcoraid_upload_urls(context: Context,
         raise tk.ObjectNotFound("no such organization")
     _require_store()
     user = _user(context)
-    data = schema.validated(data_dict, schema.dcoraid_upload_urls(), context)
+    try:
+        data = schema.validated(data_dict, schema.dcoraid_upload_urls(),
+                                context)
+    except tk.ValidationError as exc:
+        # One key, as ever: DCOR-Aid's dialect reports under "upload".
+        raise tk.ValidationError({"upload": [
+            message for messages in exc.error_dict.values()
+            for message in messages]}) from exc
     try:
         return dcoraid_upload.issue(
             dcoraid_upload.DcoraidRequest(org.id, user.id, data["file_size"]),
@@ -327,8 +334,7 @@ def dcor_depot_usage(context: Context, data_dict: DataDict
         ``multipart_bytes``, ``orphan_objects`` and ``orphan_bytes``
     """
     tk.check_access("dcor_depot_usage", context, data_dict)
-    wanted = schema.validated(data_dict, schema.usage(),
-                              context)["organization"]
+    wanted = schema.organization_names(data_dict.get("organization"))
     try:
         rows = audit_run.measure_usage(tuple(wanted))
     except ValueError as exc:

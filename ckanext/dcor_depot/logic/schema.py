@@ -62,6 +62,16 @@ def name_list(value: Any) -> list[str]:
     return names
 
 
+def organization_names(value: Any) -> list[str]:
+    """``dcor_depot_usage``'s ``organization``: nothing (every
+    organization), a name or a list of names. Checked before CKAN's
+    flattening, which would drop a list of objects unseen."""
+    try:
+        return name_list(value or [])
+    except tk.Invalid as exc:
+        raise tk.ValidationError({"organization": [exc.error]}) from None
+
+
 def _validators(*names: str) -> list[Any]:
     return [tk.get_validator(name) for name in names]
 
@@ -87,11 +97,6 @@ def upload_ref() -> Schema:
     return {"resource_id": [*_validators("not_empty", "unicode_safe"),
                             no_nul],
             "force": [tk.get_validator("default")(False), explicit_true]}
-
-
-def usage() -> Schema:
-    """``dcor_depot_usage``."""
-    return {"organization": [tk.get_validator("default")([]), name_list]}
 
 
 def validated(data_dict: dict[str, Any], schema: Schema,

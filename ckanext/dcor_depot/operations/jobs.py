@@ -127,7 +127,7 @@ def enqueue_resource_jobs(resource: dict[str, Any]) -> list[str]:
             log.info("Job %s is already pending", jid)
         else:
             queued.append(queued_id)
-        previous = queued_id or jid
+        previous = queued_id or job_queue.last_pending(jid)
     return queued
 
 

@@ -204,7 +204,7 @@ def is_public(private: Any, state: Any, owner_org: Any) -> bool:
 
 #: :func:`is_public` in SQL, for a query that names the package table
 #: ``p``.
-IS_PUBLIC_SQL = ("(NOT p.private AND p.state = 'active' "
+IS_PUBLIC_SQL = ("(NOT COALESCE(p.private, false) AND p.state = 'active' "
                  "AND COALESCE(p.owner_org, '') <> '')")
 
 

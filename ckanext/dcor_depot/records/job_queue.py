@@ -127,6 +127,13 @@ def is_pending(job_id: str) -> bool:
     return job_status(job_id) in PENDING
 
 
+def last_pending(job_id: str) -> str:
+    """The job of ``job_id`` that will run last: its follow-up
+    (:func:`enqueue_once`) if that is pending, else ``job_id``."""
+    again = f"{job_id}-again"
+    return again if is_pending(again) else job_id
+
+
 def enqueue_once(func: Callable[..., Any], args: Sequence[Any], *,
                  job_id: str, queue: str, timeout: int, title: str,
                  after: str | None = None) -> str | None:

@@ -103,8 +103,11 @@ def stored_parts(bucket: str, key: str, upload_id: str
             raise errors.NotFound(f"the upload of {key} no longer exists "
                                   "(completed, aborted or expired)",
                                   code="NoSuchUpload") from exc
-        raise object_store.store_error(
-            exc, f"cannot list the parts of {key}") from exc
+        # Only the upload's own end means "gone": a missing bucket or a
+        # refusal is a failure of the store, not a finished upload.
+        failure = object_store.store_error(
+            exc, f"cannot list the parts of {key}")
+        raise errors.StoreError(str(failure), code=failure.code) from exc
 
 
 def abort(bucket: str, key: str, upload_id: str) -> bool:
