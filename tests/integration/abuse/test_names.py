@@ -13,8 +13,9 @@ inside_depot``, with NUL, control characters, 1000 characters), a 1000
 character name through the symlink job (``storage/test_depot.test_
 hostile_resource_name_stays_inside_the_depot``), ``/`` and ``..`` in the
 file name of a direct upload (``logic/test_downloads.test_file_names_are_
-one_path_segment``), look-alike figshare names (``operations/figshare/test_importer.
-test_look_alike_names_never_share_a_depot_file``).
+one_path_segment``), look-alike figshare names
+(``operations/figshare/test_importer.test_look_alike_names_never_share_
+a_depot_file``).
 """
 from __future__ import annotations
 
