@@ -6,7 +6,8 @@ still RT-DC and is stored byte for byte.
 
 Already covered: bytes that are no HDF5 at all (``cli/test_append.test_
 corrupt_rtdc_is_refused``,
-``operations/figshare/test_importer.test_invalid_rtdc_file_is_refused``), a figshare download larger than announced
+``operations/figshare/test_importer.test_invalid_rtdc_file_is_refused``),
+a figshare download larger than announced
 (``test_download_stops_at_the_announced_size``), a direct upload part
 larger than its URL allows (``logic/test_upload_urls.test_a_part_url_
 takes_exactly_its_parts_size``), and files larger than
