@@ -35,6 +35,27 @@ def fresh_bucket(s3_client):
 
 
 # ------------------------------------------------------------ CKAN helpers
+@pytest.fixture
+def app(make_app, ckan_config):
+    """CKAN's ``app`` fixture, built once for equal plugins and config.
+
+    Building CKAN's web application costs about a third of a second;
+    most tests only need it for a request context. A test whose config
+    or loaded plugins differ gets a new one, and each test gets its own
+    client (no cookies carried over).
+    """
+    from ckan.plugins import core as plugins_core
+    from ckan.tests.helpers import CKANTestApp
+    key = (tuple(sorted(plugins_core._PLUGINS)),
+           repr(sorted((k, repr(v)) for k, v in ckan_config.items())))
+    if _APP_CACHE.get("key") != key:
+        _APP_CACHE["app"] = make_app()
+        _APP_CACHE["key"] = key
+    return CKANTestApp(_APP_CACHE["app"].app)
+
+
+_APP_CACHE: dict[str, Any] = {}
+
 
 
 @pytest.fixture
