@@ -24,14 +24,17 @@ class Tracker:
     """
 
     def __init__(self, total: int, callback: ProgressCallback | None = None,
-                 max_rate: float | None = None) -> None:
+                 max_rate: float | None = None,
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         self.total = total
         self.done = 0
         self._callback = callback
         self._max_rate = max_rate
+        self._clock, self._sleep = clock, sleep
         self._lock = threading.Lock()
         self._sent = 0  # bytes this run read for sending
-        self._started = time.monotonic()
+        self._started = clock()
 
     def set_done(self, done: int) -> None:
         """What the store holds (known anew when URLs are issued)."""
@@ -44,11 +47,11 @@ class Tracker:
             self.done += count
             self._sent += count
             ahead = (self._sent / self._max_rate
-                     - (time.monotonic() - self._started)
+                     - (self._clock() - self._started)
                      if self._max_rate else 0.0)
             self._report()
         if ahead > 0:
-            time.sleep(ahead)
+            self._sleep(ahead)
 
     def take_back(self, count: int) -> None:
         with self._lock:

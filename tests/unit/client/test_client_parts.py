@@ -71,11 +71,16 @@ def test_a_part_body_of_a_truncated_file_fails(tmp_path):
 
 
 def test_the_tracker_holds_the_rate():
-    tracker = Tracker(10**6, max_rate=2 * 10**6)
-    began = time.monotonic()
+    now = [100.0]  # an injected clock that only sleeping advances
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    tracker = Tracker(10**6, max_rate=2 * 10**6, clock=lambda: now[0],
+                      sleep=sleep)
     for _ in range(10):
         tracker.add(100_000)
-    assert time.monotonic() - began >= 0.45  # 1 MB at 2 MB/s
+    assert now[0] - 100.0 == pytest.approx(0.5)  # 1 MB at 2 MB/s
 
 
 def test_file_sha256(tmp_path):
