@@ -4,8 +4,8 @@ hostile values with one clear line that names the option and repeats
 no secret.
 
 The validators' cases (and config.py's parsing) are in
-``tests/unit/test_config.py``; here one of each kind goes through a real
-start.
+``tests/unit/test_config.py``; here one value of each validator goes
+through a real start (each start costs about 1.6 s).
 """
 import subprocess
 import sys
@@ -97,19 +97,12 @@ def test_valid_config_passes(write_ini):
 
 @pytest.mark.parametrize("key, value, message", [
     ("dcor_object_store.ssl_verify", "maybe", "expected true or false"),
-    ("ckanext.dcor_depot.browser_direct_upload", "sometimes",
-     "expected true or false"),
     ("dcor_object_store.bucket_name", "circle", "{organization_id}"),
-    ("dcor_object_store.bucket_name", "c-{organization_id}-{x}",
-     "no other field"),
     ("dcor_object_store.endpoint_url", "objects.example.org",
      "http:// or https:// URL"),
     ("ckanext.dcor_depot.depots_path", "data/depots", "absolute path"),
     ("ckanext.dcor_depot.users_depot_name", "a/b", "plain folder name"),
-    ("ckanext.dcor_depot.figshare_api_url", "ftp://x", "http:// or https://"),
-    ("dcor_object_store.local_backup_location", "backup", "absolute path"),
     ("dcor_object_store.upload_part_size", "1048576", "part size from"),
-    ("dcor_object_store.upload_part_size", "64MB", "whole number"),
     ("dcor_object_store.upload_url_lifetime", "0", "greater than 0"),
     ("dcor_object_store.upload_max_size", "-5", "greater than 0"),
 ])
@@ -126,17 +119,9 @@ def test_malformed_values_stop_ckan_with_clear_message(
 @pytest.mark.parametrize("key, value, message", [
     ("dcor_object_store.endpoint_url",
      f"http://admin:{SECRET}@127.0.0.1:7480", "carries credentials"),
-    ("ckanext.dcor_depot.figshare_api_url",
-     f"https://u:{SECRET}@api.figshare.com/v2", "carries credentials"),
     ("dcor_object_store.endpoint_url", "http://127.0.0.1:7480/?a=b",
      "without query or fragment"),
-    ("dcor_object_store.bucket_name", "circle-{organization_id!r}",
-     "without a conversion or format"),
-    ("dcor_object_store.bucket_name", "../x/{organization_id}",
-     "other characters"),
     ("ckanext.dcor_depot.depots_path", "/data/depots/../../etc",
-     "contains '..'"),
-    ("dcor_object_store.local_backup_location", "/srv/backup/../..",
      "contains '..'"),
 ])
 def test_hostile_values_stop_ckan_and_hide_secrets(
@@ -152,10 +137,6 @@ def test_hostile_values_stop_ckan_and_hide_secrets(
 @pytest.mark.parametrize("settings, message", [
     ({"dcor_object_store.secret_access_key": ""},
      "dcor_object_store.secret_access_key is empty"),
-    ({"dcor_object_store.access_key_id": ""},
-     "dcor_object_store.access_key_id is empty"),
-    ({"dcor_object_store.endpoint_url": ""},
-     "dcor_object_store.endpoint_url is empty"),
 ])
 def test_inconsistent_s3_settings_stop_ckan(write_ini, settings, message):
     result = run_ckan(write_ini(**settings), "jobs", "list")

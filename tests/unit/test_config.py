@@ -226,3 +226,28 @@ def test_wheel_ships_doi_list_and_declaration(tmp_path):
         "10.6084/m9.figshare.11662773.v2",
         "10.6084/m9.figshare.12721436.v1",
     ]
+
+
+# ------------------------------------------ options that depend on others
+S3 = ("dcor_object_store.access_key_id",
+      "dcor_object_store.secret_access_key",
+      "dcor_object_store.endpoint_url")
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    (("key", "", "http://s3"), "dcor_object_store.secret_access_key is empty"),
+    (("", "secret", "http://s3"), "dcor_object_store.access_key_id is empty"),
+    (("key", "secret", ""), "dcor_object_store.endpoint_url is empty"),
+])
+def test_inconsistent_s3_settings_are_refused(monkeypatch, values, message):
+    from ckan.exceptions import CkanConfigurationException
+    monkeypatch.setattr(config.tk, "config", dict(zip(S3, values, strict=True)))
+    with pytest.raises(CkanConfigurationException, match=message):
+        config.check_consistency()
+
+
+@pytest.mark.parametrize("values", [("", "", ""),
+                                    ("key", "secret", "http://s3")])
+def test_s3_off_or_complete_is_consistent(monkeypatch, values):
+    monkeypatch.setattr(config.tk, "config", dict(zip(S3, values, strict=True)))
+    config.check_consistency()
