@@ -241,7 +241,8 @@ S3 = ("dcor_object_store.access_key_id",
 ])
 def test_inconsistent_s3_settings_are_refused(monkeypatch, values, message):
     from ckan.exceptions import CkanConfigurationException
-    monkeypatch.setattr(config.tk, "config", dict(zip(S3, values, strict=True)))
+    settings = dict(zip(S3, values, strict=True))
+    monkeypatch.setattr(config.tk, "config", settings)
     with pytest.raises(CkanConfigurationException, match=message):
         config.check_consistency()
 
@@ -249,5 +250,6 @@ def test_inconsistent_s3_settings_are_refused(monkeypatch, values, message):
 @pytest.mark.parametrize("values", [("", "", ""),
                                     ("key", "secret", "http://s3")])
 def test_s3_off_or_complete_is_consistent(monkeypatch, values):
-    monkeypatch.setattr(config.tk, "config", dict(zip(S3, values, strict=True)))
+    settings = dict(zip(S3, values, strict=True))
+    monkeypatch.setattr(config.tk, "config", settings)
     config.check_consistency()
