@@ -24,6 +24,9 @@ QUEUE = "dcor-normal"
 PLAIN_QUEUE = "dcor-short"
 
 
+# About 95 s, most of it waiting for RQ's heartbeat (monitoring interval
+# 30 s + 60 s) to expire: `make test-slow`.
+@pytest.mark.slow
 def test_killed_workers_jobs_are_queued_again_and_run_again(
         pipeline, start_worker, tmp_path):
     """Two workers are SIGKILLed mid-job at the same moment (one wait for

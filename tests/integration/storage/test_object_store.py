@@ -170,6 +170,8 @@ def leave_lifecycle_rules_to(s3_client, keep: str) -> None:
             s3_client.delete_bucket_lifecycle(Bucket=bucket["Name"])
 
 
+# 30-60 s waiting for the gateway's lifecycle day: `make test-slow`.
+@pytest.mark.slow
 def test_the_rule_aborts_a_forgotten_upload(s3_client, fresh_bucket,
                                             monkeypatch):
     # The devstack's gateway counts a lifecycle day as 30 seconds
