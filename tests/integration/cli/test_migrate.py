@@ -226,6 +226,37 @@ def test_verify_existence_uploads_missing_objects(cli, owner,
     assert resource_object(owner, lost["id"]) == lost["files"]["resource"]
 
 
+def test_verify_existence_reads_a_listing_not_each_object(
+        cli, owner, on_block_storage, monkeypatch):
+    """With many resources of a bucket, existence comes from one listing
+    (one request per 1000 objects), not a HEAD per artifact; a missing
+    object is still found and uploaded."""
+    from ckanext.dcor_depot.operations.migrate import plan
+    from ckanext.dcor_depot.storage import object_store
+    items = on_block_storage(plan.LISTING_MIN_RESOURCES + 2)
+    assert invoke(cli, COMMAND).exit_code == 0
+    lost = items[0]
+    object_store.get_client().delete_object(
+        Bucket=bucket_of(owner), Key=layout.object_key(lost["id"]))
+    heads = []
+    real_head = object_store.head_object
+
+    def counted_head(bucket, key):
+        heads.append(key)
+        return real_head(bucket, key)
+
+    monkeypatch.setattr(object_store, "head_object", counted_head)
+    result = invoke(cli, COMMAND, "--verify-existence")
+
+    assert result.exit_code == 0, result.output
+    assert heads == []
+    assert f"{lost['id']}: resource missing in store, uploaded" \
+        in result.stdout
+    assert summary(result) == (f"{COMMAND}: 1 uploaded, {len(items) - 1} "
+                               "skipped, 0 failed")
+    assert resource_object(owner, lost["id"]) == lost["files"]["resource"]
+
+
 def test_verify_checksum_repairs_a_changed_object(cli, owner,
                                                   on_block_storage):
     damaged, intact = on_block_storage(2, private=False)

@@ -99,3 +99,35 @@ def plan_resource(record: inventory.ResourceRecord,
 def expected_sha256(plan: ResourcePlan, artifact: str) -> str | None:
     """The SHA256 on record for an artifact: only the resource has one."""
     return plan.record.sha256 if artifact == "resource" else None
+
+
+#: A bucket is listed (instead of looking up each object) when at least
+#: this many resources of it are migrated; each listing page (1000 keys)
+#: must save this many lookups.
+LISTING_MIN_RESOURCES = 10
+
+
+class BucketListings:
+    """Bucket listings for migrations touching many objects of a bucket."""
+
+    def __init__(self, records: list[inventory.ResourceRecord]) -> None:
+        self.counts: dict[str | None, int] = {}
+        for record in records:
+            self.counts[record.owner_org] = \
+                self.counts.get(record.owner_org, 0) + 1
+        self.listings: dict[str, object_store.BucketListing | None] = {}
+
+    def fill(self, plan: ResourcePlan) -> None:
+        """Put what the listing knows about the plan's objects into it."""
+        if plan.bucket not in self.listings:
+            count = self.counts.get(plan.record.owner_org, 0)
+            self.listings[plan.bucket] = (
+                object_store.BucketListing(
+                    plan.bucket, max_pages=count // LISTING_MIN_RESOURCES)
+                if count >= LISTING_MIN_RESOURCES else None)
+        listing = self.listings[plan.bucket]
+        if listing is None:
+            return
+        for artifact, key in plan.keys.items():
+            if listing.knows(key):
+                plan.stored[artifact] = listing.get(key)

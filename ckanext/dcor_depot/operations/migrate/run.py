@@ -21,6 +21,7 @@ import ckan.plugins.toolkit as tk
 from ckanext.dcor_depot import errors
 from ckanext.dcor_depot.operations import move, visibility
 from ckanext.dcor_depot.operations.migrate.plan import (
+    BucketListings,
     MigrationOptions,
     ResourcePlan,
     expected_sha256,
@@ -41,10 +42,6 @@ from ckanext.dcor_depot.storage import fsops, layout, object_store, transfer
 
 log = logging.getLogger(__name__)
 
-#: A bucket is listed (instead of looking up each object) when at least
-#: this many resources of it are migrated; each listing page (1000 keys)
-#: must save this many lookups.
-LISTING_MIN_RESOURCES = 10
 
 
 def migrate_resource_to_s3(resource_id: str) -> bool:
@@ -168,8 +165,14 @@ class _ArtifactTransfer:
                 self._delete(result)
 
     def _verify(self) -> bool:
-        """Look at the stored object; True when nothing is left to do."""
-        head = self.stored = object_store.head_object(self.bucket, self.key)
+        """Look at the stored object (as the run's bucket listing knows it,
+        unless the checksum check needs its metadata); True when nothing
+        is left to do."""
+        head = self.stored = self.plan.stored.get(self.artifact,
+                                                  transfer.UNKNOWN)
+        if head is transfer.UNKNOWN or self.options.verify_checksum:
+            head = self.stored = object_store.head_object(self.bucket,
+                                                          self.key)
         if head is None:
             if not self.local:
                 if self.artifact == "resource":
@@ -354,32 +357,6 @@ def delete_local_file(path: Path,
 
 # --- the bulk engine (dcor-migrate-resources-to-object-store) -----------
 
-class _BucketListings:
-    """Bucket listings for migrations touching many objects of a bucket."""
-
-    def __init__(self, records: list[inventory.ResourceRecord]) -> None:
-        self.counts: dict[str | None, int] = {}
-        for record in records:
-            self.counts[record.owner_org] = \
-                self.counts.get(record.owner_org, 0) + 1
-        self.listings: dict[str, object_store.BucketListing | None] = {}
-
-    def fill(self, plan: ResourcePlan) -> None:
-        """Put what the listing knows about the plan's objects into it."""
-        if plan.bucket not in self.listings:
-            count = self.counts.get(plan.record.owner_org, 0)
-            self.listings[plan.bucket] = (
-                object_store.BucketListing(
-                    plan.bucket, max_pages=count // LISTING_MIN_RESOURCES)
-                if count >= LISTING_MIN_RESOURCES else None)
-        listing = self.listings[plan.bucket]
-        if listing is None:
-            return
-        for artifact, key in plan.keys.items():
-            if listing.knows(key):
-                plan.stored[artifact] = listing.get(key)
-
-
 def migrate_resources(records: Iterable[inventory.ResourceRecord],
                       options: MigrationOptions,
                       on_result: Callable[[ResourceOutcome], None],
@@ -416,7 +393,7 @@ class _BulkMigration:
         self.records = records
         self.options = options
         self.in_flight = 2 * jobs + RECORD_BATCH_SIZE
-        self.listings = _BucketListings(records)
+        self.listings = BucketListings(records)
         self.recorder = Recorder(records, on_result)
         self.pending: dict[Transfer, ResourcePlan] = {}
         # Transfers put themselves here when done: waiting costs the same
@@ -467,7 +444,7 @@ class _BulkMigration:
             outcome.skipped_reason = skip_reason(record, self.options)
             self.recorder.finished(outcome)
             return
-        if not self.options.verify:
+        if not self.options.verify_checksum:
             try:
                 self.listings.fill(plan)
             except errors.StoreError as exc:
