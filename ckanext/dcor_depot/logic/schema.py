@@ -3,7 +3,9 @@
 Each action asks ``check_access`` first and then validates its input
 with one of these (``tk.navl_validate``), so a refused call is never
 told what is wrong with its input. A failed check answers CKAN's 409
-with the field's message.
+with the field's message. The dataset or organization an upload is for
+is checked by :mod:`.auth` (``dataset_ref``, ``organization_ref``),
+which needs it before the access check; ``force`` is read only there.
 """
 from __future__ import annotations
 
@@ -78,25 +80,20 @@ def _validators(*names: str) -> list[Any]:
 
 def upload_urls() -> Schema:
     """``resource_upload_s3_urls`` in the plugin's dialect."""
-    return {"package_id": [*_validators("not_empty", "unicode_safe"),
-                           no_nul],
-            "name": [file_name],
+    return {"name": [file_name],
             "size": [byte_size],
             "resource_id": [*_validators("ignore_empty"), resource_id]}
 
 
 def dcoraid_upload_urls() -> Schema:
     """``resource_upload_s3_urls`` in DCOR-Aid's dialect."""
-    return {"organization_id": [*_validators("not_empty", "unicode_safe"),
-                                no_nul],
-            "file_size": [byte_size]}
+    return {"file_size": [byte_size]}
 
 
 def upload_ref() -> Schema:
     """``resource_upload_s3_abort`` and ``resource_upload_s3_status``."""
     return {"resource_id": [*_validators("not_empty", "unicode_safe"),
-                            no_nul],
-            "force": [tk.get_validator("default")(False), explicit_true]}
+                            no_nul]}
 
 
 def validated(data_dict: dict[str, Any], schema: Schema,

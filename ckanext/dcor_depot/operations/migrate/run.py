@@ -43,7 +43,6 @@ from ckanext.dcor_depot.storage import fsops, layout, object_store, transfer
 log = logging.getLogger(__name__)
 
 
-
 def migrate_resource_to_s3(resource_id: str) -> bool:
     """Upload a resource's file to its organization's bucket.
 
