@@ -2,7 +2,10 @@
 unit tier's made-up endpoint, and what a real bucket holds."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
+from collections.abc import Iterator
+from typing import Any
 
 from ckanext.dcor_depot.storage import object_store
 
@@ -31,3 +34,20 @@ def object_sha256(bucket: str, key: str) -> str | None:
     for chunk in iter(lambda: body.read(1 << 20), b""):
         digest.update(chunk)
     return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def s3_requests() -> Iterator[list[str]]:
+    """The names of the S3 operations the plugin's client sends meanwhile
+    (e.g. ``HeadObject``, ``ListObjectsV2``), seen by botocore itself."""
+    sent: list[str] = []
+
+    def record(model: Any, **_: Any) -> None:
+        sent.append(model.name)
+
+    events = object_store.get_client().meta.events
+    events.register("before-call.s3", record, unique_id="tests-s3-requests")
+    try:
+        yield sent
+    finally:
+        events.unregister("before-call.s3", unique_id="tests-s3-requests")

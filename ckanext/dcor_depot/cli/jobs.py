@@ -7,26 +7,33 @@ import click
 from ckanext.dcor_depot import config
 from ckanext.dcor_depot.cli import common
 from ckanext.dcor_depot.operations import jobs as dcor_jobs
+from ckanext.dcor_depot.operations.migrate.plan import BucketListings
 from ckanext.dcor_depot.records import inventory
-from ckanext.dcor_depot.storage import layout
+from ckanext.dcor_depot.storage import layout, transfer
 
 COMMAND = "run-jobs-dcor-depot"
 
 
-def _run_jobs(rid: str) -> tuple[list[str], list[str]]:
+def _run_jobs(record: inventory.ResourceRecord,
+              listings: BucketListings | None) -> tuple[list[str], list[str]]:
     """Run the three jobs for one resource: (what was done, errors)."""
+    rid = record.id
     done: list[str] = []
     errors: list[str] = []
     kinds = [dcor_jobs.SYMLINK]
-    if config.s3_available():
+    stored = transfer.UNKNOWN
+    if listings is not None:
         kinds.append(dcor_jobs.UPLOAD_S3)
+        if record.owner_org:
+            stored = listings.stored(record.owner_org, layout.object_key(rid))
     kinds.append(dcor_jobs.BACKUP_S3)
     backup = layout.backup_path(rid)
     had_backup = backup is not None and backup.is_file()
     for kind in kinds:
         try:
             # One failing job does not stop the next (as in the queue).
-            result = kind.func(rid)
+            result = (kind.func(rid) if kind is dcor_jobs.SYMLINK
+                      else kind.func(rid, stored))
         except Exception as exc:  # a job may raise anything; report it
             # A failed action may leave the session unusable.
             model.Session.rollback()
@@ -49,18 +56,23 @@ def run_jobs_dcor_depot(modified_days: int) -> None:
 
     Drafts and private datasets included; repairs resources whose jobs
     failed or never ran. The S3 upload runs only when S3 is configured.
+    Which objects exist comes from bucket listings; a run that finds
+    nothing to do changes nothing and queues nothing.
     """
     common.check_modified_days(COMMAND, modified_days)
     # Jobs of dead workers go back to the queue (they would skip work
     # this run does, but must not stay "started").
     dcor_jobs.recover_abandoned_jobs()
     records = inventory.resource_records(modified_days)
+    # Which objects exist: from listings, not a request per resource.
+    listings = (BucketListings(records, prefix=layout.object_key_prefix())
+                if config.s3_available() else None)
     tally = common.Tally(COMMAND, "done", "skipped")
     total = len(records)
     index = 0
     try:
         for index, record in enumerate(records, 1):
-            done, errors = _run_jobs(record.id)
+            done, errors = _run_jobs(record, listings)
             prefix = f"[{index}/{total}] {record.id}"
             if errors:
                 tally.add("failed")

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
+from typing import Any
 
 import ckan.plugins.toolkit as tk
 
@@ -12,11 +14,15 @@ from ckanext.dcor_depot.storage.fsops import file_sha256
 log = logging.getLogger(__name__)
 
 
-def backup_resource_from_s3_to_block_storage(resource_id: str) -> str | bool:
+def backup_resource_from_s3_to_block_storage(
+        resource_id: str, stored: dict[str, Any] | None = transfer.UNKNOWN
+) -> str | bool:
     """Download an S3-route resource to the backup location, verified.
 
     Returns the backup path, or False when there is nothing to do (file on
-    block storage, no backup location, resource not in S3).
+    block storage, no backup location, resource not in S3). ``stored`` is
+    the object's size and ETag if a bucket listing knows it (None:
+    absent); by default it is looked up.
     """
     if layout.owned_file(layout.ckan_upload_path(resource_id)):
         return False
@@ -31,7 +37,7 @@ def backup_resource_from_s3_to_block_storage(resource_id: str) -> str | bool:
     key = layout.object_key(resource_id)
     expected = facts.extras.get("sha256") or None
     if destination.is_file() and _is_complete(destination, bucket, key,
-                                              expected):
+                                              expected, stored):
         return str(destination)
     transfer.download_verified(bucket, key, destination,
                                expected_sha256=expected,
@@ -44,8 +50,10 @@ def backup_resource_from_s3_to_block_storage(resource_id: str) -> str | bool:
     return str(destination)
 
 
-def _is_complete(path, bucket: str, key: str, expected: str | None) -> bool:
-    head = object_store.head_object(bucket, key)
+def _is_complete(path: Path, bucket: str, key: str, expected: str | None,
+                 stored: dict[str, Any] | None) -> bool:
+    head = (object_store.head_object(bucket, key)
+            if stored is transfer.UNKNOWN else stored)
     if head is None or head["ContentLength"] != path.stat().st_size:
         return False
     if expected is None:

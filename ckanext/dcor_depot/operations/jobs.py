@@ -38,7 +38,7 @@ _STORE_READ_RATE = 20 * 1024 * 1024
 @dataclass(frozen=True)
 class JobKind:
     name: str
-    func: Callable[[str], Any]
+    func: Callable[..., Any]
     queue: str
     timeout: int
     title: str

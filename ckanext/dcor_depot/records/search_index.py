@@ -100,12 +100,17 @@ def record_resource_fields(dataset_id: str, resource_id: str,
     if nothing changed (no fields, or the resource is gone or in another
     dataset).
 
-    The index update is queued even without changes: a rerun of a job
-    that died between its merge and the queueing still repairs the index.
+    Without fields nothing is merged and nothing queued: a job that found
+    its work done leaves the site as it was (a job that died between its
+    merge and the queueing leaves the index behind until the dataset's
+    next change or ``ckan search-index rebuild``; the database is right).
     """
+    if not fields:
+        return False
     changed = ckan_data.merge_resource_fields(
-        {dataset_id: {resource_id: dict(fields)}}) if fields else set()
-    reindex_later(dataset_id)
+        {dataset_id: {resource_id: dict(fields)}})
+    if changed:
+        reindex_later(dataset_id)
     return bool(changed)
 
 

@@ -63,6 +63,13 @@ def object_key(resource_id: str, artifact: str = "resource") -> str:
     return "/".join((artifact,) + id_parts(resource_id))
 
 
+def object_key_prefix(artifact: str = "resource") -> str:
+    """The key prefix of an artifact's objects (for listings)."""
+    if artifact not in ARTIFACTS:
+        raise ValueError(f"unknown artifact {artifact!r}")
+    return f"{artifact}/"
+
+
 def parse_object_key(key: str) -> tuple[str, str]:
     """``(artifact, resource id)`` of an object key; ValueError if the key
     is not one this layout makes."""

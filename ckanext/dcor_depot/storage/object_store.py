@@ -454,9 +454,10 @@ class BucketListing:
     pages; keys after the last listed one are then unknown.
     """
 
-    def __init__(self, bucket: str, max_pages: int) -> None:
+    def __init__(self, bucket: str, max_pages: int, prefix: str = "") -> None:
         self.objects: dict[str, dict[str, Any]] = {}
         self.last_key: str | None = None  # None: the listing is complete
+        self.prefix = prefix
         with translated():
             try:
                 self._list(bucket, max_pages)
@@ -467,7 +468,7 @@ class BucketListing:
 
     def _list(self, bucket: str, max_pages: int) -> None:
         s3 = get_client()
-        kwargs: dict[str, Any] = {"Bucket": bucket}
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": self.prefix}
         for _ in range(max(1, max_pages)):
             resp = s3.list_objects_v2(**kwargs)
             for obj in resp.get("Contents", []):
@@ -480,7 +481,8 @@ class BucketListing:
             self.last_key = resp["Contents"][-1]["Key"]
 
     def knows(self, key: str) -> bool:
-        return self.last_key is None or key <= self.last_key
+        return key.startswith(self.prefix) and (
+            self.last_key is None or key <= self.last_key)
 
     def get(self, key: str) -> dict[str, Any] | None:
         """The object's size and ETag, None if absent (check knows())."""

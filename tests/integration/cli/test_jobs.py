@@ -13,8 +13,9 @@ from ckanext.dcor_depot.records import inventory
 from ckanext.dcor_depot.sample_data import make_rtdc_file
 from ckanext.dcor_depot.storage import layout
 from tests.support.access import fresh_resource
-from tests.support.cli import invoke, resource_object, summary
+from tests.support.cli import bucket_of, invoke, resource_object, summary
 from tests.support.stack import sysadmin_context
+from tests.support.store import s3_requests
 
 pytestmark = pytest.mark.usefixtures("with_extended_cli")
 
@@ -180,3 +181,65 @@ def test_negative_modified_days_are_refused(cli, owner, make_dataset,
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith(f"{COMMAND}: --modified-days must be -1")
     assert not layout.ckan_upload_path(res["id"]).is_symlink()
+
+
+def rq_job_keys() -> set[bytes]:
+    """Every job RQ holds (queued, running, finished or failed)."""
+    from ckan.lib import jobs as ckan_jobs
+    return set(ckan_jobs.connect_to_redis().scan_iter(match="rq:job:*"))
+
+
+def test_a_run_with_nothing_to_do_reads_listings_and_queues_nothing(
+        cli, owner, make_dataset, upload):
+    """The second run: one listing, no request per object, no job
+    queued, no resource or dataset touched."""
+    from ckanext.dcor_depot.operations.migrate import plan
+    dataset = make_dataset()
+    made = [upload(dataset, os.urandom(1000 + index), name=f"f{index}.bin")
+            for index in range(plan.LISTING_MIN_RESOURCES + 1)]
+    first = invoke(cli, COMMAND)
+    assert first.exit_code == 0, first.output
+    assert summary(first) == f"{COMMAND}: {len(made)} done, 0 skipped, " \
+                             "0 failed"
+    modified = {res["id"]: model.Resource.get(res["id"]).metadata_modified
+                for res in made}
+    dataset_modified = model.Package.get(dataset["id"]).metadata_modified
+    jobs_before = rq_job_keys()
+
+    with s3_requests() as sent:
+        again = invoke(cli, COMMAND)
+
+    assert again.exit_code == 0, again.output
+    assert summary(again) == f"{COMMAND}: 0 done, {len(made)} skipped, " \
+                             "0 failed"
+    assert sent == ["ListObjectsV2"]
+    assert rq_job_keys() - jobs_before == set()
+    model.Session.expire_all()
+    assert {rid: model.Resource.get(rid).metadata_modified
+            for rid in modified} == modified
+    assert model.Package.get(dataset["id"]).metadata_modified \
+        == dataset_modified
+
+
+def test_a_listed_object_of_another_size_is_uploaded_again(
+        cli, owner, make_dataset, upload):
+    """The listing is trusted only for objects that look like the file."""
+    from ckanext.dcor_depot.operations.migrate import plan
+    from ckanext.dcor_depot.storage import object_store
+    dataset = make_dataset()
+    made = [upload(dataset, os.urandom(1000 + index), name=f"f{index}.bin")
+            for index in range(plan.LISTING_MIN_RESOURCES)]
+    assert invoke(cli, COMMAND).exit_code == 0
+    damaged = made[0]["id"]
+    object_store.get_client().put_object(
+        Bucket=bucket_of(owner), Key=layout.object_key(damaged),
+        Body=b"short")
+
+    result = invoke(cli, COMMAND)
+
+    assert result.exit_code == 0, result.output
+    assert f"{damaged}: uploaded to S3" in result.stdout
+    assert resource_object(owner, damaged) \
+        == layout.ckan_upload_path(damaged).read_bytes()
+    assert summary(result) == f"{COMMAND}: 1 done, {len(made) - 1} " \
+                              "skipped, 0 failed"

@@ -1,9 +1,11 @@
 """What to do with a resource: options, skip reasons, per-resource plans.
 
-Decisions only: nothing here reads a file or talks to the store or CKAN.
+Decisions only: nothing here reads a file or talks to CKAN; the store
+is only listed (:class:`BucketListings`).
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -11,7 +13,9 @@ from typing import Any
 
 from ckanext.dcor_depot import errors
 from ckanext.dcor_depot.records import inventory
-from ckanext.dcor_depot.storage import layout, object_store
+from ckanext.dcor_depot.storage import layout, object_store, transfer
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -108,26 +112,50 @@ LISTING_MIN_RESOURCES = 10
 
 
 class BucketListings:
-    """Bucket listings for migrations touching many objects of a bucket."""
+    """Bucket listings for runs touching many objects of a bucket.
 
-    def __init__(self, records: list[inventory.ResourceRecord]) -> None:
+    A bucket is listed (under ``prefix``) when at least
+    :data:`LISTING_MIN_RESOURCES` of the run's resources are in it; the
+    objects of the others are looked up one by one.
+    """
+
+    def __init__(self, records: list[inventory.ResourceRecord],
+                 prefix: str = "") -> None:
+        self.prefix = prefix
         self.counts: dict[str | None, int] = {}
         for record in records:
             self.counts[record.owner_org] = \
                 self.counts.get(record.owner_org, 0) + 1
         self.listings: dict[str, object_store.BucketListing | None] = {}
 
+    def stored(self, owner_org: str, key: str) -> dict[str, Any] | None:
+        """Size and ETag of an object (None: absent), or
+        ``transfer.UNKNOWN`` when no listing knows it. A failing listing
+        is logged and the objects looked up one by one."""
+        bucket = object_store.bucket_name(owner_org)
+        if bucket not in self.listings:
+            count = self.counts.get(owner_org, 0)
+            try:
+                self.listings[bucket] = (
+                    object_store.BucketListing(
+                        bucket, max_pages=count // LISTING_MIN_RESOURCES,
+                        prefix=self.prefix)
+                    if count >= LISTING_MIN_RESOURCES else None)
+            except errors.StoreError as exc:
+                log.warning("Listing %s failed (%s); looking up objects "
+                            "one by one", bucket, exc)
+                self.listings[bucket] = None
+        listing = self.listings[bucket]
+        if listing is None or not listing.knows(key):
+            return transfer.UNKNOWN
+        return listing.get(key)
+
     def fill(self, plan: ResourcePlan) -> None:
-        """Put what the listing knows about the plan's objects into it."""
-        if plan.bucket not in self.listings:
-            count = self.counts.get(plan.record.owner_org, 0)
-            self.listings[plan.bucket] = (
-                object_store.BucketListing(
-                    plan.bucket, max_pages=count // LISTING_MIN_RESOURCES)
-                if count >= LISTING_MIN_RESOURCES else None)
-        listing = self.listings[plan.bucket]
-        if listing is None:
+        """Put what the listings know about the plan's objects into it."""
+        owner_org = plan.record.owner_org
+        if not owner_org:
             return
         for artifact, key in plan.keys.items():
-            if listing.knows(key):
-                plan.stored[artifact] = listing.get(key)
+            stored = self.stored(owner_org, key)
+            if stored is not transfer.UNKNOWN:
+                plan.stored[artifact] = stored

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -43,13 +43,21 @@ from ckanext.dcor_depot.storage import fsops, layout, object_store, transfer
 log = logging.getLogger(__name__)
 
 
-def migrate_resource_to_s3(resource_id: str) -> bool:
+def migrate_resource_to_s3(resource_id: str,
+                           stored: dict[str, Any] | None = transfer.UNKNOWN
+                           ) -> bool:
     """Upload a resource's file to its organization's bucket.
 
     Skips the upload when an identical object is already there, verifies
     the stored bytes, tags the object as the database says at that moment
     (see :mod:`visibility`), and records ``s3_available``, ``s3_url`` and
     ``sha256``. Returns whether it uploaded.
+
+    ``stored`` is the object's size and ETag from a bucket listing (None:
+    absent; by default it is looked up). A resource recorded in the store
+    whose listed object has the local file's size is done: nothing is
+    read, tagged or recorded (the job ran before; tags are the visibility
+    sync's, checksums ``--verify-checksum``'s).
     """
     path = layout.ckan_upload_path(resource_id)
     if not path.exists():
@@ -71,9 +79,12 @@ def migrate_resource_to_s3(resource_id: str) -> bool:
         log.info("Resource %s: its data move to s3://%s/%s",
                  resource_id, bucket, key)
         return False
+    if _recorded_and_listed(recorded, object_store.object_url(bucket, key),
+                            stored, path):
+        return False
     result = transfer.upload_verified(
         path, bucket, key, expected_sha256=recorded.get("sha256") or None,
-        label=f"resource {resource_id}")
+        label=f"resource {resource_id}", stored=stored)
     visibility.reconcile([ref], assume_closed=[ref] if result.uploaded
                          else ())
     changes = s3_state_changes(
@@ -91,6 +102,14 @@ def migrate_resource_to_s3(resource_id: str) -> bool:
     # The dataset may have changed organization during the upload.
     move.request_move_if_needed(facts.dataset_id)
     return result.uploaded
+
+
+def _recorded_and_listed(recorded: Mapping[str, Any], url: str,
+                         stored: dict[str, Any] | None, path: Path) -> bool:
+    return (tk.asbool(recorded.get("s3_available"))
+            and recorded.get("s3_url") == url and bool(recorded.get("sha256"))
+            and stored is not transfer.UNKNOWN and stored is not None
+            and stored["ContentLength"] == path.stat().st_size)
 
 
 # --- artifact transfers (thread-safe: files and the store, never CKAN) ---
@@ -444,11 +463,7 @@ class _BulkMigration:
             self.recorder.finished(outcome)
             return
         if not self.options.verify_checksum:
-            try:
-                self.listings.fill(plan)
-            except errors.StoreError as exc:
-                log.warning("Listing %s failed (%s); looking up objects "
-                            "one by one", plan.bucket, exc)
+            self.listings.fill(plan)
         future = self.pool.submit(transfer_resource, plan, self.options)
         self.pending[future] = plan
         future.add_done_callback(self.done.put)
