@@ -259,3 +259,14 @@ def _invoke(args: list[str]) -> Any:
     except TypeError:  # click 8.2 keeps them apart anyway
         runner = CliRunner()
     return runner.invoke(audit, args)
+
+
+def test_the_operator_page_lists_every_share_and_the_next():
+    from ckanext.dcor_depot.operations import operator_overview
+    rotation = rolling.Rotation(3, 2, "2026-12-10T03:00:00+00:00",
+                                {1: "2026-12-10T03:00:00+00:00"})
+    rows = operator_overview.rotation_rows(rotation)
+    assert [(row.share, row.checked, row.next) for row in rows] == [
+        (0, None, False), (1, "2026-12-10T03:00:00+00:00", False),
+        (2, None, True)]
+    assert operator_overview.rotation_rows(None) == []
