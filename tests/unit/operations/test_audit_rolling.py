@@ -3,6 +3,7 @@ the options, without services (the stack tests are in
 tests/integration/cli/test_audit_rolling.py)."""
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import uuid
 from typing import Any
@@ -194,6 +195,15 @@ def test_a_run_reads_its_share_changes_and_orphans_only(s3_settings):
     assert share and len(share) < len(records)
     assert chosen.ids == share | {changed_ds.id, changed_res.id}
     assert chosen.changed == 2
+    # --deep reads the share and the changed resources not verified since
+    assert chosen.rehash == share | {changed_ds.id, changed_res.id}
+    verified = dataclasses.replace(changed_ds, verified_at=(
+        previous_start + datetime.timedelta(hours=3)).isoformat())
+    again = rolling.select(site([verified if r is changed_ds else r
+                                 for r in records], {}),
+                           rolling.Plan(3, 1, previous_start.isoformat()))
+    assert again.ids == chosen.ids  # its tags are still read
+    assert again.rehash == share | {changed_res.id}
     assert set(chosen.objects) == {
         (object_store.bucket_name("org-a"), layout.object_key(rid))
         for rid in chosen.ids} | {

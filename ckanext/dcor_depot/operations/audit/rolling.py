@@ -12,6 +12,10 @@ on every host and in every run. A run reads the tags of the objects of
   after that run had read the database is not missed),
 - every object no resource owns (a purge leaves nothing that changes).
 
+``--deep`` reads the bytes of the share and of the changed resources not
+verified since that cut-off (recording a verification changes the
+resource; it must not make the next run read the bytes again).
+
 Everything else (listings, sizes, orphans, multipart uploads, missing
 objects and files) is judged on the whole site in every run. Without a
 previous rolling run nothing counts as changed: run one full audit before
@@ -153,18 +157,32 @@ class Selection:
     changed: int
     #: objects whose tags are read
     objects: list[ObjectId]
+    #: resources whose bytes ``--deep`` reads: the share, and changed
+    #: resources not verified since the cut-off (a verification changes
+    #: the resource: it must not make the next run read it again)
+    rehash: frozenset[str] = frozenset()
 
 
 def select(scan: SiteScan, chosen: Plan) -> Selection:
     """The resources and objects of this run (nothing is read)."""
     since = parse_time(chosen.since)
     cutoff = since - CHANGE_MARGIN if since is not None else None
-    moved = {record.id for record in scan.records
+    moved = {record.id: record for record in scan.records
              if cutoff is not None and changed(record, cutoff)}
-    ids = frozenset(moved | {
-        record.id for record in scan.records
-        if share_of(record.id, chosen.days) == chosen.share})
-    return Selection(chosen, ids, len(moved), list(tag_objects(scan, ids)))
+    share = {record.id for record in scan.records
+             if share_of(record.id, chosen.days) == chosen.share}
+    ids = frozenset(moved.keys() | share)
+    unverified = {rid for rid, record in moved.items()
+                  if not _verified_since(record, cutoff)}
+    return Selection(chosen, ids, len(moved), list(tag_objects(scan, ids)),
+                     rehash=frozenset(share | unverified))
+
+
+def _verified_since(record: inventory.AuditRecord,
+                    cutoff: datetime.datetime | None) -> bool:
+    verified = parse_time(record.verified_at)
+    return verified is not None and cutoff is not None and \
+        verified >= cutoff
 
 
 def tag_objects(scan: SiteScan, ids: frozenset[str]

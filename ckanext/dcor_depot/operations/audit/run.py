@@ -74,7 +74,7 @@ def run_audit(options: AuditOptions,
         report.findings = confirm_missing(confirm_tags(judged.findings))
         if options.deep:
             _deep(site, options, report, on_object,
-                  chosen.ids if chosen else None)
+                  chosen.rehash if chosen else None)
         if options.fix:
             _fix(report, on_fix)
     except errors.DcorDepotError as exc:
