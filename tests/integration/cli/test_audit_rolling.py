@@ -23,6 +23,7 @@ from tests.support.stack import (
     remove_template_buckets,
     run_jobs,
 )
+from tests.support.store import s3_requests
 
 COMMAND = "dcor-depot-audit"
 # A bucket template of its own: a whole-site audit looks at every bucket
@@ -103,7 +104,8 @@ def test_days_runs_read_the_tags_of_every_resource_each_once(
 
     seen: list[set[str]] = []
     for share in range(DAYS):
-        result, report = audit(cli, "--rolling", str(DAYS))
+        with s3_requests() as sent:
+            result, report = audit(cli, "--rolling", str(DAYS))
         assert result.exit_code == 1, result.output
         entry = report["rolling"]
         assert (entry["days"], entry["share"], entry["changed"],
@@ -116,6 +118,11 @@ def test_days_runs_read_the_tags_of_every_resource_each_once(
         assert 0 < entry["objects_tag_checked"] < \
             report["usage"][owner["org"]["name"]]["total_objects"]
         assert entry["resources_checked"] == len(mine)
+        # one tagging request per object of the selection, and one more
+        # per tag finding (read again before it is reported): none for
+        # the objects of the other shares
+        assert sent.count("GetObjectTagging") == \
+            entry["objects_tag_checked"] + len(mine)
         assert entry["shares"][str(share)] == report["started"]
         seen.append(mine)
     assert set().union(*seen) == set(ids)
