@@ -105,8 +105,11 @@ def require_sysadmin() -> None:
 def operator_page() -> Any:
     require_sysadmin()
     shown = operator_overview.overview()
+    rotation = operator_overview.kept_rotation()
     return tk.render("dcor_depot/admin.html", extra_vars={
         "overview": shown, "human_bytes": human_bytes,
+        "rotation": rotation,
+        "shares": operator_overview.rotation_rows(rotation),
         "audit_command": AUDIT_COMMAND,
         "max_findings": operator_overview.MAX_FINDINGS_SHOWN})
 

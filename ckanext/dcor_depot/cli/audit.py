@@ -41,11 +41,16 @@ grace_option = click.option(
 @click.option("--sample", type=click.FloatRange(min=0, min_open=True,
                                                 max=100), metavar="P",
               help="With --deep: read a random P percent of the objects.")
+@click.option("--rolling", type=click.IntRange(min=1), metavar="DAYS",
+              help="List every bucket, but read the tags (and with --deep "
+                   "the bytes) only of changed resources and of a 1/DAYS "
+                   "share of the rest: DAYS daily runs check every object.")
 @grace_option
 @organization_option
 @common.with_app_context
 def audit(fix: bool, as_json: bool, deep: bool, sample: float | None,
-          grace_hours: float, organizations: tuple[str, ...]) -> None:
+          rolling: int | None, grace_hours: float,
+          organizations: tuple[str, ...]) -> None:
     """Report, per organization and worst first: resources whose data
     exist nowhere, missing objects, orphan objects, objects whose public
     tag differs from their dataset's visibility, missing sha256, size
@@ -57,11 +62,14 @@ def audit(fix: bool, as_json: bool, deep: bool, sample: float | None,
     Exit status: 0 nothing found, 1 findings, 2 the audit is incomplete
     (the store or a disk could not be read; usage errors too).
     """
+    if rolling is not None and sample is not None:
+        common.fail(f"{AUDIT}: --sample and --rolling exclude each other",
+                    code=2)
     if sample is not None and not deep:
         common.fail(f"{AUDIT}: --sample needs --deep", code=2)
     options = run.AuditOptions(fix=fix, deep=deep, sample=sample or 100.0,
                                grace_hours=grace_hours,
-                               organizations=organizations)
+                               organizations=organizations, rolling=rolling)
     try:
         report = run.run_audit(options,
                                on_fix=None if as_json else _print_fix)
@@ -92,14 +100,39 @@ def _print_report(report: findings.Report) -> None:
         click.echo(f"  {finding.line()}")
     for error in report.errors:
         common.report_error(f"{AUDIT}: {error}")
+    if report.rolling is not None:
+        for line in rolling_lines(report.rolling):
+            click.echo(line)
     counts = ", ".join(f"{n} {kind}" for kind, n in report.summary().items())
     fixed = sum(report.fixed.values())
     click.echo(f"{AUDIT}: {len(report.findings)} findings"
                + (f" ({counts})" if counts else "")
                + (f", {fixed} fixed" if report.options.get("fix") else "")
-               + (f", {report.options['deep_checked']} objects re-hashed"
-                  if report.options.get("deep") else "")
+               + (f", {report.options.get('deep_checked', 0)} objects "
+                  f"re-hashed" if report.options.get("deep") else "")
+               + (f", rolling share {report.rolling['share']} of "
+                  f"{report.rolling['days']}" if report.rolling else "")
                + (", complete" if report.complete else ", INCOMPLETE"))
+
+
+def rolling_lines(entry: dict[str, Any]) -> list[str]:
+    """What a rolling audit covered, for people."""
+    lines = [f"rolling: share {entry['share']} of {entry['days']} "
+             f"(0-{entry['days'] - 1}): tags of "
+             f"{entry['objects_tag_checked']} objects of "
+             f"{entry['resources_checked']} resources read "
+             f"({entry['changed']} changed since "
+             f"{entry['since'] or 'no previous rolling run'})"]
+    if entry.get("restarted"):
+        lines.append(f"rolling: {entry['restarted']}")
+    lines.append("rolling: " + (
+        f"next run checks share {entry['next_share']}"
+        if entry.get("advanced") else
+        f"incomplete: the next run checks share {entry['share']} again"))
+    lines.append("rolling: shares last checked: " + ", ".join(
+        f"{share} {when or 'never'}"
+        for share, when in entry.get("shares", {}).items()))
+    return lines
 
 
 @click.command(USAGE, short_help="Storage used per organization.")

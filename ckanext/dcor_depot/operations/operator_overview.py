@@ -2,15 +2,18 @@
 counts of the database.
 
 The storage figures and findings are those of the last kept report
-(``ckan dcor-depot-audit`` writes it); the resource counts are read
-now. Both are keyed by organization name.
+(``ckan dcor-depot-audit`` writes it); the resource counts and the
+rolling audit's rotation are read now. Both are keyed by organization
+name.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
+from ckanext.dcor_depot import errors
 from ckanext.dcor_depot.operations.audit import findings as audit
+from ckanext.dcor_depot.operations.audit import rolling
 from ckanext.dcor_depot.operations.audit.usage import OrgUsage
 from ckanext.dcor_depot.records import resource_states
 from ckanext.dcor_depot.records.resource_states import StateCounts
@@ -91,3 +94,30 @@ def overview(report: audit.Report | None = None,
     return Overview(report=report, organizations=rows,
                     findings=listed[:MAX_FINDINGS_SHOWN],
                     more_findings=max(0, len(listed) - MAX_FINDINGS_SHOWN))
+
+
+@dataclass(frozen=True)
+class ShareRow:
+    """One share of the rolling audit's rotation."""
+    share: int
+    #: when a complete rolling run last checked it (None: never)
+    checked: str | None
+    #: the next rolling run checks it
+    next: bool
+
+
+def rotation_rows(rotation: rolling.Rotation | None) -> list[ShareRow]:
+    """The rotation's shares, for the page ([] without a rotation)."""
+    if rotation is None:
+        return []
+    return [ShareRow(share, rotation.checked.get(share),
+                     share == rotation.next_share)
+            for share in range(rotation.days)]
+
+
+def kept_rotation() -> rolling.Rotation | None:
+    """The rolling audit's rotation now (None: none, or unreadable)."""
+    try:
+        return rolling.load()
+    except errors.DcorDepotError:
+        return None

@@ -144,6 +144,8 @@ class AuditRecord:
     sha256: str | None
     moved_from: str | None
     verified_at: str | None
+    #: the resource's own ``metadata_modified`` (naive UTC)
+    resource_modified: datetime.datetime | None = None
 
     @property
     def has_file(self) -> bool:
@@ -160,7 +162,9 @@ def audit_records(org_ids: Iterable[str] | None = None
     res, pkg, grp = model.resource_table, model.package_table, \
         model.group_table
     query = (sa.select(res.c.id, res.c.state, res.c.url_type, res.c.size,
-                       res.c.created, res.c.extras, pkg.c.id.label("pid"),
+                       res.c.created, res.c.extras,
+                       res.c.metadata_modified.label("rmodified"),
+                       pkg.c.id.label("pid"),
                        pkg.c.name.label("pname"),
                        pkg.c.state.label("pstate"), pkg.c.private,
                        pkg.c.metadata_modified, pkg.c.owner_org,
@@ -190,5 +194,6 @@ def _audit_record(row: Any) -> AuditRecord:
         s3_available=tk.asbool(extras.get("s3_available", False)),
         s3_url=text("s3_url"), sha256=text("sha256"),
         moved_from=text(ckan_data.MOVED_FROM),
-        verified_at=text(ckan_data.VERIFIED_AT))
+        verified_at=text(ckan_data.VERIFIED_AT),
+        resource_modified=row.rmodified)
 

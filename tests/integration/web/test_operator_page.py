@@ -255,3 +255,46 @@ def test_verified_at_is_the_plugins_field(site):
         res["s3_verified_at"]
     assert object_store.object_exists(org.bucket,
                                       layout.object_key(res["id"]))
+
+
+@pytest.fixture
+def kept_rotation(site):
+    """The rolling audit's rotation may be replaced inside; the one from
+    before is put back afterwards."""
+    import ckan.model as model
+    import sqlalchemy as sa
+
+    from ckanext.dcor_depot.records import audit_rotation
+    earlier = audit_rotation.load()
+    yield audit_rotation
+    if earlier is not None:
+        audit_rotation.update(lambda _: earlier)
+    else:
+        with model.meta.engine.begin() as connection:
+            connection.execute(sa.text(
+                "DELETE FROM system_info WHERE key = :key"),
+                {"key": audit_rotation.KEY})
+
+
+def test_the_page_shows_the_rolling_share_and_the_rotation(
+        site, reports, kept_rotation, sysadmin):
+    kept_rotation.update(lambda _: {
+        "version": 1, "days": 3, "next_share": 2,
+        "last_started": "2025-03-02T03:00:00+00:00",
+        "checked": {"0": "2025-03-01T03:00:00+00:00",
+                    "1": "2025-03-02T03:00:00+00:00"}})
+    findings.keep(Report(
+        started="2025-03-02T03:00:00+00:00",
+        finished="2025-03-02T03:01:00+00:00",
+        rolling={"days": 3, "share": 1, "since": None, "restarted": "",
+                 "resources_checked": 40, "changed": 4,
+                 "objects_tag_checked": 52, "advanced": True,
+                 "next_share": 2, "shares": {}}))
+    reply = get(site.url + ADMIN_PAGE, sysadmin)
+    assert reply.status_code == 200
+    shown = text_of(reply.text)
+    assert ("The last audit was a rolling audit: share 1 of 3 (shares 0 "
+            "to 2); it read the tags of 52 objects of 40 resources, 4 of "
+            "which changed since the previous rolling run.") in shown
+    assert "Share Last checked (run started) 0 2025-03-01 03:00 UTC " \
+        "1 2025-03-02 03:00 UTC 2 next never" in shown

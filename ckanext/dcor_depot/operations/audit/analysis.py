@@ -235,7 +235,7 @@ def dataset_states(scan: SiteScan) -> dict[str, ckan_data.DatasetState]:
         for dataset_id, rows in grouped.items()}
 
 
-def _owner_buckets(scan: SiteScan) -> dict[str, set[str]]:
+def owner_buckets(scan: SiteScan) -> dict[str, set[str]]:
     """``{resource id: buckets that may hold its objects}``."""
     owners: dict[str, set[str]] = {}
     for record in scan.records:
@@ -252,7 +252,7 @@ def _owner_buckets(scan: SiteScan) -> dict[str, set[str]]:
 
 def _object_findings(scan: SiteScan, grace: float,
                      usage: dict[str, OrgUsage]) -> Iterator[Finding]:
-    owners = _owner_buckets(scan)
+    owners = owner_buckets(scan)
     by_id = {record.id: record for record in scan.records}
     states = dataset_states(scan)
     for bucket, found in scan.buckets.items():

@@ -2,7 +2,8 @@
 
 The JSON form of a report is an interface (documented in the README):
 ``{"version", "started", "finished", "complete", "errors", "options",
-"summary", "organizations", "usage", "findings"}``, one finding per entry
+"summary", "organizations", "usage", "fixed", "rolling", "findings"}``
+(``rolling`` is null but for ``--rolling``), one finding per entry
 with ``kind``, ``organization``, ``dataset``, ``resource``, ``key`` and
 ``detail``.
 """
@@ -114,6 +115,8 @@ class Report:
     usage: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: what --fix repaired, per kind
     fixed: dict[str, int] = field(default_factory=dict)
+    #: a rolling audit's share and rotation (see rolling.report_entry)
+    rolling: dict[str, Any] | None = None
 
     @property
     def complete(self) -> bool:
@@ -148,6 +151,7 @@ class Report:
             "summary": self.summary(),
             "organizations": self.per_organization(),
             "usage": self.usage, "fixed": self.fixed,
+            "rolling": self.rolling,
             "findings": [f.as_json() | {"dataset_id": f.dataset_id}
                          for f in self.sorted_findings()],
         }
@@ -165,7 +169,9 @@ class Report:
                    errors=list(data.get("errors", [])),
                    options=dict(data.get("options", {})),
                    usage=dict(data.get("usage", {})),
-                   fixed=dict(data.get("fixed", {})))
+                   fixed=dict(data.get("fixed", {})),
+                   rolling=data["rolling"] if isinstance(
+                       data.get("rolling"), dict) else None)
 
 
 def last_report_path() -> Path:

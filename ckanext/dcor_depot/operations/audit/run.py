@@ -2,7 +2,9 @@
 
 The report is kept as the last report (for the operator page) whatever
 the options; ``--fix`` removes what it repaired from the report, so the
-kept report lists what still needs a person.
+kept report lists what still needs a person. A rolling audit
+(``rolling.py``) reads the tags of its selection only and advances the
+rotation when it is complete.
 """
 from __future__ import annotations
 
@@ -13,7 +15,13 @@ from typing import Any
 
 from ckanext.dcor_depot import config, errors
 from ckanext.dcor_depot.operations import visibility
-from ckanext.dcor_depot.operations.audit import analysis, deep, repair, scan
+from ckanext.dcor_depot.operations.audit import (
+    analysis,
+    deep,
+    repair,
+    rolling,
+    scan,
+)
 from ckanext.dcor_depot.operations.audit.findings import (
     Finding,
     Kind,
@@ -34,6 +42,8 @@ class AuditOptions:
     grace_hours: float = 24.0
     #: names of the organizations to audit (empty: the whole site)
     organizations: tuple[str, ...] = ()
+    #: DAYS of a rolling audit (None: check every object)
+    rolling: int | None = None
 
 
 def now_iso() -> str:
@@ -44,9 +54,18 @@ def now_iso() -> str:
 def run_audit(options: AuditOptions,
               on_fix: repair.OnResult | None = None,
               on_object: Callable[[int], None] | None = None) -> Report:
-    """Audit the site; raises ValueError for an unknown organization."""
+    """Audit the site; raises ValueError for an unknown organization or
+    options that exclude each other."""
+    if options.rolling is not None and options.organizations:
+        raise ValueError("--rolling audits the whole site: it excludes "
+                         "--organization")
     report = Report(started=now_iso(), options=asdict(options))
-    site = scan.scan_site(options.organizations)
+    chosen = None
+    if options.rolling is None:
+        site = scan.scan_site(options.organizations)
+    else:
+        site = scan.scan_site(tags=False)
+        chosen = _select(site, options.rolling)
     judged = analysis.judge(site, options.grace_hours * 3600)
     report.errors = list(site.errors)
     report.usage = {org: figures.as_json()
@@ -54,21 +73,51 @@ def run_audit(options: AuditOptions,
     try:
         report.findings = confirm_missing(confirm_tags(judged.findings))
         if options.deep:
-            _deep(site, options, report, on_object)
+            _deep(site, options, report, on_object,
+                  chosen.rehash if chosen else None)
         if options.fix:
             _fix(report, on_fix)
     except errors.DcorDepotError as exc:
         report.errors.append(str(exc))
     finally:
         report.finished = now_iso()
+        if chosen is not None:
+            _record_rolling(report, chosen)
         if not options.organizations:  # the page shows the whole site
             keep(report)
     return report
 
 
+def _select(site: scan.SiteScan, days: int) -> rolling.Selection:
+    """The rolling run's selection; the tags of its objects are read."""
+    chosen = rolling.select(site, rolling.plan(rolling.load(), days))
+    if site.store:
+        scan.scan_tags(site, chosen.objects)
+    return chosen
+
+
+def _record_rolling(report: Report, chosen: rolling.Selection) -> None:
+    """Advance the rotation if the run is complete; the report says
+    which share it covered and when each share was last checked."""
+    rotation, advanced = None, False
+    try:
+        if report.complete:
+            rotation, advanced = rolling.record(chosen.plan,
+                                                report.started), True
+        else:
+            rotation = rolling.load()
+    except errors.DcorDepotError as exc:
+        report.errors.append(str(exc))
+    report.rolling = rolling.report_entry(chosen, rotation, advanced)
+
+
 def _deep(site: scan.SiteScan, options: AuditOptions, report: Report,
-          on_object: Callable[[int], None] | None) -> None:
-    chosen = deep.sample(deep.candidates(site), options.sample)
+          on_object: Callable[[int], None] | None,
+          only: frozenset[str] | None) -> None:
+    found = deep.candidates(site)
+    if only is not None:
+        found = [record for record in found if record.id in only]
+    chosen = deep.sample(found, options.sample)
     checked = deep.check_objects(site, chosen, on_object)
     report.findings += checked.findings
     report.errors += checked.errors

@@ -3,8 +3,9 @@
 Everything is read once, before anything is judged: one query for the
 resources, one listing per bucket (plus its open uploads and lifecycle
 rule), the tags of every object of the plugin's layout (in parallel, with
-a bound), a look at each upload path and backup file, and one walk of the
-depots and the backup location.
+a bound; a rolling audit reads those of its selection only, see
+``rolling.py``), a look at each upload path and backup file, and one walk
+of the depots and the backup location.
 """
 from __future__ import annotations
 
@@ -77,7 +78,7 @@ def scan_site(org_names: Iterable[str] = (), tags: bool = True) -> SiteScan:
     if scan.store:
         _scan_buckets(scan, org_ids)
         if tags:
-            _scan_tags(scan)
+            scan_tags(scan)
     return scan
 
 
@@ -184,9 +185,13 @@ def _scan_buckets(scan: SiteScan, org_ids: set[str] | None) -> None:
                 scan.buckets[bucket] = found
 
 
-def _scan_tags(scan: SiteScan) -> None:
-    objects = [(bucket, key) for bucket, found in scan.buckets.items()
-               for key in found.objects if survey.artifact_of(key)]
+def scan_tags(scan: SiteScan,
+              objects: list[ObjectId] | None = None) -> None:
+    """Read the tags of ``objects`` (default: every object of the
+    plugin's layout in the scanned buckets) into ``scan.public``."""
+    if objects is None:
+        objects = [(bucket, key) for bucket, found in scan.buckets.items()
+                   for key in found.objects if survey.artifact_of(key)]
     try:
         scan.public = survey.public_flags(objects)
     except errors.StoreError as exc:
