@@ -7,7 +7,7 @@ they list resources with one query on CKAN's model.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,16 +76,17 @@ def modified_since(days: int, now: datetime.datetime | None = None
 
 def resource_records(modified_days: int = -1,
                      dataset_id: str | None = None,
-                     now: datetime.datetime | None = None
+                     now: datetime.datetime | None = None,
+                     resource_ids: Collection[str] | None = None
                      ) -> list[ResourceRecord]:
     """Active resources of active and draft datasets, public or private.
 
     ``modified_days`` limits them to datasets whose ``metadata_modified``
     is on or after midnight (UTC) of the date N days before today (see
     :func:`modified_since`, ``now`` is its clock); ``dataset_id`` to one
-    dataset. The list is complete before the caller starts changing
-    things, so updates made while working through it do not disturb the
-    iteration.
+    dataset; ``resource_ids`` to these resources. The list is complete
+    before the caller starts changing things, so updates made while
+    working through it do not disturb the iteration.
     """
     query = (model.Session.query(model.Resource, model.Package)
              .join(model.Package,
@@ -97,6 +98,8 @@ def resource_records(modified_days: int = -1,
         query = query.filter(model.Package.metadata_modified >= since)
     if dataset_id is not None:
         query = query.filter(model.Package.id == dataset_id)
+    if resource_ids is not None:
+        query = query.filter(model.Resource.id.in_(list(resource_ids)))
     query = query.order_by(model.Package.name, model.Resource.position,
                            model.Resource.id)
     return [_record(res, pkg) for res, pkg in query]
