@@ -159,7 +159,9 @@ def build_site(s3, args: argparse.Namespace) -> None:
         pending: list[Future] = []
         for n, size in enumerate(sizes):
             org = orgs[n % len(orgs)]
-            public = n % 2 == 1  # the first, the visibility one, private
+            # Every other dataset of each organization; the first, the
+            # visibility one, private.
+            public = (n // len(orgs)) % 2 == 1
             bodies = {str(uuid.uuid4()): os.urandom(KiB)
                       for _ in range(size)}
             pending.append(putter.submit(audit.store_objects, s3, org,
