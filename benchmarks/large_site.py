@@ -6,9 +6,9 @@ benchmarks/large_site.py [--resources N] [--datasets N] [--organizations
 N] [--only audit,rolling,page,list,verify,visibility] [--keep]`; try it
 small with `--resources 2000 --datasets 20`.
 
-The site: ``--organizations`` organizations ``large-bench-*`` (one
-bucket each, so no bucket index holds more than its share), with
-``--datasets`` datasets round robin, every other one public. The first
+The site: ``--organizations`` organizations ``large-bench-*`` (a bucket
+each: no bucket index holds more than its share), ``--datasets``
+datasets round robin, every other one of each public. The first
 dataset, ``...-visibility``, has ``--visibility-resources`` resources
 (default 1,000) and starts private; the others share the rest. Every
 resource is an ``upload`` resource as a migration with
@@ -27,8 +27,8 @@ Measured, each figure printed with its goal and PASS or MISS:
 - ``rolling``: ``ckan dcor-depot-audit --json --grace-hours 0 --rolling
   7`` (wall time, peak RSS; "rolling: not available" if the option is
   missing);
-- ``page``: GET ``/ckan-admin/dcor-depot`` as the dev site's sysadmin
-  (its API token), one request and then ``--rounds`` more;
+- ``page``: GET ``/ckan-admin/dcor-depot`` with the dev site's sysadmin
+  token, once and then ``--rounds`` times (the median of those);
 - ``list``: ``ckan list-all-resources`` (no goal: the figure only);
 - ``verify``: ``ckan dcor-migrate-resources-to-object-store
   --verify-existence`` of the whole site, nothing to do; its start-up is
@@ -40,10 +40,10 @@ Measured, each figure printed with its goal and PASS or MISS:
   request until every object answers an anonymous GET as it should (the
   plugin tags after the commit, inside the request).
 
-The site is removed at the end (organizations, datasets, activities,
-objects, buckets) unless ``--keep``; a later run reuses a kept site of
-the same shape and removes any other (e.g. one a killed run left).
-The dev site's kept audit report is put back.
+The site (organizations, datasets, activities, objects, buckets) is
+removed at the end unless ``--keep``; a later run reuses a kept site of
+the same shape, removes any other (one a killed run left). The dev
+site's kept audit report is put back.
 """
 from __future__ import annotations
 
