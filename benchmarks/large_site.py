@@ -1,10 +1,8 @@
 """A large site against the dev stack (issue 25): 100,000 resources.
 
-Run with `make bench-large` or, with the stack running (`make start`;
-the web server must run), `.devstack/venv-2.12.0/bin/python
-benchmarks/large_site.py [--resources N] [--datasets N] [--organizations
-N] [--only audit,rolling,page,list,verify,visibility] [--keep]`; try it
-small with `--resources 2000 --datasets 20`.
+Run with `make bench-large` or, with the stack running (`make start`,
+web server included), `.devstack/venv-2.12.0/bin/python
+benchmarks/large_site.py`; try it small: `--resources 2000 --datasets 20`.
 
 The site: ``--organizations`` organizations ``large-bench-*`` (a bucket
 each: no bucket index holds more than its share), ``--datasets``
