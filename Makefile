@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 # The plugin's tests and the devstack's own (stack/tests).
 TESTS ?= tests stack/tests
 
-.PHONY: setup start stop demo test test-unit test-slow test-faults lint bench clean
+.PHONY: setup start stop demo test test-unit test-slow test-faults lint bench bench-large clean
 
 setup:  ## install Debian packages, a venv with CKAN and this plugin
 	bash stack/install.sh
@@ -59,6 +59,13 @@ bench: start  ## benchmarks against the running stack
 	$(VENV)/bin/python benchmarks/audit.py
 	$(VENV)/bin/python benchmarks/load.py --only-goal
 	$(VENV)/bin/python benchmarks/load.py
+
+# A site of 100,000 resources, built, measured and removed (long: 100,000
+# PUTs and 1,000 dataset purges); try it small with
+# LARGE_ARGS="--resources 2000 --datasets 20", keep it with "--keep".
+LARGE_ARGS ?=
+bench-large: start  ## the large-site benchmark (100,000 resources)
+	$(VENV)/bin/python benchmarks/large_site.py $(LARGE_ARGS)
 
 clean: stop  ## remove the stack and all its data
 	bash stack/clean_pg_outside.sh

@@ -110,10 +110,10 @@ def pooled_client(connections: int):
             response_checksum_validation="when_required"))
 
 
-def new_org(kind: str) -> BenchOrg:
+def new_org(kind: str, prefix: str = PREFIX) -> BenchOrg:
     from ckanext.dcor_depot.storage import object_store
     org = action("organization_create",
-                 name=f"{PREFIX}{kind}-{uuid.uuid4().hex[:8]}")
+                 name=f"{prefix}{kind}-{uuid.uuid4().hex[:8]}")
     bucket = object_store.bucket_name(org["id"])
     object_store.ensure_bucket(bucket)  # with the plugin's rules
     return BenchOrg(org["name"], org["id"], bucket)
@@ -178,20 +178,21 @@ def populate(s3, kind: str, datasets: int, per_dataset: int, size: int,
 
 
 # --------------------------------------------------------------- cleanup
-def bench_orgs() -> list[tuple[str, str]]:
+def bench_orgs(prefix: str = PREFIX) -> list[tuple[str, str]]:
     """``(id, name)`` of the benchmark's organizations, in any state."""
     import ckan.model as model
     return [(g.id, g.name) for g in model.Session.query(model.Group).filter(
-        model.Group.name.like(f"{PREFIX}%"))]
+        model.Group.name.startswith(prefix, autoescape=True))]
 
 
-def remove_bench_orgs(s3) -> None:
+def remove_bench_orgs(s3, prefix: str = PREFIX) -> None:
     """Delete the objects, buckets, upload files, datasets (with their
-    activities and queued jobs) and organizations of the benchmark."""
+    activities and queued jobs) and organizations of the benchmark
+    (organizations named ``prefix...``)."""
     import ckan.model as model
 
     from ckanext.dcor_depot.storage import object_store
-    for org_id, name in bench_orgs():
+    for org_id, name in bench_orgs(prefix):
         bucket = object_store.bucket_name(org_id)
         empty_bucket(s3, bucket)
         dataset_ids = [p.id for p in model.Session.query(model.Package)
@@ -274,18 +275,27 @@ def kept_report_restored() -> Iterator[None]:
 
 
 # ------------------------------------------------------------ measuring
-def audit_command(ini: str, *options: str) -> AuditRun:
-    """``ckan -c INI dcor-depot-audit --json OPTIONS`` in a child: its wall
-    time, its peak RSS (its own, see MEASURE) and its report."""
+def ckan_command(ini: str, *arguments: str
+                 ) -> tuple[float, float, subprocess.CompletedProcess]:
+    """``ckan -c INI ARGUMENTS`` in a child: its wall time, its peak RSS
+    in MiB (its own, see MEASURE) and the finished process (output
+    captured)."""
     ckan = str(Path(sys.executable).with_name("ckan"))
     with tempfile.NamedTemporaryFile("r") as rss:
         start = time.perf_counter()
         child = subprocess.run(
             [sys.executable, "-c", MEASURE, rss.name, ckan, "-c", ini,
-             "dcor-depot-audit", "--json", *options],
-            capture_output=True, text=True, check=False)
+             *arguments], capture_output=True, text=True, check=False)
         seconds = time.perf_counter() - start
         peak = int(rss.read() or 0) / KiB
+    return seconds, peak, child
+
+
+def audit_command(ini: str, *options: str) -> AuditRun:
+    """``ckan -c INI dcor-depot-audit --json OPTIONS`` in a child: its wall
+    time, its peak RSS (its own, see MEASURE) and its report."""
+    seconds, peak, child = ckan_command(ini, "dcor-depot-audit", "--json",
+                                        *options)
     try:
         report = json.loads(child.stdout[child.stdout.index("{"):])
     except ValueError:
