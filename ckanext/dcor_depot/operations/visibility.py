@@ -126,7 +126,10 @@ def reconcile(refs: Iterable[ObjectRef],
         if not pending:
             return changed
         dataset_ids = {ref.dataset_id for ref in pending}
-        states = ckan_data.dataset_states(dataset_ids)
+        # Settled: a commit in flight (one that closed the objects before
+        # committing) is waited for, not tagged against and undone by the
+        # re-read only (its objects would be open meanwhile).
+        states = ckan_data.dataset_states(dataset_ids, settled=True)
         wanted = _per_object({ref: should_be_public(ref, states)
                               for ref in pending})
         changed += _set_tags({ref: public for ref, public in wanted.items()

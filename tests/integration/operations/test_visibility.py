@@ -7,7 +7,6 @@ repair command.
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 
 import pytest
@@ -22,7 +21,12 @@ from ckanext.dcor_depot.records import ckan_data, inventory
 from ckanext.dcor_depot.storage import layout, object_store
 from tests.support.access import fresh_resource
 from tests.support.cli import invoke, summary
-from tests.support.stack import anonymous_get, run_jobs, stored_in_s3
+from tests.support.stack import (
+    anonymous_get,
+    run_jobs,
+    stored_in_s3,
+    wait_for,
+)
 
 COMMAND = "dcor-depot-sync-visibility"
 #: Buckets of their own (new names each run): the whole-site sync looks at
@@ -158,29 +162,41 @@ def test_a_tagger_undoes_its_tag_when_the_state_changed_meanwhile(
     assert anonymous_get(fresh_resource(rid)["s3_url"]).status_code == 403
 
 
-def test_a_tagger_racing_with_a_closing_commit_never_leaves_data_open(
+def lock_waiters() -> int:
+    """Backends of the test database waiting for a row lock."""
+    with model.meta.engine.connect() as conn:
+        return conn.execute(sa.text(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type "
+            "= 'Lock' AND datname = current_database()")).scalar_one()
+
+
+def test_a_tagger_waits_for_a_closing_commit_and_never_opens(
         owner, make_dataset, upload, monkeypatch, run_concurrently):
-    """A commit closes its objects once, before it commits. A tagger that
-    read "public" before that commit and opens the object after the
-    closing must see the commit when it re-reads, and close again."""
+    """A commit closes its objects before it commits, holding its
+    dataset's row. A tagger starting meanwhile (the sync job that commit
+    queued, a migration) waits for the commit before it reads: it never
+    opens the object, not even until its re-read (which left private
+    data readable for seconds)."""
     dataset, res = stored_in_s3(make_dataset, upload, private=False)
     ref = visibility.ObjectRef(dataset["owner_org"], dataset["id"],
                                res["id"])
-    closed, opened = threading.Event(), threading.Event()
+    closed = threading.Event()
+    opened: list[str] = []
+    seen_while_pending: list[int] = []
     real_close, real_set_public = visibility.close, object_store.set_public
 
     def close_and_hold_the_commit(refs):
         changed = real_close(refs)
         closed.set()
-        opened.wait(30)  # the tagger opens while this commit is pending
-        time.sleep(0.5)  # and re-reads meanwhile
+        wait_for(lock_waiters, timeout=30,
+                 what="the tagger to wait for this commit")
+        seen_while_pending.append(anonymous_get(res["s3_url"]).status_code)
         return changed
 
     def set_public(bucket, key, public):
-        done = real_set_public(bucket, key, public)
         if public:
-            opened.set()
-        return done
+            opened.append(key)
+        return real_set_public(bucket, key, public)
 
     monkeypatch.setattr(visibility, "close", close_and_hold_the_commit)
     monkeypatch.setattr(object_store, "set_public", set_public)
@@ -190,11 +206,12 @@ def test_a_tagger_racing_with_a_closing_commit_never_leaves_data_open(
 
     def tagger():
         closed.wait(30)
-        visibility.reconcile([ref])  # first read: "public", not committed
+        visibility.reconcile([ref])
 
     _, errors = run_concurrently(make_private, tagger)
     assert errors == []
-    assert opened.is_set()
+    assert seen_while_pending == [403]
+    assert opened == []
     assert anonymous_get(res["s3_url"]).status_code == 403
 
 

@@ -129,12 +129,25 @@ def _merge(changes: dict[str, dict[str, dict[str, Any]]]
 
 
 def tag_objects(items: list[Transferred]) -> None:
-    """Tag the stored objects of migrated resources as the database says."""
+    """Tag the stored objects of migrated resources as the database says.
+
+    The object of a resource already recorded in the store is left
+    alone when it was found there: it was tagged before it was recorded,
+    and since then its tags are the visibility sync's (and the audit's),
+    so a verifying run that finds nothing to do sends no request for
+    it. Condensed and preview objects have no record that says they were
+    tagged (a run may have died between their upload and the tagging):
+    they are tagged again.
+    """
     refs: list[visibility.ObjectRef] = []
     fresh: list[visibility.ObjectRef] = []
     for plan, outcomes in items:
+        recorded = _recorded_in_store(plan)
         for outcome in outcomes:
             if not outcome.in_store or not plan.record.owner_org:
+                continue
+            if (recorded and outcome.artifact == "resource"
+                    and not outcome.uploaded):
                 continue
             ref = visibility.ObjectRef(plan.record.owner_org,
                                        plan.record.dataset_id,
@@ -143,6 +156,12 @@ def tag_objects(items: list[Transferred]) -> None:
             if outcome.uploaded:  # a new object carries no tags
                 fresh.append(ref)
     visibility.reconcile(refs, assume_closed=fresh)
+
+
+def _recorded_in_store(plan: ResourcePlan) -> bool:
+    record = plan.record
+    return record.s3_available and record.s3_url == object_store.object_url(
+        plan.bucket, plan.keys["resource"])
 
 
 def s3_state_changes(url: str, sha256: str | None, *, s3_available: bool,
