@@ -25,6 +25,7 @@ from tests.support.cli import (
 )
 from tests.support.data import flip_first_byte
 from tests.support.stack import anonymous_get, sysadmin_context
+from tests.support.store import s3_requests
 
 pytestmark = pytest.mark.usefixtures("with_extended_cli")
 
@@ -227,6 +228,12 @@ def test_verify_existence_reads_a_listing_not_each_object(
     assert summary(result) == (f"{COMMAND}: 1 uploaded, {len(items) - 1} "
                                "skipped, 0 failed")
     assert resource_object(owner, lost["id"]) == lost["files"]["resource"]
+    # Nothing left to do: the listing only (no lookup, no tagging).
+    with s3_requests() as sent:
+        again = invoke(cli, COMMAND, "--verify-existence")
+    assert summary(again) == f"{COMMAND}: 0 uploaded, {len(items)} " \
+                             "skipped, 0 failed"
+    assert set(sent) == {"ListBuckets", "ListObjectsV2"}  # + connection check
 
 
 def test_verify_checksum_repairs_a_changed_object(cli, owner,
