@@ -9,7 +9,8 @@ PYTEST_ARGS ?=
 # The plugin's tests and the devstack's own (stack/tests).
 TESTS ?= tests stack/tests
 
-.PHONY: setup start stop demo test test-unit test-slow test-faults lint bench bench-large clean
+.PHONY: setup start stop demo test test-unit test-slow test-faults lint bench bench-large \
+	bench-migrate-workers clean
 
 setup:  ## install Debian packages, a venv with CKAN and this plugin
 	bash stack/install.sh
@@ -54,6 +55,7 @@ lint: setup  ## ruff (complexity too), sizes, config and architecture pages, lay
 
 bench: start  ## benchmarks against the running stack
 	$(VENV)/bin/python benchmarks/run.py
+	$(VENV)/bin/python benchmarks/migrate_workers.py
 	$(VENV)/bin/python benchmarks/direct.py
 	$(VENV)/bin/python benchmarks/dcoraid_direct.py
 	$(VENV)/bin/python benchmarks/audit.py
@@ -66,6 +68,13 @@ bench: start  ## benchmarks against the running stack
 LARGE_ARGS ?=
 bench-large: start  ## the large-site benchmark (100,000 resources)
 	$(VENV)/bin/python benchmarks/large_site.py $(LARGE_ARGS)
+
+# Migration of 300 x 16 MiB by 1, 2 and 4 workers (--via-workers) vs
+# --jobs 16 in one process (issue 25); try it small with
+# MIGRATE_ARGS="--count 20 --size 1MiB --rounds 1".
+MIGRATE_ARGS ?=
+bench-migrate-workers: start  ## migration by the worker fleet vs one process
+	$(VENV)/bin/python benchmarks/migrate_workers.py $(MIGRATE_ARGS)
 
 clean: stop  ## remove the stack and all its data
 	bash stack/clean_pg_outside.sh

@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 QUEUES = ["default", "dcor-short", "dcor-normal"]
 POLL = 0.2
@@ -34,10 +34,12 @@ def ckan_command(env: dict[str, str]) -> str:
     return str(Path(env["CKAN_VENV"]) / "bin" / "ckan")
 
 
-def worker_command(env: dict[str, str]) -> list[str]:
+def worker_command(env: dict[str, str], ini: str | None = None,
+                   queues: list[str] | None = None) -> list[str]:
+    """The site's worker command (or one of ``ini`` on ``queues``)."""
     command = os.environ.get("DCOR_BENCH_WORKER", "dcor-depot-worker")
-    return [ckan_command(env), "-c", env["CKAN_INI"], *command.split(),
-            *QUEUES]
+    return [ckan_command(env), "-c", ini or env["CKAN_INI"],
+            *command.split(), *(queues or QUEUES)]
 
 
 def alive(pid: int) -> bool:
@@ -116,19 +118,23 @@ def stack_worker_paused(env: dict[str, str]) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def own_workers(env: dict[str, str], count: int,
-                log_prefix: Path) -> Iterator[list[int]]:
-    """``count`` workers of the site's queues, registered with RQ before
-    this yields their PIDs; stopped (warm) at the end."""
+def own_workers(env: dict[str, str], count: int, log_prefix: Path,
+                ini: str | None = None, queue: Any = None
+                ) -> Iterator[list[int]]:
+    """``count`` workers of the site's queues (or, with ``ini``, of that
+    configuration on the rq ``queue``), registered with RQ before this
+    yields their PIDs; stopped (warm) at the end."""
+    command = worker_command(env) if ini is None else worker_command(
+        env, ini, [queue.name.rsplit(":", 1)[-1]])
     procs = []
     try:
         for i in range(count):
             with open(f"{log_prefix}-{i}.log", "wb") as log:
                 procs.append(subprocess.Popen(
-                    worker_command(env), stdout=log,
+                    command, stdout=log,
                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                     start_new_session=True))
-        wait_registered(env, {p.pid for p in procs}, procs)
+        wait_registered(env, {p.pid for p in procs}, procs, queue)
         yield [p.pid for p in procs]
     finally:
         for proc in procs:
@@ -143,9 +149,10 @@ def own_workers(env: dict[str, str], count: int,
 
 
 def wait_registered(env: dict[str, str], pids: set[int],
-                    procs: list[subprocess.Popen]) -> None:
+                    procs: list[subprocess.Popen], queue: Any = None
+                    ) -> None:
     import rq
-    queue = rq_queues(env)[0]
+    queue = queue or rq_queues(env)[0]
     deadline = time.monotonic() + 120
     while not pids <= {w.pid for w in rq.Worker.all(queue=queue)}:
         if time.monotonic() > deadline or any(p.poll() is not None
@@ -154,11 +161,13 @@ def wait_registered(env: dict[str, str], pids: set[int],
         time.sleep(0.2)
 
 
-def wait_until_idle(env: dict[str, str], deadline: float) -> float | None:
-    """When no job of the site is queued, deferred or running (the
-    search-index jobs included); None if not before ``deadline``."""
+def wait_until_idle(env: dict[str, str], deadline: float,
+                    queues: list | None = None) -> float | None:
+    """When no job of the site (or of the rq ``queues``) is queued,
+    deferred or running (the search-index jobs included); None if not
+    before ``deadline``."""
     from rq.registry import DeferredJobRegistry, StartedJobRegistry
-    queues = rq_queues(env)
+    queues = queues or rq_queues(env)
     while time.monotonic() < deadline:
         busy = sum(q.count + len(StartedJobRegistry(queue=q))
                    + len(DeferredJobRegistry(queue=q)) for q in queues)

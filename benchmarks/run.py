@@ -202,25 +202,31 @@ def remove_uploaded_file(rid: str, timeout: float = 120) -> None:
     delete_local_file(layout.ckan_upload_path(rid))
 
 
-def migrate(rids: list[str], jobs: int) -> list[str]:
-    """What `dcor-migrate-resources-to-object-store --jobs N` does;
-    returns the ids of the search-index jobs it queued."""
+def benchmark_records(rids: list[str]) -> list:
+    """The inventory records of the benchmark's resources ``rids``, as
+    the migration command lists them (``ResourceRecord``)."""
     import ckan.model as model
 
-    from ckanext.dcor_depot.operations.migrate import (
-        MigrationOptions,
-        Status,
-        migrate_resources,
-    )
     from ckanext.dcor_depot.records import inventory
     wanted = set(rids)
     # The command lists every resource of the site; the benchmark's site
     # collects resources run after run, so list the benchmark's datasets.
     dataset_ids = {row[0] for row in model.Session.query(
         model.Resource.package_id).filter(model.Resource.id.in_(rids))}
-    records = [r for dataset_id in sorted(dataset_ids)
-               for r in inventory.resource_records(dataset_id=dataset_id)
-               if r.id in wanted]
+    return [r for dataset_id in sorted(dataset_ids)
+            for r in inventory.resource_records(dataset_id=dataset_id)
+            if r.id in wanted]
+
+
+def migrate(rids: list[str], jobs: int) -> list[str]:
+    """What `dcor-migrate-resources-to-object-store --jobs N` does;
+    returns the ids of the search-index jobs it queued."""
+    from ckanext.dcor_depot.operations.migrate import (
+        MigrationOptions,
+        Status,
+        migrate_resources,
+    )
+    records = benchmark_records(rids)
     failed = []
 
     def on_result(outcome):
