@@ -41,7 +41,8 @@ grace_option = click.option(
 @click.option("--sample", type=click.FloatRange(min=0, min_open=True,
                                                 max=100), metavar="P",
               help="With --deep: read a random P percent of the objects.")
-@click.option("--rolling", type=click.IntRange(min=1), metavar="DAYS",
+@click.option("--rolling", type=click.IntRange(min=1, max=366),
+              metavar="DAYS",
               help="List every bucket, but read the tags (and with --deep "
                    "the bytes) only of changed resources and of a 1/DAYS "
                    "share of the rest: DAYS daily runs check every object.")

@@ -9,7 +9,7 @@ from ckanext.dcor_depot.cli import common
 from ckanext.dcor_depot.operations import jobs as dcor_jobs
 from ckanext.dcor_depot.operations.migrate.plan import BucketListings
 from ckanext.dcor_depot.records import inventory
-from ckanext.dcor_depot.storage import layout, transfer
+from ckanext.dcor_depot.storage import layout, object_store, transfer
 
 COMMAND = "run-jobs-dcor-depot"
 
@@ -21,11 +21,12 @@ def _run_jobs(record: inventory.ResourceRecord,
     done: list[str] = []
     errors: list[str] = []
     kinds = [dcor_jobs.SYMLINK]
-    stored = transfer.UNKNOWN
+    stored, listed_in = transfer.UNKNOWN, None
     if listings is not None:
         kinds.append(dcor_jobs.UPLOAD_S3)
         if record.owner_org:
             stored = listings.stored(record.owner_org, layout.object_key(rid))
+            listed_in = object_store.bucket_name(record.owner_org)
     kinds.append(dcor_jobs.BACKUP_S3)
     backup = layout.backup_path(rid)
     had_backup = backup is not None and backup.is_file()
@@ -33,7 +34,7 @@ def _run_jobs(record: inventory.ResourceRecord,
         try:
             # One failing job does not stop the next (as in the queue).
             result = (kind.func(rid) if kind is dcor_jobs.SYMLINK
-                      else kind.func(rid, stored))
+                      else kind.func(rid, stored, listed_in))
         except Exception as exc:  # a job may raise anything; report it
             # A failed action may leave the session unusable.
             model.Session.rollback()

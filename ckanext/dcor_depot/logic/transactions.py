@@ -30,6 +30,7 @@ they were created (``resource_create``, ``package_create``,
 """
 from __future__ import annotations
 
+import datetime
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -77,6 +78,10 @@ class TouchedDataset:
     closed: set[visibility.ObjectRef] = field(default_factory=set)
     #: the dataset changed organization: its data move after the commit
     owner_changed: bool = False
+    #: changed by SQL behind the ORM, which left ``metadata_modified`` as
+    #: it was: stamped at the commit (the rolling audit looks for changes
+    #: there)
+    stamp: bool = False
 
 
 @dataclass
@@ -110,7 +115,7 @@ def touch(session: orm.Session, dataset_id: str, *, whole: bool = False,
           new_resources: set[str] | frozenset[str] = frozenset(),
           old_orgs: set[str] | frozenset[str] = frozenset(),
           required_org: str | None = None,
-          owner_changed: bool = False) -> None:
+          owner_changed: bool = False, stamp: bool = False) -> None:
     """Note that a dataset's objects may have to change at the commit."""
     datasets = _pending(session).datasets
     if dataset_id not in datasets:
@@ -120,6 +125,7 @@ def touch(session: orm.Session, dataset_id: str, *, whole: bool = False,
         entry.required_org = None  # noted for another reason too
     entry.whole = entry.whole or whole
     entry.owner_changed = entry.owner_changed or owner_changed
+    entry.stamp = entry.stamp or stamp
     entry.resources.update(resources)
     entry.new_resources.update(new_resources)
     entry.old_orgs.update(org for org in old_orgs if org)
@@ -147,7 +153,7 @@ def touch_datasets(dataset_ids: list[str],
     for dataset_id, owner_org in rows:
         touch(session, dataset_id, whole=True,
               old_orgs={owner_org} if owner_org else set(),
-              required_org=required_org)
+              required_org=required_org, stamp=True)
 
 
 def _changed(obj: Any, names: tuple[str, ...]) -> dict[str, list[Any]]:
@@ -298,6 +304,8 @@ def _before_commit(session: orm.Session) -> None:
         if state is None or state.owner_org != pending.datasets[
                 dataset_id].required_org:
             del pending.datasets[dataset_id]  # not the organization's
+    _stamp(session, [dataset_id for dataset_id, touched
+                     in pending.datasets.items() if touched.stamp])
     for dataset_id, touched in pending.datasets.items():
         to_close = [ref for ref in _refs(dataset_id, touched, states)
                     if not visibility.should_be_public(ref, states)
@@ -321,6 +329,15 @@ def _before_commit(session: orm.Session) -> None:
                 f"could not close access to the data of dataset "
                 f"{name} in the object store ({exc}); nothing was "
                 "changed, try again"]}) from exc
+
+
+def _stamp(session: orm.Session, dataset_ids: list[str]) -> None:
+    """Set ``metadata_modified`` of datasets changed behind the ORM (their
+    rows are locked already)."""
+    if dataset_ids:
+        pkg = model.package_table
+        session.execute(sa.update(pkg).where(pkg.c.id.in_(dataset_ids))
+                        .values(metadata_modified=datetime.datetime.utcnow()))
 
 
 def _queue_sync_before_closing(dataset_id: str,

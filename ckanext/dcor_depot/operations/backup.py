@@ -15,14 +15,14 @@ log = logging.getLogger(__name__)
 
 
 def backup_resource_from_s3_to_block_storage(
-        resource_id: str, stored: dict[str, Any] | None = transfer.UNKNOWN
-) -> str | bool:
+        resource_id: str, stored: dict[str, Any] | None = transfer.UNKNOWN,
+        listed_in: str | None = None) -> str | bool:
     """Download an S3-route resource to the backup location, verified.
 
     Returns the backup path, or False when there is nothing to do (file on
     block storage, no backup location, resource not in S3). ``stored`` is
-    the object's size and ETag if a bucket listing knows it (None:
-    absent); by default it is looked up.
+    the object's size and ETag if a listing of the bucket ``listed_in``
+    knows it (None: absent); by default it is looked up.
     """
     if layout.owned_file(layout.ckan_upload_path(resource_id)):
         return False
@@ -35,6 +35,8 @@ def backup_resource_from_s3_to_block_storage(
         return False
     bucket = object_store.bucket_name(facts.owner_org)
     key = layout.object_key(resource_id)
+    if listed_in != bucket:
+        stored = transfer.UNKNOWN  # the dataset moved since the listing
     expected = facts.extras.get("sha256") or None
     if destination.is_file() and _is_complete(destination, bucket, key,
                                               expected, stored):

@@ -70,6 +70,7 @@ def test_refused_resource_delete_leaves_public_data_public(
 def test_bulk_action_of_another_organization_changes_nothing(
         site, org_a, public_data, action):
     ds, res, url = public_data
+    stamped = metadata_modified(ds["id"])
     org_b = organization()
     # Admin of B names B as the organization but A's dataset: CKAN
     # changes nothing (the dataset is not B's), and neither may the store.
@@ -82,14 +83,28 @@ def test_bulk_action_of_another_organization_changes_nothing(
     assert anon_status(url) == 200
     after = fresh_dataset(ds["id"])
     assert (after["private"], after["state"]) == (False, "active")
+    assert metadata_modified(ds["id"]) == stamped
+
+
+def metadata_modified(dataset_id: str):
+    """As the database has it (CKAN's bulk actions write behind the ORM:
+    the plugin stamps their datasets for the rolling audit)."""
+    import sqlalchemy as sa
+    from ckan import model
+    with model.meta.engine.connect() as conn:
+        return conn.execute(sa.text(
+            "SELECT metadata_modified FROM package WHERE id = :id"),
+            {"id": dataset_id}).scalar_one()
 
 
 def test_bulk_actions_of_the_own_organization_take_effect(
         site, org_a, public_data):
     ds, res, url = public_data
+    stamped = metadata_modified(ds["id"])
     site.action("bulk_update_private", org_a.admin.token, org_id=org_a.id,
                 datasets=[ds["id"]])
     assert anon_status(url) == 403
+    assert metadata_modified(ds["id"]) > stamped
     site.action("bulk_update_public", org_a.admin.token, org_id=org_a.id,
                 datasets=[ds["id"]])
     assert anon_status(url) == 200

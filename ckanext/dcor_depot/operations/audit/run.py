@@ -79,6 +79,11 @@ def run_audit(options: AuditOptions,
             _fix(report, on_fix)
     except errors.DcorDepotError as exc:
         report.errors.append(str(exc))
+    except BaseException as exc:
+        # Interrupted (Ctrl-C) or failed otherwise: the report is kept
+        # as incomplete, and a rolling run does not count as done.
+        report.errors.append(f"interrupted: {exc!r}")
+        raise
     finally:
         report.finished = now_iso()
         if chosen is not None:

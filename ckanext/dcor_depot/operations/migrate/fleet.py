@@ -248,12 +248,31 @@ def _queue_batch(run: Run, batch: list[inventory.ResourceRecord],
         timeout=JOB_TIMEOUT_BASE + size // ASSUMED_RATE,
         title=f"Migrate {len(ids)} resources to the object store "
               f"(run {run.run_id})")
+    if queued is None:
+        # Another run queued the same batch a moment ago: follow its job.
+        other = _run_of_waiting_job(planned)
+        if other is not None and other != run.run_id:
+            run.joined.setdefault(other, {}).update(
+                dict.fromkeys(ids, planned))
+            migration_runs.set_jobs_of(signature(options),
+                                       {rid: JobRef(other, planned)
+                                        for rid in ids})
+            return
     job_id = queued or planned
     if job_id != planned:
         migration_runs.set_jobs_of(signature(options),
                                    {rid: JobRef(run.run_id, job_id)
                                     for rid in ids})
     run.jobs[job_id] = ids
+
+
+def _run_of_waiting_job(job_id: str) -> str | None:
+    """The run a queued migration job reports to (None: no such job)."""
+    try:
+        job = Job.fetch(job_id, connection=ckan_jobs.connect_to_redis())
+        return str(job.args[0])
+    except Exception:  # noqa: BLE001 - gone meanwhile, or not ours
+        return None
 
 
 # --- following -------------------------------------------------------------

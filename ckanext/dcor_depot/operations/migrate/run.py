@@ -44,8 +44,8 @@ log = logging.getLogger(__name__)
 
 
 def migrate_resource_to_s3(resource_id: str,
-                           stored: dict[str, Any] | None = transfer.UNKNOWN
-                           ) -> bool:
+                           stored: dict[str, Any] | None = transfer.UNKNOWN,
+                           listed_in: str | None = None) -> bool:
     """Upload a resource's file to its organization's bucket.
 
     Skips the upload when an identical object is already there, verifies
@@ -53,11 +53,13 @@ def migrate_resource_to_s3(resource_id: str,
     (see :mod:`visibility`), and records ``s3_available``, ``s3_url`` and
     ``sha256``. Returns whether it uploaded.
 
-    ``stored`` is the object's size and ETag from a bucket listing (None:
-    absent; by default it is looked up). A resource recorded in the store
-    whose listed object has the local file's size is done: nothing is
-    read, tagged or recorded (the job ran before; tags are the visibility
-    sync's, checksums ``--verify-checksum``'s).
+    ``stored`` is the object's size and ETag from a listing of the bucket
+    ``listed_in`` (None: absent; by default, or when the resource's
+    bucket is another by now, it is looked up). A resource recorded in
+    the store whose listed object has the local file's size is done:
+    nothing is read, tagged or recorded (the job ran before; tags are
+    the visibility sync's and the audit's, checksums
+    ``--verify-checksum``'s and ``dcor-depot-audit --deep``'s).
     """
     path = layout.ckan_upload_path(resource_id)
     if not path.exists():
@@ -71,6 +73,8 @@ def migrate_resource_to_s3(resource_id: str,
     ref = visibility.ObjectRef(facts.owner_org, facts.dataset_id,
                                resource_id)
     bucket, key = ref.bucket, ref.key
+    if listed_in != bucket:
+        stored = transfer.UNKNOWN  # the dataset moved since the listing
     recorded = facts.extras
     if moving(recorded.get("s3_url"), bucket, key):
         # In the store already, in a former organization's bucket: the
