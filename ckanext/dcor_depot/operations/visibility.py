@@ -237,16 +237,21 @@ def _without_missing(wanted: Mapping[ObjectRef, bool]
     request per missing object. An object created after the listing is
     untagged (closed) and tagged by its creator, so skipping it is safe.
     """
-    by_bucket: dict[str, list[tuple[ObjectRef, bool]]] = {}
+    # Listed per artifact (its key prefix): where most resources have no
+    # condensed or preview object those listings are short, whatever the
+    # bucket holds besides.
+    by_prefix: dict[tuple[str, str], list[tuple[ObjectRef, bool]]] = {}
     for ref, public in wanted.items():
-        by_bucket.setdefault(ref.bucket, []).append((ref, public))
+        by_prefix.setdefault(
+            (ref.bucket, layout.object_key_prefix(ref.artifact)), []
+        ).append((ref, public))
     kept: list[tuple[ObjectRef, bool]] = []
-    for bucket, items in by_bucket.items():
+    for (bucket, prefix), items in by_prefix.items():
         if len(items) < LISTING_THRESHOLD:
             kept += items
             continue
         listing = object_store.BucketListing(
-            bucket, max_pages=max(1, len(items) // 100))
+            bucket, max_pages=max(1, len(items) // 100), prefix=prefix)
         kept += [(ref, public) for ref, public in items
                  if not listing.knows(ref.key) or listing.get(ref.key)]
     return kept

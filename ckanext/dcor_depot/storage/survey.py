@@ -26,9 +26,11 @@ from ckanext.dcor_depot.storage.multipart import clean_etag
 #: Tag requests in flight at once: a bound, so a big bucket does not
 #: flood the store.
 TAG_THREADS = 32
+#: Objects whose tag requests are handed to the threads at once.
+TAG_CHUNK = 2000
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StoredObject:
     key: str
     size: int
@@ -65,9 +67,13 @@ def survey_bucket(bucket: str) -> BucketSurvey:
             for page in s3.get_paginator("list_objects_v2").paginate(
                     Bucket=bucket):
                 for obj in page.get("Contents", []):
+                    # UTC as the standard library's singleton: botocore
+                    # gives each time a time zone object of its own.
                     found.objects[obj["Key"]] = StoredObject(
                         obj["Key"], int(obj["Size"]),
-                        clean_etag(obj["ETag"]), obj["LastModified"])
+                        clean_etag(obj["ETag"]),
+                        obj["LastModified"].astimezone(
+                            datetime.timezone.utc))
         except botocore.exceptions.ClientError as exc:
             if object_store.error_code(exc) != "NoSuchBucket":
                 raise
@@ -141,9 +147,15 @@ def public_flags(objects: Iterable[tuple[str, str]],
 
     if not items:
         return {}
+    flags: dict[tuple[str, str], bool | None] = {}
     with ThreadPoolExecutor(min(threads, len(items)),
                             thread_name_prefix="dcor-audit-tags") as pool:
-        return dict(zip(items, pool.map(flag, items), strict=True))
+        # In chunks: Executor.map makes a future of every item at once
+        # (100,000 objects: ~100 MiB of futures).
+        for start in range(0, len(items), TAG_CHUNK):
+            chunk = items[start:start + TAG_CHUNK]
+            flags.update(zip(chunk, pool.map(flag, chunk), strict=True))
+    return flags
 
 
 class LocalState(str, enum.Enum):
@@ -159,9 +171,10 @@ class LocalState(str, enum.Enum):
     FOREIGN = "foreign"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LocalFile:
-    path: Path
+    #: the path looked at (a string: the audit keeps one per resource)
+    path: str
     state: LocalState
     #: bytes of the file (0 if there is none)
     size: int = 0
@@ -175,21 +188,22 @@ class LocalFile:
 
 def local_file(path: Path) -> LocalFile:
     """Classify ``path`` (an upload path or a backup file)."""
+    where = str(path)
     try:
         link = os.readlink(path)
     except FileNotFoundError:
-        return LocalFile(path, LocalState.MISSING)
+        return LocalFile(where, LocalState.MISSING)
     except OSError:  # not a symlink
         link = None
     try:
         size = path.stat().st_size
     except FileNotFoundError:
-        return LocalFile(path, LocalState.DANGLING, target=link)
+        return LocalFile(where, LocalState.DANGLING, target=link)
     foreign = layout.foreign_file(path)
     if foreign is not None:
-        return LocalFile(path, LocalState.FOREIGN, target=foreign)
+        return LocalFile(where, LocalState.FOREIGN, target=foreign)
     state = LocalState.FILE if link is None else LocalState.LINKED
-    return LocalFile(path, state, size,
+    return LocalFile(where, state, size,
                      None if link is None else os.path.realpath(path))
 
 

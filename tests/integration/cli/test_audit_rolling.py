@@ -211,6 +211,29 @@ def test_an_incomplete_run_does_not_advance_the_rotation(
         == (1, 0)
 
 
+def test_an_interrupted_run_does_not_advance_the_rotation(
+        cli, audit_site, monkeypatch, make_dataset, upload):
+    """Ctrl-C (or any error the audit does not expect) in the middle of a
+    run: the kept report says incomplete, the share is not done."""
+    from ckanext.dcor_depot.operations.audit import findings, run
+    resources_until(upload, make_dataset(private=True), bool)
+    first, report = audit(cli, "--rolling", "2")
+    assert first.exit_code == 0, report
+
+    def interrupted(found):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run, "confirm_tags", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run.run_audit(run.AuditOptions(rolling=2, grace_hours=0))
+
+    kept = rolling.load()
+    assert kept is not None and kept.next_share == 1
+    assert 1 not in kept.checked
+    last = findings.last_report()
+    assert last is not None and not last.complete
+
+
 def test_another_days_restarts_the_rotation(cli, audit_site, make_dataset,
                                             upload):
     resources_until(upload, make_dataset(private=True), bool)
