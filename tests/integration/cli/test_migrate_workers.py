@@ -147,6 +147,28 @@ def test_a_rerun_queues_nothing_queued_running_or_done(
     assert retried.exit_code == 1
 
 
+def test_the_jobs_delete_local_files_once_their_copy_is_verified(
+        cli, owner, on_block_storage, start_worker):
+    items = on_block_storage(3)
+    depot_files = {item["id"]: layout.ckan_upload_path(item["id"]).resolve()
+                   for item in items}
+    start_worker(QUEUE, command=WORKER)
+
+    result = invoke(cli, COMMAND, "--via-workers",
+                    "--delete-after-migration")
+
+    assert result.exit_code == 0, result.output
+    assert summary(result) == (f"{COMMAND}: 3 uploaded, 0 skipped, "
+                               "0 failed, 3 local files deleted")
+    for item in items:
+        rid = item["id"]
+        assert f"{rid}: resource uploaded, local file deleted" \
+            in result.stdout
+        assert resource_object(owner, rid) == item["files"]["resource"]
+        assert not layout.ckan_upload_path(rid).is_symlink()
+        assert not depot_files[rid].exists()
+
+
 def test_bad_option_combinations_are_refused(cli, owner, on_block_storage):
     on_block_storage(1)
     jobs = rq_job_keys()
