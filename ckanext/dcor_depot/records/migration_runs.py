@@ -122,3 +122,46 @@ def set_jobs_of(signature: str, refs: Mapping[str, JobRef]) -> None:
             pipe.set(_job_key(signature, rid),
                      json.dumps([ref.run_id, ref.job_id]), ex=KEEP)
         pipe.execute()
+
+
+def _datasets_key(run_id: str) -> str:
+    return f"{_prefix()}:run:{run_id}:jobs-per-dataset"
+
+
+def _changed_key(run_id: str) -> str:
+    return f"{_prefix()}:run:{run_id}:changed-datasets"
+
+
+def count_dataset_jobs(run_id: str, counts: Mapping[str, int]) -> None:
+    """How many of the run's jobs touch each dataset (added up)."""
+    if not counts:
+        return
+    key = _datasets_key(run_id)
+    with ckan_jobs.connect_to_redis().pipeline() as pipe:
+        for dataset_id, count in counts.items():
+            pipe.hincrby(key, dataset_id, count)
+        pipe.expire(key, KEEP)
+        pipe.execute()
+
+
+def job_done_with(run_id: str, dataset_ids: Iterable[str],
+                  changed: Iterable[str]) -> list[str]:
+    """A job of the run is done with these datasets (it changed
+    ``changed``): the datasets whose last job of the run it was and that a
+    job of the run changed. A job that runs again counts again, which
+    only makes a dataset's last job come early (and then once more)."""
+    dataset_ids = sorted(set(dataset_ids))
+    changed = sorted(set(changed))
+    connection = ckan_jobs.connect_to_redis()
+    with connection.pipeline() as pipe:
+        if changed:
+            pipe.sadd(_changed_key(run_id), *changed)
+            pipe.expire(_changed_key(run_id), KEEP)
+        for dataset_id in dataset_ids:
+            pipe.hincrby(_datasets_key(run_id), dataset_id, -1)
+        left = pipe.execute()[-len(dataset_ids):] if dataset_ids else []
+    last = [d for d, n in zip(dataset_ids, left, strict=True) if n <= 0]
+    if not last:
+        return []
+    flags = connection.smismember(_changed_key(run_id), last)
+    return [d for d, flag in zip(last, flags, strict=True) if flag]

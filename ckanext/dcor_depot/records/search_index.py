@@ -129,7 +129,9 @@ class IndexUpdates:
     unless ``final``: the index lags behind by at most that much.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, hold: bool = False) -> None:
+        #: keep the datasets for the caller (``ready``) instead of sending
+        self.hold = hold
         self._ready: list[str] = []
         self._background: bool | None = None
         self._last_job = time.monotonic()
@@ -144,8 +146,13 @@ class IndexUpdates:
     def add(self, dataset_ids: Iterable[str]) -> None:
         self._ready.extend(dataset_ids)
 
+    @property
+    def ready(self) -> list[str]:
+        """The datasets added and not sent yet."""
+        return sorted(set(self._ready))
+
     def send(self, final: bool = False) -> None:
-        if not self._ready:
+        if not self._ready or self.hold:
             return
         if self._background is None:
             self._background = self._workers_available()

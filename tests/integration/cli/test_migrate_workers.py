@@ -169,6 +169,34 @@ def test_the_jobs_delete_local_files_once_their_copy_is_verified(
         assert not depot_files[rid].exists()
 
 
+def test_a_dataset_spread_over_jobs_is_reindexed_once_at_the_end(
+        cli, owner, on_block_storage, start_worker, monkeypatch):
+    """Each job recording it would reindex the dataset again and again;
+    the run's last job with it queues one update, which the search
+    index then shows."""
+    monkeypatch.setattr(fleet, "BATCH_RESOURCES", 2)
+    items = on_block_storage(6)
+    dataset_id = items[0]["dataset"]["id"]
+    start_worker(QUEUE, command=WORKER)
+
+    result = invoke(cli, COMMAND, "--via-workers")
+
+    assert result.exit_code == 0, result.output
+    assert queued(result)[1] == 3
+    reindex_jobs = sorted(key.decode() for key in rq_job_keys()
+                          if dataset_id.encode() in key)
+    assert reindex_jobs == [f"rq:job:{dataset_id}-reindex"]
+
+    def indexed() -> bool:
+        found = helpers.call_action("package_search", fq=f"id:{dataset_id}",
+                                    include_private=True)["results"]
+        return bool(found) and all(
+            tk.asbool(res.get("s3_available"))
+            for res in found[0]["resources"])
+
+    wait_for(indexed, timeout=60, what="the search index to show the run")
+
+
 def test_bad_option_combinations_are_refused(cli, owner, on_block_storage):
     on_block_storage(1)
     jobs = rq_job_keys()

@@ -17,6 +17,7 @@ resources it had done, which costs a look at the store each.
 """
 from __future__ import annotations
 
+import collections
 import datetime
 import hashlib
 import logging
@@ -39,7 +40,12 @@ from ckanext.dcor_depot.operations.migrate.record import (
     Status,
 )
 from ckanext.dcor_depot.operations.migrate.run import migrate_resources
-from ckanext.dcor_depot.records import inventory, job_queue, migration_runs
+from ckanext.dcor_depot.records import (
+    inventory,
+    job_queue,
+    migration_runs,
+    search_index,
+)
 from ckanext.dcor_depot.records.migration_runs import JobRef, Run
 from ckanext.dcor_depot.storage import layout
 
@@ -118,13 +124,15 @@ def batches(records: Iterable[inventory.ResourceRecord],
 # --- the job ---------------------------------------------------------------
 
 def migrate_batch(run_id: str, resource_ids: list[str],
-                  options: dict[str, bool], threads: int) -> int:
+                  options: dict[str, bool], threads: int,
+                  dataset_ids: list[str] | None = None) -> int:
     """The job: migrate these resources as a local run would, reporting
     each outcome to the run's list at once. Returns how many failed.
 
     The resources are read anew (a resource deleted meanwhile is
     reported skipped); the engine verifies, records and, with
-    ``delete_local``, deletes only verified files.
+    ``delete_local``, deletes only verified files. ``dataset_ids`` are the
+    datasets the job was counted for at queueing (index updates).
     """
     migration = MigrationOptions(**options)
     records = inventory.resource_records(resource_ids=resource_ids)
@@ -140,8 +148,25 @@ def migrate_batch(run_id: str, resource_ids: list[str],
         failed += outcome.status is Status.FAILED
         migration_runs.add_outcomes(run_id, [outcome_dict(outcome)])
 
-    migrate_resources(records, migration, report, jobs=threads)
+    changed: list[str] = []
+    try:
+        changed = migrate_resources(records, migration, report,
+                                    jobs=threads, hold_index=True).ready
+    finally:
+        # A dataset is reindexed once, by the run's last job with it
+        # (per job, a dataset spread over many jobs would be reindexed
+        # again and again while the run goes on).
+        counted = (dataset_ids if dataset_ids is not None
+                   else [record.dataset_id for record in records])
+        _done_with(run_id, counted, changed)
     return failed
+
+
+def _done_with(run_id: str, dataset_ids: Iterable[str],
+               changed: Iterable[str]) -> None:
+    for dataset_id in migration_runs.job_done_with(run_id, dataset_ids,
+                                                   changed):
+        search_index.reindex_later(dataset_id)
 
 
 # --- queueing --------------------------------------------------------------
@@ -163,7 +188,12 @@ def queue_run(records: list[inventory.ResourceRecord],
     migration_runs.save(run)
     migration_runs.add_outcomes(run.run_id, decided)
     fresh = _join_earlier(run, todo, options)
-    for batch in batches(fresh):
+    cut = list(batches(fresh))
+    # Before the jobs: each counts itself off when done (index updates).
+    migration_runs.count_dataset_jobs(run.run_id, collections.Counter(
+        dataset_id for batch in cut
+        for dataset_id in {record.dataset_id for record in batch}))
+    for batch in cut:
         _queue_batch(run, batch, options, threads)
     migration_runs.save(run)
     return run
@@ -235,6 +265,7 @@ class _EarlierJobs:
 def _queue_batch(run: Run, batch: list[inventory.ResourceRecord],
                  options: MigrationOptions, threads: int) -> None:
     ids = [record.id for record in batch]
+    datasets = sorted({record.dataset_id for record in batch})
     planned = batch_job_id(options, ids)
     # The pointers first: a rerun after a crash here finds no job behind
     # them and queues the resources again.
@@ -243,7 +274,8 @@ def _queue_batch(run: Run, batch: list[inventory.ResourceRecord],
                                 for rid in ids})
     size = sum(file_size(rid) for rid in ids)
     queued = job_queue.enqueue_once(
-        migrate_batch, [run.run_id, ids, asdict(options), threads],
+        migrate_batch, [run.run_id, ids, asdict(options), threads,
+                        datasets],
         job_id=planned, queue=run.queue,
         timeout=JOB_TIMEOUT_BASE + size // ASSUMED_RATE,
         title=f"Migrate {len(ids)} resources to the object store "
@@ -257,6 +289,7 @@ def _queue_batch(run: Run, batch: list[inventory.ResourceRecord],
             migration_runs.set_jobs_of(signature(options),
                                        {rid: JobRef(other, planned)
                                         for rid in ids})
+            _done_with(run.run_id, datasets, ())  # no job of this run
             return
     job_id = queued or planned
     if job_id != planned:

@@ -219,10 +219,11 @@ class Recorder:
     """
 
     def __init__(self, records: list[inventory.ResourceRecord],
-                 on_result: Callable[[ResourceOutcome], None]) -> None:
+                 on_result: Callable[[ResourceOutcome], None],
+                 hold_index: bool = False) -> None:
         self.on_result = on_result
         #: the search-index updates of the changed datasets
-        self.index = search_index.IndexUpdates()
+        self.index = search_index.IndexUpdates(hold=hold_index)
         self._unfinished = collections.Counter(r.dataset_id for r in records)
         #: datasets recorded, whose index update waits for their last
         #: resource

@@ -53,13 +53,11 @@ def migrate_resource_to_s3(resource_id: str,
     (see :mod:`visibility`), and records ``s3_available``, ``s3_url`` and
     ``sha256``. Returns whether it uploaded.
 
-    ``stored`` is the object's size and ETag from a listing of the bucket
-    ``listed_in`` (None: absent; by default, or when the resource's
-    bucket is another by now, it is looked up). A resource recorded in
-    the store whose listed object has the local file's size is done:
-    nothing is read, tagged or recorded (the job ran before; tags are
-    the visibility sync's and the audit's, checksums
-    ``--verify-checksum``'s and ``dcor-depot-audit --deep``'s).
+    ``stored``: size and ETag from a listing of bucket ``listed_in``
+    (None: absent; else looked up). A resource recorded in the store
+    whose listed object has the file's size is done: nothing is read,
+    tagged or recorded (tags are the visibility sync's, checksums the
+    deep checks').
     """
     path = layout.ckan_upload_path(resource_id)
     if not path.exists():
@@ -73,8 +71,7 @@ def migrate_resource_to_s3(resource_id: str,
     ref = visibility.ObjectRef(facts.owner_org, facts.dataset_id,
                                resource_id)
     bucket, key = ref.bucket, ref.key
-    if listed_in != bucket:
-        stored = transfer.UNKNOWN  # the dataset moved since the listing
+    stored = stored if listed_in == bucket else transfer.UNKNOWN
     recorded = facts.extras
     if moving(recorded.get("s3_url"), bucket, key):
         # In the store already, in a former organization's bucket: the
@@ -382,7 +379,8 @@ def delete_local_file(path: Path,
 def migrate_resources(records: Iterable[inventory.ResourceRecord],
                       options: MigrationOptions,
                       on_result: Callable[[ResourceOutcome], None],
-                      jobs: int = 4) -> search_index.IndexUpdates:
+                      jobs: int = 4, hold_index: bool = False
+                      ) -> search_index.IndexUpdates:
     """Migrate resources with ``jobs`` transfers at once.
 
     The transfers run in a thread pool; planning and the CKAN updates
@@ -395,11 +393,14 @@ def migrate_resources(records: Iterable[inventory.ResourceRecord],
 
     Each changed dataset's search-index entry is updated once, when its
     last resource is done (see :mod:`search_index`); the returned
-    :class:`~search_index.IndexUpdates` says where that happened.
+    :class:`~search_index.IndexUpdates` says where that happened (with
+    ``hold_index``, nothing is sent: the caller finds the datasets in its
+    ``ready``).
     """
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, not {jobs}")
-    return _BulkMigration(list(records), options, on_result, jobs).run()
+    return _BulkMigration(list(records), options, on_result, jobs,
+                          hold_index).run()
 
 
 Transfer = Future[list[ArtifactOutcome]]
@@ -411,12 +412,12 @@ class _BulkMigration:
     def __init__(self, records: list[inventory.ResourceRecord],
                  options: MigrationOptions,
                  on_result: Callable[[ResourceOutcome], None],
-                 jobs: int) -> None:
+                 jobs: int, hold_index: bool = False) -> None:
         self.records = records
         self.options = options
         self.in_flight = 2 * jobs + RECORD_BATCH_SIZE
         self.listings = BucketListings(records)
-        self.recorder = Recorder(records, on_result)
+        self.recorder = Recorder(records, on_result, hold_index)
         self.pending: dict[Transfer, ResourcePlan] = {}
         # Transfers put themselves here when done: waiting costs the same
         # for 10 or 100 transfers in flight (concurrent.futures.wait locks
