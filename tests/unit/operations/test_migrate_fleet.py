@@ -5,8 +5,6 @@ from ckanext.dcor_depot.operations.migrate import fleet
 from ckanext.dcor_depot.operations.migrate.plan import MigrationOptions
 from ckanext.dcor_depot.records.inventory import ResourceRecord
 
-MiB = 2**20
-
 
 def record(rid: str, org: str | None = "org-a") -> ResourceRecord:
     return ResourceRecord(id=rid, name=rid, dataset_id="d", dataset_name="d",
@@ -27,7 +25,8 @@ def test_small_files_share_a_job_up_to_its_count():
 
 
 def test_large_files_fill_a_job_by_bytes_and_a_huge_one_is_alone():
-    sizes = {"r1": 100 * MiB, "r2": 100 * MiB, "r3": 100 * MiB,
+    third = fleet.BATCH_BYTES * 4 // 10
+    sizes = {"r1": third, "r2": third, "r3": third,
              "r4": 10 * fleet.BATCH_BYTES, "r5": 1}
     cut = list(fleet.batches([record(rid) for rid in sizes],
                              size_of=sizes.__getitem__))
