@@ -167,11 +167,11 @@ def start_worker(request: pytest.FixtureRequest, tmp_path: Path
     started: list[tuple[subprocess.Popen, IO[bytes]]] = []
 
     def start(*queues: str,
-              command: tuple[str, ...] = ("jobs", "worker")
-              ) -> subprocess.Popen:
+              command: tuple[str, ...] = ("jobs", "worker"),
+              ini_file: str | Path | None = None) -> subprocess.Popen:
         log = open(tmp_path / f"worker-{len(started)}.log", "wb")
         proc = subprocess.Popen(
-            [ckan_command(), "-c", ini, *command, *queues],
+            [ckan_command(), "-c", str(ini_file or ini), *command, *queues],
             stdout=log, stderr=subprocess.STDOUT)
         started.append((proc, log))
         return proc

@@ -3,6 +3,7 @@ by real ``ckan dcor-depot-worker`` processes, followed by the command."""
 from __future__ import annotations
 
 import re
+import uuid
 
 import ckan.model as model
 import ckan.plugins.toolkit as tk
@@ -24,6 +25,21 @@ QUEUE = "dcor-normal"
 WORKER = ("dcor-depot-worker",)
 RUN_LINE = re.compile(r"^run (\S+): (\d+) jobs queued on (\S+) for (\d+) "
                       r"resources, (\d+) already with a job", re.M)
+
+
+@pytest.fixture
+def start_fleet_worker(request, start_worker, ckan_config, tmp_path):
+    """Start a `ckan dcor-depot-worker` on this test's site: CKAN 2.11's
+    upload fixture gives the test process a storage path of its own, so
+    the worker reads a copy of the tests' ini with the test's paths."""
+    from tests.support.fault_ini import write_fault_ini
+
+    def start():
+        ini = write_fault_ini(request.config.getoption("--ckan-ini"),
+                              tmp_path / f"worker-{uuid.uuid4().hex}.ini",
+                              ckan_config)
+        return start_worker(QUEUE, command=WORKER, ini_file=ini)
+    return start
 
 
 def rq_job_keys() -> set[bytes]:
@@ -66,7 +82,7 @@ def lines_by_label(result, labels: dict[str, str]) -> list[str]:
 
 
 def test_the_workers_print_what_a_local_run_prints(
-        cli, owner, on_block_storage, start_worker):
+        cli, owner, on_block_storage, start_fleet_worker):
     labels = scenario(on_block_storage)
     local = invoke(cli, COMMAND)
     assert local.exit_code == 0, local.output
@@ -77,7 +93,7 @@ def test_the_workers_print_what_a_local_run_prints(
                         id=dataset_id)
     labels = scenario(on_block_storage)
     for _ in range(2):
-        start_worker(QUEUE, command=WORKER)
+        start_fleet_worker()
 
     result = invoke(cli, COMMAND, "--via-workers", "--jobs", 2)
 
@@ -100,7 +116,7 @@ def test_the_workers_print_what_a_local_run_prints(
 
 
 def test_a_rerun_queues_nothing_queued_running_or_done(
-        cli, owner, on_block_storage, start_worker, monkeypatch):
+        cli, owner, on_block_storage, start_fleet_worker, monkeypatch):
     monkeypatch.setattr(fleet, "BATCH_RESOURCES", 2)
     items = on_block_storage(6)
     first = invoke(cli, COMMAND, "--via-workers", "--no-wait")
@@ -114,8 +130,8 @@ def test_a_rerun_queues_nothing_queued_running_or_done(
     run_id, jobs_queued, joined = queued(rerun)
     assert (jobs_queued, joined) == (0, 6)
     assert rq_job_keys() == jobs
-    start_worker(QUEUE, command=WORKER)
-    start_worker(QUEUE, command=WORKER)
+    start_fleet_worker()
+    start_fleet_worker()
     followed = invoke(cli, COMMAND, "--follow", run_id)
     assert followed.exit_code == 0, followed.output
     assert summary(followed) == f"{COMMAND}: 6 uploaded, 0 skipped, 0 failed"
@@ -148,11 +164,11 @@ def test_a_rerun_queues_nothing_queued_running_or_done(
 
 
 def test_the_jobs_delete_local_files_once_their_copy_is_verified(
-        cli, owner, on_block_storage, start_worker):
+        cli, owner, on_block_storage, start_fleet_worker):
     items = on_block_storage(3)
     depot_files = {item["id"]: layout.ckan_upload_path(item["id"]).resolve()
                    for item in items}
-    start_worker(QUEUE, command=WORKER)
+    start_fleet_worker()
 
     result = invoke(cli, COMMAND, "--via-workers",
                     "--delete-after-migration")
@@ -170,14 +186,14 @@ def test_the_jobs_delete_local_files_once_their_copy_is_verified(
 
 
 def test_a_dataset_spread_over_jobs_is_reindexed_once_at_the_end(
-        cli, owner, on_block_storage, start_worker, monkeypatch):
+        cli, owner, on_block_storage, start_fleet_worker, monkeypatch):
     """Each job recording it would reindex the dataset again and again;
     the run's last job with it queues one update, which the search
     index then shows."""
     monkeypatch.setattr(fleet, "BATCH_RESOURCES", 2)
     items = on_block_storage(6)
     dataset_id = items[0]["dataset"]["id"]
-    start_worker(QUEUE, command=WORKER)
+    start_fleet_worker()
 
     result = invoke(cli, COMMAND, "--via-workers")
 
@@ -216,7 +232,7 @@ def test_bad_option_combinations_are_refused(cli, owner, on_block_storage):
 # SIGKILL, then RQ's heartbeat (about 90 s) must expire: `make test-slow`.
 @pytest.mark.slow
 def test_a_killed_workers_job_runs_again(cli, owner, on_block_storage,
-                                         start_worker, monkeypatch):
+                                         start_fleet_worker, monkeypatch):
     monkeypatch.setattr(fleet, "BATCH_RESOURCES", 2)
     items = on_block_storage(4)
     dataset_id = items[0]["dataset"]["id"]
@@ -228,7 +244,7 @@ def test_a_killed_workers_job_runs_again(cli, owner, on_block_storage,
     lock = connection.begin()
     connection.execute(sa.text("SELECT id FROM package WHERE id = :id "
                                "FOR UPDATE"), {"id": dataset_id})
-    doomed = start_worker(QUEUE, command=WORKER)
+    doomed = start_fleet_worker()
     job_ids = [key.decode().removeprefix("rq:job:")
                for key in rq_job_keys() if b"dcor-migrate-" in key]
     wait_for(lambda: any(job_queue.job_status(j) == "started"
@@ -238,7 +254,7 @@ def test_a_killed_workers_job_runs_again(cli, owner, on_block_storage,
     doomed.wait(30)
     lock.rollback()
     connection.close()
-    start_worker(QUEUE, command=WORKER)
+    start_fleet_worker()
 
     followed = invoke(cli, COMMAND, "--follow", run_id)
 
