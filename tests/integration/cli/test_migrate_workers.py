@@ -129,7 +129,7 @@ def test_a_rerun_queues_nothing_queued_running_or_done(
     assert rerun.exit_code == 0, rerun.output
     run_id, jobs_queued, joined = queued(rerun)
     assert (jobs_queued, joined) == (0, 6)
-    assert rq_job_keys() == jobs
+    assert rq_job_keys() - jobs == set()  # (others may expire meanwhile)
     start_fleet_worker()
     start_fleet_worker()
     followed = invoke(cli, COMMAND, "--follow", run_id)
@@ -145,7 +145,7 @@ def test_a_rerun_queues_nothing_queued_running_or_done(
     done = invoke(cli, COMMAND, "--via-workers", "--verify-existence")
     assert queued(done)[1:] == (0, 6)
     assert summary(done) == f"{COMMAND}: 0 uploaded, 6 skipped, 0 failed"
-    assert rq_job_keys() == jobs
+    assert rq_job_keys() - jobs == set()  # (others may expire meanwhile)
     # ... unless the job failed the resource.
     lost = items[0]
     layout.ckan_upload_path(lost["id"]).resolve().unlink()
@@ -226,7 +226,7 @@ def test_bad_option_combinations_are_refused(cli, owner, on_block_storage):
         result = invoke(cli, COMMAND, *args)
         assert result.exit_code == 2, (args, result.output)
         assert message in result.stderr
-    assert rq_job_keys() == jobs
+    assert rq_job_keys() - jobs == set()  # (others may expire meanwhile)
 
 
 # SIGKILL, then RQ's heartbeat (about 90 s) must expire: `make test-slow`.
